@@ -1,0 +1,92 @@
+"""The ``crnn`` command: one sub-command per pipeline stage.
+
+Each stage lives in its own module (``crnn.<stage>``) with ``add_arguments(parser)`` and
+``run(args)``; it can also be run as ``python -m crnn.<stage>``. Errors that are the user's to
+fix (:class:`crnn.errors.CrnnError`) end the command with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from crnn import __version__
+from crnn.errors import CrnnError
+
+STAGES = {
+    "simulate": "simulate band-limited pulses in galactic, thermal and human-made noise",
+    "ingest": "convert HDF5 or ROOT traces to the canonical trace file",
+    "dataset": "mix, label and split trace files into train/val/test",
+    "train": "train a GRU or LSTM classifier",
+    "evaluate": "score a test split: ROC, AUC, efficiency vs SNR, baseline",
+    "report": "summarise the evaluated models in plots and an HTML page",
+    "predict": "apply a trained model to new traces",
+    "inspect": "print what a trace file or a model holds",
+}
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_stage(sub: argparse._SubParsersAction, name: str) -> None:
+    module = importlib.import_module(f"crnn.{name}")
+    p = sub.add_parser(name, help=STAGES[name], description=(module.__doc__ or "").strip().split("\n")[0])
+    module.add_arguments(p)
+    p.set_defaults(_module=module, _stage=name)
+
+
+def build_parser(stages: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crnn", description="Find cosmic-ray air-shower pulses in radio traces with RNNs."
+    )
+    parser.add_argument("--version", action="version", version=f"crnn {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name in stages or STAGES:
+        _add_stage(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # build only the sub-command that is asked for, so `crnn inspect` never imports keras
+    wanted = next((a for a in argv if a in STAGES), None)
+    parser = build_parser([wanted] if wanted else None)
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        args._module.run(args)
+    except CrnnError as exc:
+        print(f"crnn {args._stage}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m crnn.<stage>``."""
+    parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    module = importlib.import_module(f"crnn.{stage}")
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module, _stage=stage)
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    sys.exit(_run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

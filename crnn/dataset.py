@@ -1,0 +1,160 @@
+"""Stage ``dataset``: mix labelled trace files, shuffle them and split into train/val/test.
+
+All inputs must agree on sampling rate, channel count, trace length and unit; each must carry
+``labels`` (or be given one label for all its traces with ``--label FILE=0|1``, e.g. measured
+background). Per-trace metadata present in every input are carried through; ``snr`` is
+filled with NaN (unknown) where an input lacks it. Two columns are added: ``source_id`` (the
+position of the input file in ``source_files``, a file attribute) and ``source_index`` (the
+trace's row in that file), so every trace can be traced back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from crnn import __version__
+from crnn.errors import CrnnError, MissingFieldError
+from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, write_traces
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+def _check_compatible(files: list[TraceFile]) -> None:
+    ref = files[0]
+    for tf in files[1:]:
+        if not np.isclose(tf.sampling_rate_hz, ref.sampling_rate_hz, rtol=1e-9, atol=0):
+            msg = (
+                f"{tf.path}: sampling_rate_hz = {tf.sampling_rate_hz:g} Hz does not match "
+                f"{ref.path} ({ref.sampling_rate_hz:g} Hz); resample one of them with `crnn ingest`"
+            )
+            raise CrnnError(msg)
+        if tf.shape[1:] != ref.shape[1:]:
+            msg = (
+                f"{tf.path}: traces have (channels, samples) = {tf.shape[1:]}, but {ref.path} has "
+                f"{ref.shape[1:]}; all inputs of a dataset must have the same shape"
+            )
+            raise CrnnError(msg)
+        if tf.unit != ref.unit:
+            msg = f"{tf.path}: unit {tf.unit!r} does not match {ref.path} (unit {ref.unit!r})"
+            raise CrnnError(msg)
+
+
+def build_dataset(
+    inputs: list[str | Path],
+    outputs: dict[str, str | Path],
+    *,
+    fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
+    seed: int = 1,
+    labels: dict[str, int] | None = None,
+) -> dict[str, Path]:
+    """Mix ``inputs``, shuffle with ``seed`` and write the splits named in ``outputs``."""
+    labels = dict(labels or {})
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
+        msg = f"dataset: fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
+        raise CrnnError(msg)
+    if set(outputs) != set(SPLITS):
+        msg = f"dataset: outputs must name {SPLITS}, got {sorted(outputs)}"
+        raise CrnnError(msg)
+    unknown = set(labels) - {str(p) for p in inputs}
+    if unknown:
+        msg = f"dataset: --label names {sorted(unknown)}, which are not among the inputs {[str(p) for p in inputs]}"
+        raise CrnnError(msg)
+    files = [TraceFile(p) for p in inputs]
+    try:
+        _check_compatible(files)
+        for tf in files:
+            if not tf.has_labels and str(tf.path) not in labels:
+                raise MissingFieldError(
+                    str(tf.path), LABELS, tf.meta_names,
+                    expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
+                )
+        common = set.intersection(*(set(tf.meta_names) for tf in files)) - {LABELS, SNR}
+        parts: list[TraceSet] = []
+        for i, tf in enumerate(files):
+            data = tf.read_all()
+            n = data.n_traces
+            meta = {k: data.meta[k] for k in sorted(common)}
+            meta[LABELS] = (
+                np.full(n, labels[str(tf.path)], dtype=np.int8) if str(tf.path) in labels else data.meta[LABELS]
+            )
+            meta[SNR] = data.meta.get(SNR, np.full(n, np.nan, dtype=np.float32)).astype(np.float32)
+            meta["source_id"] = np.full(n, i, dtype=np.int16)
+            meta["source_index"] = np.arange(n, dtype=np.int64)
+            parts.append(TraceSet(data.traces, data.sampling_rate_hz, data.unit, meta))
+            log.info("%s: %d traces, %d with a pulse", tf.path, n, int(meta[LABELS].sum()))
+        ref = files[0]
+        band = ref.attrs.get("band_hz")
+    finally:
+        for tf in files:
+            tf.close()
+    traces = np.concatenate([p.traces for p in parts])
+    meta = {k: np.concatenate([p.meta[k] for p in parts]) for k in parts[0].meta}
+    n = len(traces)
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.round(np.cumsum((0.0, *fractions)) * n).astype(int)
+    written: dict[str, Path] = {}
+    try:
+        for k, split in enumerate(SPLITS):
+            idx = order[bounds[k] : bounds[k + 1]]
+            if len(idx) == 0:
+                msg = f"dataset: the {split} split would be empty ({n} traces, fractions {list(fractions)})"
+                raise CrnnError(msg)
+            part = TraceSet(traces[idx], ref.sampling_rate_hz, ref.unit, {m: v[idx] for m, v in meta.items()})
+            attrs = {
+                "crnn_version": __version__,
+                "crnn_stage": "dataset",
+                "split": split,
+                "seed": seed,
+                "source_files": [str(p) for p in inputs],
+            }
+            if band is not None:
+                attrs["band_hz"] = band
+            written[split] = write_traces(outputs[split], part, attrs=attrs)
+            lab = part.meta[LABELS]
+            log.info("%s: %d traces (%d signal, %d background)", outputs[split], len(idx), lab.sum(), len(idx) - lab.sum())
+    except BaseException:
+        for path in written.values():
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", "-i", action="append", required=True, help="canonical trace file (repeatable)")
+    p.add_argument("--train", required=True, help="output file of the training split")
+    p.add_argument("--val", required=True, help="output file of the validation split")
+    p.add_argument("--test", required=True, help="output file of the test split")
+    p.add_argument(
+        "--fractions", type=float, nargs=3, default=(0.6, 0.15, 0.25), metavar=("TRAIN", "VAL", "TEST"),
+        help="split fractions (default 0.6 0.15 0.25)",
+    )
+    p.add_argument(
+        "--label", action="append", default=[], metavar="FILE=LABEL",
+        help="give every trace of FILE this label (0 or 1), for inputs without 'labels'",
+    )
+    p.add_argument("--seed", type=int, default=1, help="shuffling seed (default 1)")
+
+
+def run(args: argparse.Namespace) -> None:
+    labels: dict[str, int] = {}
+    for item in args.label:
+        path, _, value = item.rpartition("=")
+        if not path or value not in ("0", "1"):
+            msg = f"dataset: --label expects FILE=0 or FILE=1, got {item!r}"
+            raise CrnnError(msg)
+        labels[path] = int(value)
+    build_dataset(
+        args.input, {"train": args.train, "val": args.val, "test": args.test},
+        fractions=tuple(args.fractions), seed=args.seed, labels=labels,
+    )
+
+
+if __name__ == "__main__":
+    from crnn.cli import stage_main
+
+    stage_main("dataset")

@@ -1,0 +1,112 @@
+"""Typed stage settings built from plain mappings (a config section, a JSON string or file).
+
+Each stage declares its settings as a frozen dataclass with defaults. :func:`from_mapping`
+fills one from a mapping and refuses unknown keys, naming the closest valid key, so a typo in
+the config is an error rather than a silently ignored value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from crnn.errors import CrnnError
+
+T = TypeVar("T")
+
+
+def load_mapping(text_or_path: str | None) -> dict[str, Any]:
+    """Parse ``--settings``: a JSON/YAML string, or the path of a JSON/YAML file."""
+    if not text_or_path:
+        return {}
+    source = text_or_path
+    p = Path(text_or_path)
+    if len(text_or_path) < 4096 and p.suffix in (".json", ".yaml", ".yml"):
+        if not p.exists():
+            msg = f"{p}: settings file not found"
+            raise CrnnError(msg)
+        source = p.read_text()
+    try:
+        value = json.loads(source)
+    except json.JSONDecodeError:
+        try:
+            value = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            msg = f"settings: neither JSON nor YAML: {exc}"
+            raise CrnnError(msg) from exc
+    if not isinstance(value, dict):
+        msg = f"settings: expected a mapping of key: value, got {type(value).__name__}"
+        raise CrnnError(msg)
+    return value
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "settings") -> T:
+    """Build dataclass ``cls`` from ``mapping``; unknown keys raise with a suggestion."""
+    mapping = dict(mapping or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            msg = f"{where}: unknown key {key!r}{hint} (valid keys: {', '.join(sorted(fields))})"
+            raise CrnnError(msg)
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a settings dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(obj), default=list))
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], where)
+    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return from_mapping(hint, value, where)  # type: ignore[arg-type]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            msg = f"{where}: expected a list, got {value!r}"
+            raise CrnnError(msg)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            msg = f"{where}: expected a list of {len(args)} values, got {value!r}"
+            raise CrnnError(msg)
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            msg = f"{where}: expected a number, got {value!r}"
+            raise CrnnError(msg)
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            msg = f"{where}: expected an integer, got {value!r}"
+            raise CrnnError(msg)
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            msg = f"{where}: expected true or false, got {value!r}"
+            raise CrnnError(msg)
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            msg = f"{where}: expected a string, got {value!r}"
+            raise CrnnError(msg)
+        return value
+    return value

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The two things a user does with crnn, each with its own set-up (standard library only).
+
+    python3 tasks.py demo    # make .venv, install crnn, run the whole pipeline, build the report
+    python3 tasks.py test    # make .venv, install crnn with test tools, run the test suite
+
+Extra arguments after ``demo`` go to Snakemake (e.g. ``--configfile my.yaml``); after ``test``
+they go to pytest (e.g. ``-k simulate``). Set CRNN_VENV to use another environment folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("CRNN_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def say(msg: str) -> None:
+    print(f"[crnn] {msg}", flush=True)
+
+
+def run(cmd: list[str], **kw) -> None:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env, **kw)
+
+
+def setup(extras: str) -> None:
+    """Create the virtual environment and install crnn into it, once per pyproject change."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"crnn needs Python >= 3.11; this is {sys.version.split()[0]}")
+    stamp = VENV / f".crnn-installed-{extras or 'base'}"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest and PY.exists():
+        return
+    if not PY.exists():
+        say(f"creating virtual environment {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    t0 = time.time()
+    say("installing crnn and its dependencies (tensorflow, keras, snakemake, ...)")
+    run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    target = f".[{extras}]" if extras else "."
+    run([str(PY), "-m", "pip", "install", "--quiet", "-e", target])
+    stamp.write_text(digest)
+    say(f"installed in {time.time() - t0:.0f} s")
+
+
+def demo(args: list[str]) -> None:
+    setup("")
+    cores = str(os.cpu_count() or 1)
+    t0 = time.time()
+    say("running the pipeline (snakemake)")
+    run([str(BIN / "snakemake"), "--cores", cores, "--show-failed-logs", *args])
+    report = ROOT / "results" / "report.html"
+    run([str(BIN / "snakemake"), "--cores", cores, "--report", str(report), *args])
+    say(f"pipeline finished in {time.time() - t0:.0f} s")
+    summary = ROOT / "results" / "report" / "summary.json"
+    if summary.exists():
+        import json
+
+        rows = json.loads(summary.read_text())["rows"]
+        for r in rows:
+            say(
+                f"{r['method']:>10}: AUC {r['auc']:.4f}, TPR at FPR 1e-3 "
+                f"{(r.get('tpr_at_fpr_0.001') or 0):.3f}"
+            )
+    say(f"report: {report}")
+    say(f"models: {ROOT / 'results' / 'models'} (model.keras + model.card.json each)")
+
+
+def test(args: list[str]) -> None:
+    setup("test")
+    run([str(PY), "-m", "pytest", *args])
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        sys.exit(__doc__)
+    task, args = sys.argv[1], sys.argv[2:]
+    try:
+        {"demo": demo, "test": test}[task](args)
+    except subprocess.CalledProcessError as exc:
+        sys.exit(exc.returncode or 1)
+
+
+if __name__ == "__main__":
+    main()

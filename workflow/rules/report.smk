@@ -1,0 +1,45 @@
+rule write_report:
+    input:
+        metrics=expand("results/evaluate/{method}/metrics.json", method=methods()),
+        scores=expand("results/evaluate/{method}/scores.h5", method=methods()),
+        histories=expand("results/models/{model}/history.csv", model=config["models"]),
+        cards=expand("results/models/{model}/model.card.json", model=config["models"]),
+    output:
+        summary=report(
+            "results/report/summary.html",
+            caption="../report/summary.rst",
+            category="1. Summary",
+            labels={"figure": "summary table"},
+        ),
+        summary_json="results/report/summary.json",
+        roc=report(
+            "results/report/roc.png",
+            caption="../report/roc.rst",
+            category="2. Comparison",
+            labels={"figure": "ROC"},
+        ),
+        efficiency=report(
+            "results/report/efficiency.png",
+            caption="../report/efficiency.rst",
+            category="2. Comparison",
+            labels={"figure": "efficiency vs SNR"},
+        ),
+        scores=report(
+            "results/report/scores.png",
+            caption="../report/scores.rst",
+            category="2. Comparison",
+            labels={"figure": "score distributions"},
+        ),
+        training=report(
+            "results/report/training.png",
+            caption="../report/training.rst",
+            category="3. Training",
+            labels={"figure": "training curves"},
+        ),
+    log:
+        "logs/write_report.log",
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
+        "--output-dir $(dirname {output.summary}) > {log} 2>&1"

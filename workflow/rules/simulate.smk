@@ -1,0 +1,15 @@
+rule simulate_traces:
+    output:
+        traces="results/simulate/traces.h5",
+    params:
+        settings=as_json({k: v for k, v in config["simulate"].items()}),
+        seed=config["seed"],
+    log:
+        "logs/simulate_traces.log",
+    benchmark:
+        "results/benchmarks/simulate_traces.tsv"
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        "crnn simulate --output {output.traces} --settings '{params.settings}' "
+        "--seed {params.seed} > {log} 2>&1"
