@@ -1,0 +1,68 @@
+"""Shared fixtures: small simulated files, a quickly trained model, paths to real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+
+
+def run_crnn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``crnn`` CLI in a subprocess, as a user or a Snakemake rule would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "crnn", *map(str, args)], capture_output=True, text=True, cwd=cwd or REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"crnn {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def sim_file(tmp_path_factory) -> Path:
+    """3,000 simulated traces of the default acquisition (seed 7)."""
+    from crnn.simulate import SimulationSettings, simulate
+
+    path = tmp_path_factory.mktemp("sim") / "traces.h5"
+    simulate(SimulationSettings(n_traces=3000), path, seed=7)
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits(tmp_path_factory, sim_file) -> dict[str, Path]:
+    from crnn.dataset import build_dataset
+
+    d = tmp_path_factory.mktemp("splits")
+    out = {s: d / f"{s}.h5" for s in ("train", "val", "test")}
+    build_dataset([sim_file], out, fractions=(0.6, 0.2, 0.2), seed=3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, splits) -> Path:
+    """A small GRU trained for two epochs (seconds): enough to test saving, loading, predicting."""
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    out = tmp_path_factory.mktemp("model")
+    return train(
+        splits["train"], splits["val"], out,
+        model_settings=ModelSettings(cell="gru", units=16, conv_filters=8),
+        training=TrainingSettings(epochs=2, batch_size=128),
+        seed=1, name="tiny_gru",
+    )
+
+
+@pytest.fixture
+def realdata() -> Path:
+    if not REALDATA.exists():
+        pytest.skip(f"real third-party files expected in {REALDATA} (../shared/realdata beside the clone)")
+    return REALDATA

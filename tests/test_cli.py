@@ -1,0 +1,123 @@
+"""Every stage through the real `crnn` command: outputs, error messages, exit codes, no partial files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import REPO, run_crnn
+
+EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
+
+
+def test_help_lists_every_stage():
+    out = run_crnn("--help").stdout
+    for stage in ("simulate", "ingest", "dataset", "train", "evaluate", "report", "predict", "inspect"):
+        assert stage in out
+
+
+def test_simulate_ingest_dataset_and_inspect(tmp_path):
+    run_crnn("simulate", "-o", tmp_path / "sim.h5", "--n-traces", "1200", "--seed", "3",
+             "--settings", '{"transients": {"probability": 0.2}}')
+    with h5py.File(tmp_path / "sim.h5") as f:
+        assert f["traces"].shape == (1200, 2, 500) and f["traces"].dtype == np.float32
+        assert f.attrs["sampling_rate_hz"] == 180e6 and f.attrs["unit"] == "V"
+        assert 0.13 < f["has_transient"][:].mean() < 0.27
+    run_crnn("ingest", "-i", REPO / "data" / "example_traces.root", "-o", tmp_path / "root.h5", "--tree", "events",
+             "--branch", "trace", "--unit", "V", "--sampling-rate-hz", "180e6", "--label-branch", "label",
+             "--snr-branch", "snr")
+    run_crnn("dataset", "-i", tmp_path / "sim.h5", "-i", tmp_path / "root.h5", "--train", tmp_path / "tr.h5",
+             "--val", tmp_path / "va.h5", "--test", tmp_path / "te.h5", "--seed", "2")
+    with h5py.File(tmp_path / "te.h5") as f:
+        assert f["traces"].shape[0] == 400  # 25 % of 1600
+        assert set(np.unique(f["source_id"][:])) == {0, 1}
+    out = run_crnn("inspect", tmp_path / "te.h5").stdout
+    assert "400 x 2 channel(s) x 500 samples (V)" in out and "180 MHz" in out and "labels:" in out
+    out = run_crnn("inspect", REPO / "data" / "example_traces.root").stdout
+    assert "events: TTree" in out and "trace" in out
+
+
+def test_unknown_setting_is_an_error_with_a_suggestion(tmp_path):
+    proc = run_crnn("simulate", "-o", tmp_path / "x.h5", "--settings", '{"n_trace": 10}', check=False)
+    assert proc.returncode == 2
+    assert "unknown key 'n_trace'; did you mean 'n_traces'?" in proc.stderr
+    assert not (tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("stage", ["ingest", "predict", "dataset", "evaluate"])
+@pytest.mark.parametrize("problem", ["missing_dataset", "wrong_shape", "nan", "empty", "truncated"])
+def test_every_stage_refuses_bad_input_cleanly(tmp_path, stage, problem, tiny_model):
+    bad = tmp_path / "bad.h5"
+    good = np.random.default_rng(0).normal(size=(40, 2, 500)).astype(np.float32)
+    labels = np.r_[np.zeros(20), np.ones(20)].astype(np.int8)
+    if problem == "empty":
+        bad.write_bytes(b"")
+        needle = "empty"
+    elif problem == "truncated":
+        with h5py.File(tmp_path / "full.h5", "w") as f:
+            f.create_dataset("traces", data=good).attrs.update({"sampling_rate_hz": 180e6, "unit": "V"})
+        data = (tmp_path / "full.h5").read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+        needle = "truncated"
+    else:
+        with h5py.File(bad, "w") as f:
+            if problem == "missing_dataset":
+                f.create_dataset("waveforms", data=good)
+                needle = "no dataset 'traces'"
+            elif problem == "wrong_shape":
+                f.create_dataset("traces", data=good[:, :, :, None])
+                needle = "shape"
+            else:
+                x = good.copy()
+                x[5, 1, 10] = np.nan
+                f.create_dataset("traces", data=x)
+                needle = "NaN"
+            f.attrs["sampling_rate_hz"] = 180e6
+            f.attrs["unit"] = "V"
+            f.create_dataset("labels", data=labels)
+            f.create_dataset("snr", data=labels * 5.0)
+    out = tmp_path / "out"
+    args = {
+        "ingest": ["ingest", "-i", bad, "-o", out / "x.h5"],
+        "predict": ["predict", "-m", tiny_model, "-i", bad, "-o", out / "x.h5"],
+        "dataset": ["dataset", "-i", bad, "--train", out / "a.h5", "--val", out / "b.h5", "--test", out / "c.h5"],
+        "evaluate": ["evaluate", "--test", bad, "--baseline", "envelope", "-o", out],
+    }[stage]
+    proc = run_crnn(*args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    err_lines = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(err_lines) == 1, proc.stderr
+    assert str(bad) in err_lines[0] and needle in err_lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.rglob("*")), list(out.rglob("*"))
+
+
+def test_train_evaluate_report_predict(tmp_path, splits):
+    model_dir = tmp_path / "models" / "gru"
+    run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", model_dir, "--name", "gru",
+             "--model", '{"cell": "gru", "units": 8, "conv_filters": 8}', "--training", '{"epochs": 1}')
+    card = json.loads((model_dir / "model.card.json").read_text())
+    assert card["name"] == "gru" and card["training"]["epochs_run"] == 1
+    with open(model_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and {"loss", "val_loss", "auc", "val_auc"} <= set(rows[0])
+    run_crnn("evaluate", "--test", splits["test"], "--model", model_dir / "model.keras", "-o", tmp_path / "ev" / "gru")
+    run_crnn("evaluate", "--test", splits["test"], "--baseline", "envelope", "-o", tmp_path / "ev" / "envelope")
+    m = json.loads((tmp_path / "ev" / "gru" / "metrics.json").read_text())
+    assert m["method"] == "gru" and 0.5 < m["auc"] <= 1 and "card_working_point" in m
+    for name in ("roc.png", "efficiency.png", "scores.h5"):
+        assert (tmp_path / "ev" / "gru" / name).stat().st_size > 1000
+    run_crnn("report", "--metrics", tmp_path / "ev" / "gru" / "metrics.json", tmp_path / "ev" / "envelope" / "metrics.json",
+             "--history", model_dir / "history.csv", "--card", model_dir / "model.card.json", "-o", tmp_path / "rep")
+    html = (tmp_path / "rep" / "summary.html").read_text()
+    assert "<td>gru</td>" in html and "<td>envelope</td>" in html
+    for name in ("roc.png", "efficiency.png", "scores.png", "training.png"):
+        assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG"
+    run_crnn("predict", "-m", model_dir, "-i", EXAMPLE_H5, "-o", tmp_path / "s.csv")
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["index"]) for r in rows] == list(range(200))
+    assert all(r["decision"] in ("0", "1") for r in rows)

@@ -1,0 +1,84 @@
+"""Config, schema and package agree: the schema's defaults are the package's defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import jsonschema
+import pytest
+import yaml
+from conftest import REPO
+
+from crnn.models import ModelSettings
+from crnn.noise import ReceiverSettings, TransientSettings
+from crnn.pulse import PulseSettings
+from crnn.settings import from_mapping, to_mapping
+from crnn.simulate import SimulationSettings
+from crnn.train import TrainingSettings
+
+SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def _defaults(node):
+    return {k: v["default"] for k, v in node["properties"].items() if "default" in v and v.get("type") != "object"}
+
+
+@pytest.mark.parametrize(
+    ("path", "cls"),
+    [
+        (["simulate"], SimulationSettings),
+        (["simulate", "receiver"], ReceiverSettings),
+        (["simulate", "transients"], TransientSettings),
+        (["simulate", "pulse"], PulseSettings),
+        (["training"], TrainingSettings),
+        (["models", "*"], ModelSettings),
+    ],
+)
+def test_schema_defaults_equal_package_defaults(path, cls):
+    node = SCHEMA
+    for key in path:
+        node = node["additionalProperties"] if key == "*" else node["properties"][key]
+    package = to_mapping(cls())
+    for key, value in _defaults(node).items():
+        assert package[key] == value, f"{'.'.join(path)}.{key}: schema {value!r} != package {package[key]!r}"
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert set(node["properties"]) == fields
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+def test_configs_validate_and_build_settings(name):
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    jsonschema.validate(config, SCHEMA)
+    if "simulate" in config:
+        from_mapping(SimulationSettings, config["simulate"])
+    for m in config.get("models", {}).values():
+        from_mapping(ModelSettings, m)
+
+
+def test_every_key_of_the_default_config_has_a_comment():
+    lines = (REPO / "config" / "config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(\s*)(- )?([a-z_]+):", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        j = i - 1
+        # a key is covered by a comment directly above it, or by the comment above the group of
+        # sibling keys it belongs to (e.g. "tree:" and "branch:" under one comment)
+        while j >= 0 and re.match(rf"^\s{{{indent}}}[a-z_]+:", lines[j]) and not lines[j].strip().endswith(":"):
+            j -= 1
+        assert j >= 0 and lines[j].strip().startswith("#"), f"config.yaml line {i + 1}: {line.strip()!r} has no comment"
+
+
+def test_every_schema_key_has_a_description():
+    def walk(node, where):
+        for key, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{where}.{key} lacks a description"
+            walk(sub, f"{where}.{key}")
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], f"{where}.*")
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], f"{where}[]")
+
+    walk(SCHEMA, "config")

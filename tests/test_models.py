@@ -1,0 +1,91 @@
+"""Model builders, gain invariance, saving with a card and safe loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from crnn.classifier import load_classifier  # noqa: E402
+from crnn.errors import CrnnError  # noqa: E402
+from crnn.models import ModelSettings, build_classifier  # noqa: E402
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("readout", ["max", "last"])
+def test_builders_return_functional_models(cell, readout):
+    m = build_classifier((2, 500), ModelSettings(cell=cell, units=8, conv_filters=4, readout=readout))
+    assert isinstance(m, keras.Model) and m.input_shape == (None, 2, 500) and m.output_shape == (None, 1)
+    assert any(layer.name.startswith(cell) for layer in m.layers)
+    y = m.predict(np.random.default_rng(0).normal(size=(3, 2, 500)).astype("float32"), verbose=0)
+    assert y.shape == (3, 1) and np.all((y >= 0) & (y <= 1))
+
+
+def test_rnn_layers_keep_cudnn_compatible_settings():
+    m = build_classifier((2, 500), ModelSettings(cell="lstm", units=8, bidirectional=True))
+    rnns = [layer.forward_layer if hasattr(layer, "forward_layer") else layer for layer in m.layers]
+    rnns = [r for r in rnns if isinstance(r, (keras.layers.GRU, keras.layers.LSTM))]
+    assert rnns
+    for r in rnns:
+        assert r.activation is keras.activations.tanh and r.recurrent_activation is keras.activations.sigmoid
+        assert r.recurrent_dropout == 0 and not r.unroll and r.use_bias
+
+
+def test_no_front_end_keeps_the_full_sequence():
+    m = build_classifier((1, 100), ModelSettings(units=4, conv_filters=0))
+    gru = next(layer for layer in m.layers if isinstance(layer, keras.layers.GRU))
+    assert gru.output.shape[1] == 100
+
+
+def test_scores_do_not_depend_on_gain_or_unit(tiny_model, splits):
+    from crnn.tracefile import read_traces
+
+    clf = load_classifier(tiny_model)
+    x = read_traces(splits["test"]).traces[:200]
+    s_v = clf.predict(x, sampling_rate_hz=180e6)
+    s_uv = clf.predict(x * 1e6, sampling_rate_hz=180e6)
+    s_adc = clf.predict(np.round(x * 7.3e4), sampling_rate_hz=180e6)  # ~0.1 mV per count
+    np.testing.assert_allclose(s_uv, s_v, atol=1e-5)
+    np.testing.assert_allclose(s_adc, s_v, atol=0.05)
+
+
+def test_saved_model_round_trip_and_card(tiny_model, splits):
+    from crnn.modelcard import card_path
+    from crnn.tracefile import read_traces
+
+    clf = load_classifier(tiny_model)
+    card = clf.card
+    assert card_path(tiny_model).exists()
+    assert card["input_shape"] == [2, 500] and card["sampling_rate_hz"] == 180e6
+    assert card["band_hz"] == [30e6, 80e6]
+    assert len(card["data"]["train"]["sha256"]) == 64
+    assert card["working_point"]["target_fpr"] == 1e-3 and 0 <= card["working_point"]["threshold"] <= 1
+    x = read_traces(splits["test"]).traces[:64]
+    direct = clf.model.predict(x, verbose=0).reshape(-1)
+    again = load_classifier(tiny_model.parent).predict(x, sampling_rate_hz=180e6)
+    np.testing.assert_allclose(again, direct, rtol=1e-6)
+
+
+def test_lambda_layers_are_refused_in_safe_mode(tmp_path, tiny_model):
+    import shutil
+
+    from crnn.modelcard import card_path
+
+    inputs = keras.Input((2, 500))
+    outputs = keras.layers.Dense(1)(keras.layers.Lambda(lambda t: t * 2)(keras.layers.Flatten()(inputs)))
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    shutil.copy(card_path(tiny_model), card_path(path))
+    with pytest.raises(CrnnError, match="arbitrary code"):
+        load_classifier(path)
+
+
+def test_sampling_rate_and_channel_mismatch_are_refused(tiny_model):
+    clf = load_classifier(tiny_model)
+    with pytest.raises(CrnnError, match=r"200 MHz|2e\+08 Hz.*1\.8e\+08 Hz"):
+        clf.predict(np.zeros((2, 2, 500), np.float32), sampling_rate_hz=200e6)
+    with pytest.raises(CrnnError, match="3 channel.*expects 2"):
+        clf.predict(np.zeros((2, 3, 500), np.float32), sampling_rate_hz=180e6)
+    with pytest.raises(CrnnError, match="1000 samples.*expects 500"):
+        clf.predict(np.zeros((2, 2, 1000), np.float32), sampling_rate_hz=180e6)
