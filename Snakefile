@@ -1,11 +1,13 @@
 # crnn: simulate and ingest radio traces, train GRU/LSTM classifiers, evaluate, report.
 # Run from the repository root:  snakemake --cores 2   (see README.md)
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "workflow/report/workflow.rst"

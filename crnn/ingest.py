@@ -154,37 +154,75 @@ def _iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict,
 
     def chunks() -> Iterator[TraceSet]:
         start = 0
+        where = f"{path}:{mapping.tree}"
         try:
             for arrays in tree.iterate(list(wanted.values()), step_size=chunk_size, library="ak"):
-                raw = arrays[mapping.branch]
-                try:
-                    x = ak.to_numpy(raw)
-                except (ValueError, TypeError) as exc:
-                    msg = (
-                        f"{path}:{mapping.tree}: branch {mapping.branch!r} is jagged (traces of different lengths "
-                        f"or channel counts) in entries {start}..{start + len(raw) - 1}; expected the same "
-                        f"shape in every entry"
-                    )
-                    raise CrnnError(msg) from exc
-                if x.ndim == 2:
-                    x = x[:, None, :]
-                if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
-                    msg = (
-                        f"{path}:{mapping.tree}: branch {mapping.branch!r} must hold numeric traces of shape "
-                        f"(entries, channels, samples) or (entries, samples); found {x.shape} of {x.dtype}"
-                    )
-                    raise CrnnError(msg)
-                meta = {}
-                for role, b in wanted.items():
-                    if role in ("traces", "_rate"):
-                        continue
-                    meta[role] = np.asarray(ak.to_numpy(arrays[b]))
-                yield TraceSet(x.astype(np.float32), float(rate), mapping.unit or "", meta)
-                start += len(x)
+                yield _root_chunk(arrays, wanted, mapping, where, start, float(rate))
+                start += len(arrays)
+        except CrnnError:
+            raise
+        except Exception as exc:  # uproot reports truncation and corruption in many ways
+            msg = (
+                f"{path}: cannot read tree {mapping.tree!r} at entries from {start} "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); is the file truncated?"
+            )
+            raise CrnnError(msg) from exc
         finally:
             f.close()
 
     return {"sampling_rate_hz": float(rate), "unit": mapping.unit, "attrs": {}}, chunks()
+
+
+def _root_chunk(arrays, wanted: dict[str, str], mapping: RootMapping, where: str, start: int, rate: float) -> TraceSet:
+    """One chunk of ROOT entries as canonical traces.
+
+    A trace branch with one trace per entry gives (entries, C, T) or (entries, T). A branch with
+    several traces per entry (e.g. one per detector unit: (entries, units, C, T), the number of
+    units may vary from entry to entry) gives one canonical trace per unit; per-entry values are
+    repeated for each unit, per-unit values are flattened alongside.
+    """
+    import awkward as ak
+
+    raw = arrays[mapping.branch]
+    entry = np.arange(start, start + len(raw), dtype=np.int64)
+    counts = None
+    if raw.ndim == 4:
+        counts = np.asarray(ak.num(raw, axis=1))
+        raw = ak.flatten(raw, axis=1)
+    try:
+        x = ak.to_numpy(raw)
+    except (ValueError, TypeError) as exc:
+        msg = (
+            f"{where}: branch {mapping.branch!r} is jagged (traces of different lengths or channel counts) "
+            f"in entries {start}..{start + len(entry) - 1}; expected the same shape for every trace"
+        )
+        raise CrnnError(msg) from exc
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+        msg = (
+            f"{where}: branch {mapping.branch!r} must hold numeric traces of shape (entries, channels, samples), "
+            f"(entries, samples) or (entries, units, channels, samples); found {x.shape} of {x.dtype}"
+        )
+        raise CrnnError(msg)
+    meta: dict[str, np.ndarray] = {}
+    for role, b in wanted.items():
+        if role in ("traces", "_rate"):
+            continue
+        values = arrays[b]
+        if counts is not None:
+            if values.ndim >= 2 and np.array_equal(np.asarray(ak.num(values, axis=1)), counts):
+                values = ak.flatten(values, axis=1)  # one value per unit
+            elif values.ndim == 1:
+                values = np.repeat(ak.to_numpy(values), counts)  # one value per entry
+            else:
+                msg = f"{where}: branch {b!r} has neither one value per entry nor one per unit of {mapping.branch!r}"
+                raise CrnnError(msg)
+        meta[role] = np.asarray(ak.to_numpy(values))
+    meta["entry"] = np.repeat(entry, counts) if counts is not None else entry
+    if counts is not None:
+        meta["unit_index"] = np.concatenate([np.arange(c) for c in counts]).astype(np.int32) if len(counts) else np.zeros(0, np.int32)
+    return TraceSet(x.astype(np.float32), rate, mapping.unit or "", meta)
 
 
 def ingest(

@@ -55,7 +55,7 @@ def describe_root_file(path: str | Path) -> str:
     lines = [f"{path}: ROOT file"]
     with uproot.open(path) as f:
         for key, cls in f.classnames().items():
-            lines.append(f"  {key}: {cls}")
+            lines.append(f"  {key.split(';')[0]}: {cls}")
             if cls in ("TTree", "ROOT::RNTuple"):
                 obj = f[key]
                 lines.append(f"    entries: {obj.num_entries}")

@@ -95,7 +95,20 @@ class Simulator:
         )
         self.pulses = PulseModel(settings.receiver, settings.pulse)
 
-    def block(self, index: int, n_traces: int) -> TraceSet:
+    def block(self, index: int, n_traces: int = BLOCK_SIZE) -> TraceSet:
+        """Traces ``index * BLOCK_SIZE ...`` of the run: the first ``n_traces`` of block ``index``.
+
+        A block always draws BLOCK_SIZE traces, so trace ``i`` of a run is the same whatever the
+        run's length.
+        """
+        if not 0 < n_traces <= BLOCK_SIZE:
+            msg = f"simulate: a block holds 1..{BLOCK_SIZE} traces, got {n_traces}"
+            raise CrnnError(msg)
+        full = self._draw(index)
+        return full.subset(slice(0, n_traces)) if n_traces < BLOCK_SIZE else full
+
+    def _draw(self, index: int) -> TraceSet:
+        n_traces = BLOCK_SIZE
         s, r = self.settings, self.settings.receiver
         rng = np.random.default_rng([self.seed, index])
         background = self.noise.generate(n_traces, rng)

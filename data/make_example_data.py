@@ -25,13 +25,16 @@ HERE = Path(__file__).parent
 def main() -> None:
     sim = Simulator(SimulationSettings(), seed=20261128)
     root_set = sim.block(0, 400)
+    branches = {
+        "trace": root_set.traces.astype(np.float32),
+        "label": root_set.meta["labels"].astype(np.int8),
+        "snr": root_set.meta["snr"].astype(np.float32),
+        "event_id": np.arange(400, dtype=np.int64),
+    }
     with uproot.recreate(HERE / "example_traces.root") as f:
-        f["events"] = {
-            "trace": root_set.traces.astype(np.float32),
-            "label": root_set.meta["labels"].astype(np.int8),
-            "snr": root_set.meta["snr"].astype(np.float32),
-            "event_id": np.arange(400, dtype=np.int64),
-        }
+        # mktree: a classic TTree (assigning a dict would write an RNTuple in uproot >= 5.7)
+        tree = f.mktree("events", {k: np.dtype((v.dtype, v.shape[1:])) for k, v in branches.items()})
+        tree.extend(branches)
     h5_set = Simulator(SimulationSettings(), seed=20261129).block(0, 200)
     with h5py.File(HERE / "example_traces.h5", "w") as f:
         ds = f.create_dataset("traces", data=h5_set.traces.astype(np.float32))

@@ -107,7 +107,9 @@ def test_train_evaluate_report_predict(tmp_path, splits):
     run_crnn("evaluate", "--test", splits["test"], "--model", model_dir / "model.keras", "-o", tmp_path / "ev" / "gru")
     run_crnn("evaluate", "--test", splits["test"], "--baseline", "envelope", "-o", tmp_path / "ev" / "envelope")
     m = json.loads((tmp_path / "ev" / "gru" / "metrics.json").read_text())
-    assert m["method"] == "gru" and 0.5 < m["auc"] <= 1 and "card_working_point" in m
+    assert m["method"] == "gru" and m["n_test"] == 600 and "card_working_point" in m
+    assert [wp["target_fpr"] for wp in m["working_points"]] == [1e-2, 1e-3]
+    assert m["working_points"][1]["available"] is False  # 300 background traces cannot resolve 1e-3
     for name in ("roc.png", "efficiency.png", "scores.h5"):
         assert (tmp_path / "ev" / "gru" / name).stat().st_size > 1000
     run_crnn("report", "--metrics", tmp_path / "ev" / "gru" / "metrics.json", tmp_path / "ev" / "envelope" / "metrics.json",

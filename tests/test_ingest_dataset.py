@@ -68,6 +68,33 @@ def test_truncated_root_file_is_refused(tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
+def test_real_grand_simulation_with_a_varying_number_of_units(tmp_path, realdata):
+    folder = realdata / "grand" / "sim_xiaodushan_adcnoise"
+    path = next(folder.glob("adc_*_L1_*.root"))
+    out = ingest(path, tmp_path / "adc.h5", root=RootMapping(tree="tadc", branch="trace_ch", unit="ADC",
+                                                             sampling_rate_hz=500e6, id_branches=("du_id",)))
+    data = read_traces(out)
+    assert data.traces.shape == (49, 3, 2048)  # 44 + 5 detector units in two events
+    np.testing.assert_array_equal(data.meta["entry"], np.r_[np.zeros(44), np.ones(5)])
+    np.testing.assert_array_equal(data.meta["unit_index"], np.r_[np.arange(44), np.arange(5)])
+    with uproot.open(path) as f:
+        du = f["tadc"]["du_id"].array(library="np")
+    np.testing.assert_array_equal(data.meta["du_id"], np.concatenate(du))
+
+
+def test_rntuple_input_reads_like_a_ttree(tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 2, 64)).astype(np.float32)
+    with uproot.recreate(tmp_path / "nt.root") as f:
+        nt = f.mkrntuple("events", {"trace": np.dtype(("f4", (2, 64))), "label": np.dtype("i1")})
+        nt.extend({"trace": x, "label": np.ones(30, np.int8)})
+    with uproot.open(tmp_path / "nt.root") as f:
+        assert f.classnames()["events;1"] == "ROOT::RNTuple"
+    data = read_traces(ingest(tmp_path / "nt.root", tmp_path / "nt.h5",
+                              root=RootMapping(unit="uV", sampling_rate_hz=1e9, label_branch="label")))
+    np.testing.assert_array_equal(data.traces, x)
+    assert data.unit == "uV" and data.labels.sum() == 30
+
+
 def test_canonical_copy_with_channel_selection_and_label(tmp_path):
     out = ingest(EXAMPLE_H5, tmp_path / "x.h5", channels=(1,), label=0)
     data = read_traces(out)
@@ -84,7 +111,8 @@ def test_real_grand_measured_noise_reads_through_a_root_mapping(tmp_path, realda
                  root=RootMapping(tree="tadc", branch="trace_ch", unit="ADC", sampling_rate_hz=500e6,
                                   id_branches=("event_number",)), label=0)
     data = read_traces(out)
-    assert data.traces.shape == (36, 3, 2048)
+    assert data.traces.shape == (36, 3, 2048)  # 36 entries of 1 detector unit x 3 channels
+    np.testing.assert_array_equal(data.meta["entry"], np.arange(36))
     assert np.all(np.abs(data.traces) < 2**13)  # 14-bit ADC counts
     assert data.traces.std() > 1
 

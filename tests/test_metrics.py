@@ -21,18 +21,30 @@ def test_auc_and_tpr_on_hand_made_scores():
     labels = np.array([0] * 4 + [1] * 4)
     scores = np.array([0.1, 0.2, 0.3, 0.8, 0.4, 0.5, 0.9, 0.95])
     m = summarise(scores, labels, np.array([0] * 4 + [3, 3, 5, 5.0]), fprs=(0.25,), snr_edges=np.array([2, 4, 6.0]))
-    # 13 of the 16 signal/background pairs are ordered correctly
-    assert m["auc"] == pytest.approx(13 / 16)
+    # 14 of the 16 signal/background pairs are ordered correctly (0.4 and 0.5 lie below 0.8)
+    assert m["auc"] == pytest.approx(14 / 16)
     wp = m["working_points"][0]
     assert wp["threshold"] == 0.3 and wp["fpr"] == 0.25 and wp["tpr"] == 1.0
     assert wp["efficiency_vs_snr"]["efficiency"] == [1.0, 1.0]
     assert wp["confusion"] == {"tp": 4, "fn": 0, "fp": 1, "tn": 3}
 
 
-def test_clopper_pearson_known_values():
-    lo, hi = clopper_pearson(np.array([0, 5, 10]), np.array([10, 10, 10]))
-    assert lo[0] == 0 and hi[2] == 1
-    assert lo[1] == pytest.approx(0.3205, abs=2e-3) and hi[1] == pytest.approx(0.6795, abs=2e-3)
+@pytest.mark.parametrize(("k", "n"), [(5, 10), (1, 40), (37, 40), (300, 1000)])
+def test_clopper_pearson_bounds_have_the_defining_tail_probabilities(k, n):
+    from scipy.stats import binom
+
+    (lo,), (hi,) = clopper_pearson(np.array([k]), np.array([n]))
+    alpha = 1 - 0.683
+    # the lower bound is the p at which seeing >= k passes has probability alpha/2, the upper
+    # bound the p at which seeing <= k has probability alpha/2
+    assert binom.sf(k - 1, n, lo) == pytest.approx(alpha / 2, rel=1e-6)
+    assert binom.cdf(k, n, hi) == pytest.approx(alpha / 2, rel=1e-6)
+    assert lo < k / n < hi
+
+
+def test_clopper_pearson_edges():
+    lo, hi = clopper_pearson(np.array([0, 10, 0]), np.array([10, 10, 0]))
+    assert lo[0] == 0 and hi[1] == 1 and np.isnan(lo[2]) and np.isnan(hi[2])
 
 
 def test_efficiency_bins_count_only_signal():

@@ -34,8 +34,7 @@ def test_dry_run_plans_every_stage(tmp_path):
     for rule in ("simulate_traces", "ingest_traces", "build_dataset", "train_classifier", "evaluate_classifier",
                  "evaluate_baseline", "write_report"):
         assert rule in proc.stdout
-    assert "train_classifier          2" in proc.stdout or "train_classifier        2" in proc.stdout.replace("  ", " ") or \
-        proc.stdout.count("rule train_classifier") == 2
+    assert proc.stdout.count("rule train_classifier:") == 2
 
 
 def test_config_typos_are_rejected(tmp_path):
@@ -63,8 +62,8 @@ def test_whole_pipeline_on_the_test_config(tmp_path):
     assert {r["method"] for r in summary["rows"]} == {"gru", "lstm", "envelope"}
     with h5py.File(res / "dataset" / "test.h5") as f:
         assert f["traces"].shape == (850, 2, 500)
-    # every rule wrote its log
-    assert len(list((work / "logs").rglob("*.log"))) == 8
+    # every job wrote its log: simulate, ingest, dataset, 2 x train, 2 x evaluate, baseline, report
+    assert len(list((work / "logs").rglob("*.log"))) == 9
     report = tmp_path / "report.html"
     proc = snakemake("--cores", "1", "--directory", str(work), "--configfile", str(REPO / "config" / "test.yaml"),
                      "--report", str(report))
