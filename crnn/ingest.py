@@ -101,7 +101,6 @@ def _open_root(path: Path):
 
 
 def _iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, Iterator[TraceSet]]:
-    import awkward as ak
 
     f = _open_root(path)
     trees = {k.split(";")[0]: v for k, v in f.classnames().items() if v in ("TTree", "ROOT::RNTuple")}

@@ -82,7 +82,7 @@ def summarise(
     signal = scores[labels == 1]
     fpr, tpr, _ = roc_curve(labels, scores)
     out: dict[str, Any] = {
-        "n_test": int(len(labels)),
+        "n_test": len(labels),
         "n_signal": int(signal.size),
         "n_background": int(background.size),
         "auc": float(roc_auc_score(labels, scores)),

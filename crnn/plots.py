@@ -10,10 +10,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from crnn.fileutil import atomic_output  # noqa: E402
+from crnn.fileutil import atomic_output
 
 STYLE = {"envelope": {"color": "0.35", "linestyle": "--"}}
 

@@ -47,7 +47,7 @@ def test_unknown_setting_is_an_error_with_a_suggestion(tmp_path):
     assert not (tmp_path / "x.h5").exists()
 
 
-@pytest.mark.parametrize("stage", ["ingest", "predict", "dataset", "evaluate"])
+@pytest.mark.parametrize("stage", ["ingest", "dataset", "train", "evaluate", "predict", "inspect"])
 @pytest.mark.parametrize("problem", ["missing_dataset", "wrong_shape", "nan", "empty", "truncated"])
 def test_every_stage_refuses_bad_input_cleanly(tmp_path, stage, problem, tiny_model):
     bad = tmp_path / "bad.h5"
@@ -84,7 +84,9 @@ def test_every_stage_refuses_bad_input_cleanly(tmp_path, stage, problem, tiny_mo
         "ingest": ["ingest", "-i", bad, "-o", out / "x.h5"],
         "predict": ["predict", "-m", tiny_model, "-i", bad, "-o", out / "x.h5"],
         "dataset": ["dataset", "-i", bad, "--train", out / "a.h5", "--val", out / "b.h5", "--test", out / "c.h5"],
+        "train": ["train", "--train", bad, "--val", bad, "-o", out, "--epochs", "1"],
         "evaluate": ["evaluate", "--test", bad, "--baseline", "envelope", "-o", out],
+        "inspect": ["inspect", bad],
     }[stage]
     proc = run_crnn(*args, check=False)
     assert proc.returncode == 2, proc.stderr
@@ -93,6 +95,17 @@ def test_every_stage_refuses_bad_input_cleanly(tmp_path, stage, problem, tiny_mo
     assert str(bad) in err_lines[0] and needle in err_lines[0]
     assert "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.rglob("*")), list(out.rglob("*"))
+
+
+def test_report_refuses_broken_metrics(tmp_path):
+    good = tmp_path / "m.json"
+    good.write_text('{"method": "gru", "auc": 0.9, "roc": {"fpr": [0, 1], "tpr"')  # cut short
+    proc = run_crnn("report", "--metrics", good, "-o", tmp_path / "rep", check=False)
+    assert proc.returncode == 2 and str(good) in proc.stderr and "metrics JSON" in proc.stderr
+    (tmp_path / "n.json").write_text('{"method": "gru"}')
+    proc = run_crnn("report", "--metrics", tmp_path / "n.json", "-o", tmp_path / "rep", check=False)
+    assert proc.returncode == 2 and "lack 'auc'" in proc.stderr
+    assert not (tmp_path / "rep").exists()
 
 
 def test_train_evaluate_report_predict(tmp_path, splits):

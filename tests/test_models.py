@@ -7,9 +7,9 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from crnn.classifier import load_classifier  # noqa: E402
-from crnn.errors import CrnnError  # noqa: E402
-from crnn.models import ModelSettings, build_classifier  # noqa: E402
+from crnn.classifier import load_classifier
+from crnn.errors import CrnnError
+from crnn.models import ModelSettings, build_classifier
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -85,9 +85,9 @@ def test_sampling_rate_and_channel_mismatch_are_refused(tiny_model):
     clf = load_classifier(tiny_model)
     with pytest.raises(CrnnError, match=r"200 MHz|2e\+08 Hz.*1\.8e\+08 Hz"):
         clf.predict(np.zeros((2, 2, 500), np.float32), sampling_rate_hz=200e6)
-    with pytest.raises(CrnnError, match="3 channel.*expects 2"):
+    with pytest.raises(CrnnError, match=r"3 channel.*expects 2"):
         clf.predict(np.zeros((2, 3, 500), np.float32), sampling_rate_hz=180e6)
-    with pytest.raises(CrnnError, match="1000 samples.*expects 500"):
+    with pytest.raises(CrnnError, match=r"1000 samples.*expects 500"):
         clf.predict(np.zeros((2, 2, 1000), np.float32), sampling_rate_hz=180e6)
 
 

@@ -1,0 +1,1 @@
+"""crnn benchmarks: ``python -m benchmarks SUITE`` (see docs/benchmarks.md)."""
