@@ -100,7 +100,10 @@ def load_classifier(path: str | os.PathLike[str], *, safe_mode: bool = True) -> 
         model = keras.saving.load_model(model_path, compile=False, safe_mode=safe_mode)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "unsafe" in str(exc).lower() or "lambda" in str(exc).lower():
-            msg = f"{model_path}: refused to load a model that carries arbitrary code (Keras safe mode): {exc}"
+            msg = (
+                f"{model_path}: refused to load a model that carries arbitrary code (Keras safe mode); "
+                f"pass --trust-model (load_classifier(..., safe_mode=False)) only for files you trust: {exc}"
+            )
             raise CrnnError(msg) from exc
         msg = f"{model_path}: cannot load the model: {exc}"
         raise CrnnError(msg) from exc

@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 def predict_file(
     model: str | Path, input_path: str | Path, output: str | Path, *, threshold: float | None = None,
-    chunk_size: int = 8192, unsafe: bool = False,
+    chunk_size: int = 8192, trust_model: bool = False,
 ) -> Path:
-    clf = load_classifier(model, safe_mode=not unsafe)
+    clf = load_classifier(model, safe_mode=not trust_model)
     out = Path(output)
     if out.suffix not in (".h5", ".hdf5", ".csv"):
         msg = f"{out}: output must end in .h5, .hdf5 or .csv; got {out.suffix or 'no suffix'!r}"
@@ -75,14 +75,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, help="decision threshold (default: the card's working point)")
     p.add_argument("--chunk-size", type=int, default=8192, help="traces scored per chunk")
     p.add_argument(
-        "--unsafe", action="store_true",
+        "--trust-model", action="store_true",
         help="allow models that carry arbitrary code (Lambda layers); only for files you trust",
     )
 
 
 def run(args: argparse.Namespace) -> None:
     predict_file(args.model, args.input, args.output, threshold=args.threshold, chunk_size=args.chunk_size,
-                 unsafe=args.unsafe)
+                 trust_model=args.trust_model)
 
 
 if __name__ == "__main__":
