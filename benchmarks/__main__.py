@@ -7,6 +7,9 @@ Suites so far:
 * ``simulate``: traces per second of ``crnn simulate`` on the default acquisition (noise,
   interference and pulses, written to a canonical file), and the peak resident memory of a
   subprocess running it (so the measurement does not include this process).
+* ``ingest``: MB/s and peak memory of ``crnn ingest`` on a large canonical HDF5 file
+  (``--size-gb``, default 4; written first, with random numbers, in chunks) and on a ROOT TTree
+  of fixed-size trace arrays (``--root-size-gb``, default 0.5), each run in a subprocess.
 
 Each measurement is repeated; the median and the spread (min, max) are reported.
 """
@@ -63,13 +66,90 @@ def bench_simulate(n_traces: int, repeat: int) -> dict[str, object]:
     }
 
 
+def _peak_rss_of(cmd: list[str]) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (MiB) of ``cmd``, measured in a fresh wrapper process."""
+    wrapper = (
+        "import json, resource, subprocess, sys, time;"
+        "t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True, capture_output=True);"
+        "print(json.dumps([time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], check=True, capture_output=True, text=True)
+    dt, rss_kb = json.loads(proc.stdout.strip().splitlines()[-1])
+    return dt, rss_kb / 1024
+
+
+def _write_big_canonical(path: Path, size_gb: float) -> int:
+    import h5py
+    import numpy as np
+
+    n = int(size_gb * 1e9 / (2 * 500 * 4))
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("traces", shape=(n, 2, 500), dtype="f4", chunks=(1024, 2, 500))
+        ds.attrs["sampling_rate_hz"] = 180e6
+        ds.attrs["unit"] = "V"
+        lab = f.create_dataset("labels", shape=(n,), dtype="i1")
+        step = 16384
+        block = rng.standard_normal((step, 2, 500), dtype=np.float32)
+        for i in range(0, n, step):
+            m = min(step, n - i)
+            ds[i : i + m] = block[:m]
+            lab[i : i + m] = (np.arange(i, i + m) % 2).astype("i1")
+    return n
+
+
+def _write_big_root(path: Path, size_gb: float) -> int:
+    import numpy as np
+    import uproot
+
+    n = int(size_gb * 1e9 / (2 * 500 * 4))
+    rng = np.random.default_rng(0)
+    step = 16384
+    block = rng.standard_normal((step, 2, 500), dtype=np.float32)
+    with uproot.recreate(path, compression=None) as f:
+        tree = f.mktree("events", {"trace": np.dtype(("f4", (2, 500))), "label": np.dtype("i1")})
+        for i in range(0, n, step):
+            m = min(step, n - i)
+            tree.extend({"trace": block[:m], "label": (np.arange(i, i + m) % 2).astype("i1")})
+    return n
+
+
+def bench_ingest(size_gb: float, root_size_gb: float) -> dict[str, object]:
+    out: dict[str, object] = {"suite": "ingest", "machine": machine()}
+    crnn = [sys.executable, "-m", "crnn", "ingest"]
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as tmp:
+        big = Path(tmp) / "big.h5"
+        n = _write_big_canonical(big, size_gb)
+        mb = big.stat().st_size / 1e6
+        dt, rss = _peak_rss_of([*crnn, "-i", str(big), "-o", str(Path(tmp) / "copy.h5")])
+        out["canonical"] = {"traces": n, "file_mb": round(mb), "seconds": round(dt, 1),
+                            "mb_per_s": round(mb / dt), "peak_rss_mib": round(rss)}
+        big.unlink()
+        (Path(tmp) / "copy.h5").unlink()
+        root = Path(tmp) / "big.root"
+        n = _write_big_root(root, root_size_gb)
+        mb = root.stat().st_size / 1e6
+        dt, rss = _peak_rss_of([*crnn, "-i", str(root), "-o", str(Path(tmp) / "root.h5"), "--tree", "events",
+                                "--branch", "trace", "--unit", "V", "--sampling-rate-hz", "180e6",
+                                "--label-branch", "label"])
+        out["root"] = {"traces": n, "file_mb": round(mb), "seconds": round(dt, 1),
+                       "mb_per_s": round(mb / dt), "peak_rss_mib": round(rss)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("suite", choices=["simulate"])
-    parser.add_argument("--n-traces", type=int, default=20_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("suite", choices=["simulate", "ingest"])
+    parser.add_argument("--n-traces", type=int, default=20_000, help="simulate: traces per run")
+    parser.add_argument("--repeat", type=int, default=3, help="simulate: repetitions")
+    parser.add_argument("--size-gb", type=float, default=4.0, help="ingest: size of the canonical file")
+    parser.add_argument("--root-size-gb", type=float, default=0.5, help="ingest: size of the ROOT file")
     args = parser.parse_args()
-    print(json.dumps(bench_simulate(args.n_traces, args.repeat), indent=2))
+    if args.suite == "simulate":
+        result = bench_simulate(args.n_traces, args.repeat)
+    else:
+        result = bench_ingest(args.size_gb, args.root_size_gb)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

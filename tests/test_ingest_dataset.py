@@ -52,7 +52,7 @@ def test_root_jagged_nan_and_inconsistent_rates_are_refused(tmp_path):
     x[13, 0, 4] = np.nan
     with uproot.recreate(tmp_path / "nan.root") as f:
         f["events"] = {"trace": x, "rate": np.r_[np.full(10, 1e8), np.full(10, 2e8)]}
-    with pytest.raises(CrnnError, match=r"events/trace holds NaN or Inf at trace 13"):
+    with pytest.raises(CrnnError, match=r"nan\.root:events: branch 'trace' holds NaN or Inf at trace 13"):
         ingest(tmp_path / "nan.root", tmp_path / "o2.h5", root=RootMapping(unit="V", sampling_rate_hz=1e8),
                chunk_size=8)
     with pytest.raises(CrnnError, match="inconsistent sampling rates"):

@@ -62,8 +62,11 @@ def test_whole_pipeline_on_the_test_config(tmp_path):
     assert {r["method"] for r in summary["rows"]} == {"gru", "lstm", "envelope"}
     with h5py.File(res / "dataset" / "test.h5") as f:
         assert f["traces"].shape == (850, 2, 500)
-    # every job wrote its log: simulate, ingest, dataset, 2 x train, 2 x evaluate, baseline, report
-    assert len(list((work / "logs").rglob("*.log"))) == 9
+    # every job wrote its log: simulate, 3 x ingest, dataset, 2 x train, 2 x evaluate, baseline, report
+    assert len(list((work / "logs").rglob("*.log"))) == 11
+    # converted-only inputs exist but are not in the dataset
+    with h5py.File(res / "ingest" / "example_coreas.h5") as f:
+        assert f["traces"].shape == (4, 2, 500) and f.attrs["sampling_rate_hz"] == 180e6
     report = tmp_path / "report.html"
     proc = snakemake("--cores", "1", "--directory", str(work), "--configfile", str(REPO / "config" / "test.yaml"),
                      "--report", str(report))

@@ -50,17 +50,23 @@ def ingest_args(wildcards):
         "label-branch": src.get("label_branch"),
         "snr-branch": src.get("snr_branch"),
         "label": src.get("label"),
+        "run-file": repo_path(src["run_file"]) if src.get("run_file") else None,
+        "resample-hz": src.get("resample_hz"),
+        "filter-order": src.get("filter_order"),
+        "n-samples": src.get("n_samples"),
     }
     args = [f"--{k} {v}" for k, v in flags.items() if v is not None]
     args += [f"--id-branch {b}" for b in src.get("id_branches", [])]
-    if src.get("channels"):
-        args.append("--channels " + " ".join(str(c) for c in src["channels"]))
+    for key, flag in (("channels", "--channels"), ("band_hz", "--band-hz"), ("polarisations", "--polarisations")):
+        if src.get(key):
+            values = " ".join(str(c) for c in src[key])
+            args.append(f"{flag} {values}")
     return " ".join(args)
 
 
 def dataset_inputs(wildcards):
     files = ["results/simulate/traces.h5"] if config["simulate"]["n_traces"] > 0 else []
-    return files + [f"results/ingest/{name}.h5" for name in config["ingest"]]
+    return files + [f"results/ingest/{name}.h5" for name, src in config["ingest"].items() if src.get("dataset", True)]
 
 
 def methods():
@@ -70,4 +76,5 @@ def methods():
 def get_final_output():
     out = ["results/report/summary.html"]
     out += expand("results/models/{model}/model.keras", model=config["models"])
+    out += expand("results/ingest/{source}.h5", source=config["ingest"])
     return out
