@@ -214,3 +214,19 @@ def test_foreign_and_missing_files(tmp_path):
     with pytest.raises(MissingFieldError, match="no tree 'tadc'"):
         ingest(DATA / "example_traces.root", tmp_path / "o.h5", fmt="grandroot")
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_empty_root_tree_is_refused(tmp_path):
+    with uproot.recreate(tmp_path / "empty.root") as f:
+        f.mktree("events", {"trace": np.dtype(("f4", (2, 16)))})
+    with pytest.raises(CrnnError, match=r"empty\.root:events: tree has no entries"):
+        ingest(tmp_path / "empty.root", tmp_path / "o.h5", root=RootMapping(unit="V", sampling_rate_hz=1e8))
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_string_trace_branch_is_refused(tmp_path):
+    with uproot.recreate(tmp_path / "s.root") as f:
+        f["events"] = {"trace": np.array(["a", "bb", "c"])}
+    with pytest.raises(CrnnError, match=r"branch 'trace' must hold numeric traces|jagged"):
+        ingest(tmp_path / "s.root", tmp_path / "o.h5", root=RootMapping(unit="V", sampling_rate_hz=1e8))
+    assert not (tmp_path / "o.h5").exists()
