@@ -10,6 +10,9 @@ Suites so far:
 * ``ingest``: MB/s and peak memory of ``crnn ingest`` on a large canonical HDF5 file
   (``--size-gb``, default 4; written first, with random numbers, in chunks) and on a ROOT TTree
   of fixed-size trace arrays (``--root-size-gb``, default 0.5), each run in a subprocess.
+* ``predict``: traces/s of a trained model (``--model``, default the demo's GRU) alone, on
+  (N, 2, 500) float32 arrays in memory, and end to end with ``crnn predict`` from a canonical
+  HDF5 file of simulated traces to an ``.h5`` output (including start-up and model loading).
 
 Each measurement is repeated; the median and the spread (min, max) are reported.
 """
@@ -137,9 +140,40 @@ def bench_ingest(size_gb: float, root_size_gb: float) -> dict[str, object]:
     return out
 
 
+def bench_predict(model: str, n_traces: int, repeat: int) -> dict[str, object]:
+    import numpy as np
+
+    from crnn.classifier import load_classifier
+    from crnn.simulate import SimulationSettings, simulate
+
+    clf = load_classifier(model)
+    x = np.random.default_rng(0).standard_normal((n_traces, clf.n_channels, clf.n_samples), dtype=np.float32)
+    clf.predict(x[:4096], sampling_rate_hz=clf.sampling_rate_hz)  # trace the function once
+    rates = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
+        rates.append(n_traces / (time.perf_counter() - t))
+    e2e = []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "in.h5"
+        simulate(SimulationSettings(n_traces=n_traces), src, seed=1)
+        for i in range(repeat):
+            dt, _ = _peak_rss_of([sys.executable, "-m", "crnn", "predict", "-m", model, "-i", str(src),
+                                  "-o", str(Path(tmp) / f"out{i}.h5")])
+            e2e.append(n_traces / dt)
+    return {
+        "suite": "predict", "model": model, "n_traces": n_traces, "repeat": repeat,
+        "model_only_traces_per_s": {"median": statistics.median(rates), "min": min(rates), "max": max(rates)},
+        "end_to_end_traces_per_s": {"median": statistics.median(e2e), "min": min(e2e), "max": max(e2e)},
+        "machine": machine(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("suite", choices=["simulate", "ingest"])
+    parser.add_argument("suite", choices=["simulate", "ingest", "predict"])
+    parser.add_argument("--model", default="results/models/gru/model.keras", help="predict: model to time")
     parser.add_argument("--n-traces", type=int, default=20_000, help="simulate: traces per run")
     parser.add_argument("--repeat", type=int, default=3, help="simulate: repetitions")
     parser.add_argument("--size-gb", type=float, default=4.0, help="ingest: size of the canonical file")
@@ -147,6 +181,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.suite == "simulate":
         result = bench_simulate(args.n_traces, args.repeat)
+    elif args.suite == "predict":
+        result = bench_predict(args.model, args.n_traces, args.repeat)
     else:
         result = bench_ingest(args.size_gb, args.root_size_gb)
     print(json.dumps(result, indent=2))

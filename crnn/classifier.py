@@ -1,12 +1,27 @@
-"""A trained crnn model with its card: load safely, check inputs, score traces.
+"""A trained crnn model with its card: load safely, adapt inputs, score traces.
 
 >>> from crnn import load_classifier
 >>> clf = load_classifier("results/models/gru/model.keras")
 >>> scores = clf.predict(traces, sampling_rate_hz=180e6)   # traces: (N, C, T) or (N, T)
+>>> clf.card["working_point"]
+
+What :meth:`Classifier.predict` does with traces that differ from the training data:
+
+* another sampling rate: FFT resampling to the model's rate, with the card's band-pass applied
+  before decimation (:mod:`crnn.resample`), and a note in the log (``resample=False`` refuses);
+* longer traces: sliding windows of the model's length with ``overlap`` (default 0.5, the last
+  window aligned with the end of the trace); the score is the maximum over windows and
+  :meth:`Classifier.score` also returns the start time of that window;
+* another gain or unit among the known ones (V, mV, uV, nV, V/m, mV/m, uV/m, ADC): nothing to do,
+  the model divides each window by its RMS, so scores do not depend on it;
+* shorter traces, another channel count or an unknown unit: a :class:`crnn.errors.CrnnError`
+  that says what the model expects and what was given (``pad=True`` zero-pads short traces at
+  their end instead, e.g. for CoREAS pulses of a few hundred ns).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +29,12 @@ from typing import Any
 import numpy as np
 
 from crnn.errors import CrnnError
-from crnn.modelcard import read_card, resolve_model_path
+from crnn.modelcard import file_sha256, read_card, resolve_model_path
+from crnn.tracefile import KNOWN_UNITS
+
+log = logging.getLogger(__name__)
+VOLTAGE_UNITS = ("V", "mV", "uV", "nV", "ADC")
+FIELD_UNITS = ("V/m", "mV/m", "uV/m")
 
 
 class Classifier:
@@ -24,6 +44,7 @@ class Classifier:
         self.model = model
         self.card = card
         self.path = path
+        self._fn = None
 
     @property
     def n_channels(self) -> int:
@@ -41,46 +62,136 @@ class Classifier:
     def threshold(self) -> float:
         return float(self.card["working_point"]["threshold"])
 
-    def check_input(self, shape: tuple[int, ...], sampling_rate_hz: float, where: str = "input") -> None:
-        """Refuse traces that the model was not trained for, saying what it expects."""
-        if not np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0):
+    def threshold_at(self, target_fpr: float) -> float:
+        """Threshold of the working point with this target FPR (chosen on validation, in the card)."""
+        points = self.card.get("working_points") or [self.card["working_point"]]
+        for wp in points:
+            if np.isclose(wp["target_fpr"], target_fpr, rtol=1e-6):
+                return float(wp["threshold"])
+        known = [wp["target_fpr"] for wp in points]
+        msg = (f"model {self.path.name}: no working point at FPR {target_fpr:g} in its card; available: {known} "
+               f"(or give a threshold)")
+        raise CrnnError(msg)
+
+    def _expects(self) -> str:
+        return (f"(N, {self.n_channels}, >= {self.n_samples}) traces at {self.sampling_rate_hz:g} Hz "
+                f"or any rate that resamples to >= {self.n_samples} samples")
+
+    def check_unit(self, unit: str | None, where: str = "input") -> None:
+        if unit is None:
+            return
+        if unit not in KNOWN_UNITS:
+            msg = (f"{where}: unknown unit {unit!r}; model {self.path.name} was trained on "
+                   f"{self.card.get('unit_trained', 'V')!r} traces and accepts any of {list(KNOWN_UNITS)} "
+                   f"(scores do not depend on the scale)")
+            raise CrnnError(msg)
+        trained = self.card.get("unit_trained", "V")
+        if (unit in FIELD_UNITS) != (trained in FIELD_UNITS):
+            log.warning("%s: unit %s while model %s was trained on %s: the antenna response is not applied",
+                        where, unit, self.path.name, trained)
+
+    def check_input(
+        self, shape: tuple[int, ...], sampling_rate_hz: float, where: str = "input", *, resample: bool = True,
+        pad: bool = False,
+    ) -> None:
+        """Refuse traces that cannot be adapted to the model, saying what it expects."""
+        c, t = (1, shape[-1]) if len(shape) == 2 else shape[1:3]
+        same_rate = np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0)
+        if not same_rate and not resample:
             msg = (
                 f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz, but model {self.path.name} was trained "
-                f"on {self.sampling_rate_hz:g} Hz traces; resample the input (crnn ingest) or use a matching model"
+                f"on {self.sampling_rate_hz:g} Hz traces; resample the input (crnn ingest --resample-hz) "
+                f"or allow resampling"
             )
             raise CrnnError(msg)
-        c, t = (1, shape[-1]) if len(shape) == 2 else shape[1:]
         if c != self.n_channels:
-            msg = (
-                f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
-                f"(input shape (N, {self.n_channels}, {self.n_samples}))"
-            )
+            msg = (f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
+                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels with --channels")
             raise CrnnError(msg)
-        if t != self.n_samples:
-            msg = (
-                f"{where}: traces have {t} samples, but model {self.path.name} expects {self.n_samples} "
-                f"(input shape (N, {self.n_channels}, {self.n_samples}))"
-            )
+        t_model = t if same_rate else (t * self.sampling_rate_hz) // sampling_rate_hz
+        if t_model < self.n_samples and not pad:
+            rate = "" if same_rate else f" ({int(t_model)} after resampling to {self.sampling_rate_hz:g} Hz)"
+            msg = (f"{where}: traces have {t} samples{rate}, but model {self.path.name} expects at least "
+                   f"{self.n_samples} (input shape (N, {self.n_channels}, {self.n_samples})); "
+                   f"zero-pad them with --pad if they hold a whole pulse")
             raise CrnnError(msg)
 
-    def predict(
-        self, traces: np.ndarray, *, sampling_rate_hz: float, batch_size: int = 2048
-    ) -> np.ndarray:
-        """Probability that an air-shower pulse is present, one float32 per trace."""
-        x = np.asarray(traces, dtype=np.float32)
+    def adapt(self, traces: np.ndarray, sampling_rate_hz: float, *, resample: bool = True, pad: bool = False,
+              where: str = "input") -> np.ndarray:
+        """Resample to the model's rate (band-limited, the card's band) if needed."""
+        x = np.asarray(traces)
         if x.ndim == 2:
             x = x[:, None, :]
         if x.ndim != 3:
-            msg = f"traces must have shape (N, C, T) or (N, T); got {x.shape}"
+            msg = f"{where}: traces must have shape (N, C, T) or (N, T); got {x.shape}"
             raise CrnnError(msg)
-        self.check_input(x.shape, sampling_rate_hz)
+        self.check_input(x.shape, sampling_rate_hz, where, resample=resample, pad=pad)
         if not np.isfinite(x).all():
-            msg = "traces hold NaN or Inf values; expected finite numbers"
+            msg = f"{where}: traces hold NaN or Inf values; expected finite numbers"
             raise CrnnError(msg)
-        if len(x) == 0:
+        if not np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0):
+            from crnn.resample import resample as fft_resample
+
+            band = self.card.get("band_hz")
+            band = tuple(band) if band and band[1] < min(sampling_rate_hz, self.sampling_rate_hz) / 2 else None
+            x = fft_resample(x, sampling_rate_hz, self.sampling_rate_hz, band_hz=band)
+        if pad and x.shape[-1] < self.n_samples:
+            from crnn.resample import fit_length
+
+            x = fit_length(x, self.n_samples)
+        return x.astype(np.float32, copy=False)
+
+    def _score_windows(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
+        if len(windows) == 0:
             return np.zeros(0, dtype=np.float32)
-        out = self.model.predict(x, batch_size=batch_size, verbose=0)
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        import keras
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if self._fn is None:
+                spec = tf.TensorSpec((None, self.n_channels, self.n_samples), tf.float32)
+                self._fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
+            out = [self._fn(tf.constant(windows[i : i + batch_size])).numpy() for i in range(0, len(windows), batch_size)]
+            return np.concatenate(out).reshape(-1).astype(np.float32)
+        return np.asarray(self.model.predict(windows, batch_size=batch_size, verbose=0), dtype=np.float32).reshape(-1)
+
+    def score(
+        self,
+        traces: np.ndarray,
+        *,
+        sampling_rate_hz: float,
+        unit: str | None = None,
+        overlap: float = 0.5,
+        resample: bool = True,
+        pad: bool = False,
+        batch_size: int = 4096,
+        where: str = "input",
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (max over windows) and the start time in s of the best window, per trace."""
+        if not 0 <= overlap < 1:
+            msg = f"overlap must be in [0, 1), got {overlap}"
+            raise CrnnError(msg)
+        self.check_unit(unit, where)
+        x = self.adapt(traces, sampling_rate_hz, resample=resample, pad=pad, where=where)
+        n, c, t = x.shape
+        w = self.n_samples
+        if t == w:
+            return self._score_windows(x, batch_size), np.zeros(n, dtype=np.float32)
+        hop = max(1, int(round(w * (1 - overlap))))
+        starts = list(range(0, t - w + 1, hop))
+        if starts[-1] != t - w:
+            starts.append(t - w)  # the last window ends with the trace
+        windows = np.stack([x[:, :, s : s + w] for s in starts], axis=1).reshape(n * len(starts), c, w)
+        s = self._score_windows(windows, batch_size).reshape(n, len(starts))
+        best = np.argmax(s, axis=1)
+        return s[np.arange(n), best], (np.asarray(starts)[best] / self.sampling_rate_hz).astype(np.float32)
+
+    def predict(self, traces: np.ndarray, *, sampling_rate_hz: float, unit: str | None = None,
+                overlap: float = 0.5, resample: bool = True, pad: bool = False, batch_size: int = 4096) -> np.ndarray:
+        """Probability that an air-shower pulse is present, one float32 per trace."""
+        return self.score(traces, sampling_rate_hz=sampling_rate_hz, unit=unit, overlap=overlap,
+                          resample=resample, pad=pad, batch_size=batch_size)[0]
 
     def decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         thr = self.threshold if threshold is None else threshold
@@ -88,9 +199,18 @@ class Classifier:
 
 
 def load_classifier(path: str | os.PathLike[str], *, safe_mode: bool = True) -> Classifier:
-    """Load a ``.keras`` model (or the one in a folder) with its card, in Keras' safe mode."""
+    """Load a ``.keras`` model (or the one in a folder) with its card, in Keras' safe mode.
+
+    The card must be beside the model and, when it records the model file's SHA-256 (crnn >= 0.1
+    cards do), match it: a model whose weights were replaced is refused.
+    """
     model_path = resolve_model_path(path)
     card = read_card(model_path)
+    expected = card.get("model_sha256")
+    if expected is not None and file_sha256(model_path) != expected:
+        msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
+               f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")
+        raise CrnnError(msg)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -110,4 +230,8 @@ def load_classifier(path: str | os.PathLike[str], *, safe_mode: bool = True) -> 
     except (OSError, KeyError) as exc:
         msg = f"{model_path}: not a readable .keras model ({exc}); is it truncated?"
         raise CrnnError(msg) from exc
+    shape = list(model.input_shape[1:])
+    if shape != list(card["input_shape"]):
+        msg = f"{model_path}: the model takes input {shape}, but its card says {card['input_shape']}"
+        raise CrnnError(msg)
     return Classifier(model, card, model_path)

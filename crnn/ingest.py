@@ -101,7 +101,7 @@ def _iter_canonical(path: Path, chunk_size: int) -> tuple[dict, Iterator[TraceSe
     return info, chunks()
 
 
-def _open(path: Path, kind: str, root: RootMapping | None, conv: Conversion, chunk_size: int,
+def open_input(path: Path, kind: str, root: RootMapping | None, conv: Conversion, chunk_size: int,
           run_file: str | Path | None) -> tuple[dict, Iterator[TraceSet]]:
     if kind == "canonical":
         return _iter_canonical(path, chunk_size)
@@ -119,7 +119,7 @@ def _open(path: Path, kind: str, root: RootMapping | None, conv: Conversion, chu
     return iter_root(path, root or RootMapping(), chunk_size)
 
 
-def _select_channels(x: np.ndarray, channels: tuple[int, ...] | None, where: str) -> np.ndarray:
+def select_channels(x: np.ndarray, channels: tuple[int, ...] | None, where: str) -> np.ndarray:
     if channels is None:
         return x
     bad = [c for c in channels if not 0 <= c < x.shape[1]]
@@ -154,7 +154,7 @@ def ingest(
     if kind == "root" and fmt == "auto" and root is None:
         msg = f"{path}: a ROOT file that is not GRANDroot needs a mapping (--tree, --branch, --unit, --sampling-rate-hz)"
         raise CrnnError(msg)
-    info, chunks = _open(path, kind, root, conv, chunk_size, run_file)
+    info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
     rate_in = float(info["sampling_rate_hz"])
     rate_out = conv.resample_hz or rate_in
     band = conv.band_hz
@@ -168,7 +168,7 @@ def ingest(
     try:
         for chunk in chunks:
             where = f"{path}:{(root or RootMapping()).tree}" if kind == "root" else str(path)
-            x = _select_channels(np.asarray(chunk.traces), conv.channels, str(path))
+            x = select_channels(np.asarray(chunk.traces), conv.channels, str(path))
             bad = ~np.isfinite(x)
             if bad.any():
                 i = int(np.argwhere(bad)[0][0])

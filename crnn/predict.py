@@ -1,16 +1,31 @@
-"""Stage ``predict``: apply a trained model to canonical trace files.
+"""Stage ``predict``: apply a trained model to new traces, from any format ``crnn ingest`` reads.
 
-Output ``.h5``: datasets ``scores`` (float32, probability that a pulse is present) and
-``decision`` (int8, score above the working-point threshold) in input order, plus the input's
-per-trace metadata; attributes record the model, its threshold and the input file. Output
-``.csv``: columns ``index,score,decision``. Inputs are read and scored in chunks.
+``--input`` takes one or more files or glob patterns (canonical or CoREAS HDF5, GRANDroot or
+other ROOT files; ``--format`` or detected). Each file is read in chunks, adapted to the model
+(channel selection, band-limited resampling to the model's rate, sliding windows over longer
+traces; see :mod:`crnn.classifier`) and scored. Output rows follow the input order.
+
+Outputs, by suffix of ``--output``:
+
+* ``.h5``: datasets ``scores`` (float32, probability that a pulse is present), ``decision`` (int8,
+  score above the threshold), ``window_start_s`` (start of the best window), ``file_index`` and
+  ``index`` (file and row of the trace), plus the input's per-trace metadata; attributes record
+  the model, the threshold and the inputs;
+* ``.csv``: columns ``index,score,decision``, then ``window_start_s``, ``file_index`` and the
+  scalar metadata;
+* ``.root``: a TTree ``scores`` with the same numeric columns (written with uproot).
+
+The threshold is the model card's working point, or ``--working-point FPR`` (another working point
+stored in the card), or ``--threshold``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import logging
+import sys
 from pathlib import Path
 
 import h5py
@@ -20,69 +35,198 @@ from crnn import __version__
 from crnn.classifier import load_classifier
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output
-from crnn.tracefile import TraceFile
+from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 
 log = logging.getLogger(__name__)
+SUFFIXES = (".h5", ".hdf5", ".csv", ".root")
 
 
-def predict_file(
-    model: str | Path, input_path: str | Path, output: str | Path, *, threshold: float | None = None,
-    chunk_size: int = 8192, trust_model: bool = False,
+def expand_inputs(patterns: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if any(ch in pattern for ch in "*?[") else [pattern]
+        if not matches:
+            msg = f"{pattern}: no file matches this pattern"
+            raise CrnnError(msg)
+        files += [Path(m) for m in matches]
+    return files
+
+
+class _Progress:
+    def __init__(self, total: int | None) -> None:
+        self.total, self.done = total, 0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, n: int, label: str) -> None:
+        self.done += n
+        if self.tty:
+            width = 30
+            frac = min(1.0, self.done / self.total) if self.total else 0.0
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            sys.stderr.write(f"\r[{bar}] {self.done} traces  {label}")
+            sys.stderr.flush()
+        else:
+            log.info("scored %d traces (%s)", self.done, label)
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def predict_files(
+    model: str | Path,
+    inputs: list[str | Path],
+    output: str | Path,
+    *,
+    fmt: str = "auto",
+    root: RootMapping | None = None,
+    channels: tuple[int, ...] | None = None,
+    polarisations: tuple[str, ...] = ("north_south", "east_west"),
+    run_file: str | Path | None = None,
+    threshold: float | None = None,
+    working_point: float | None = None,
+    overlap: float = 0.5,
+    resample: bool = True,
+    pad: bool = False,
+    chunk_size: int = 8192,
+    trust_model: bool = False,
 ) -> Path:
-    clf = load_classifier(model, safe_mode=not trust_model)
     out = Path(output)
-    if out.suffix not in (".h5", ".hdf5", ".csv"):
-        msg = f"{out}: output must end in .h5, .hdf5 or .csv; got {out.suffix or 'no suffix'!r}"
+    if out.suffix not in SUFFIXES:
+        msg = f"{out}: output must end in {', '.join(SUFFIXES)}; got {out.suffix or 'no suffix'!r}"
         raise CrnnError(msg)
-    thr = clf.threshold if threshold is None else float(threshold)
-    with TraceFile(input_path) as tf:
-        clf.check_input(tf.shape, tf.sampling_rate_hz, where=str(input_path))
-        scores = np.empty(tf.n_traces, dtype=np.float32)
-        meta: dict[str, list[np.ndarray]] = {name: [] for name in tf.meta_names}
-        for start, chunk in tf.iter_chunks(chunk_size):
-            scores[start : start + chunk.n_traces] = clf.predict(chunk.traces, sampling_rate_hz=chunk.sampling_rate_hz)
-            for name in meta:
-                meta[name].append(chunk.meta[name])
-            log.info("scored %d / %d traces", start + chunk.n_traces, tf.n_traces)
-    decision = clf.decide(scores, thr)
+    if threshold is not None and working_point is not None:
+        msg = "predict: give either --threshold or --working-point, not both"
+        raise CrnnError(msg)
+    files = expand_inputs([str(i) for i in inputs])
+    clf = load_classifier(model, safe_mode=not trust_model)
+    thr = clf.threshold_at(working_point) if working_point is not None else (
+        clf.threshold if threshold is None else float(threshold))
+    conv = Conversion(channels=channels, polarisations=polarisations)
+    columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
+    meta_parts: list[dict[str, np.ndarray]] = []
+    progress = _Progress(None)
+    for k, path in enumerate(files):
+        kind = detect_format(path) if fmt == "auto" else fmt
+        info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
+        rate = float(info["sampling_rate_hz"])
+        if not np.isclose(rate, clf.sampling_rate_hz, rtol=1e-6):
+            if resample:
+                log.info("%s: resampling %g Hz -> %g Hz (band %s) for model %s", path, rate, clf.sampling_rate_hz,
+                         clf.card.get("band_hz"), clf.path.name)
+        row = 0
+        for chunk in chunks:
+            x = select_channels(np.asarray(chunk.traces), conv.channels, str(path))
+            scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=info["unit"], overlap=overlap,
+                                       resample=resample, pad=pad, where=str(path))
+            n = len(scores)
+            columns["scores"].append(scores)
+            columns["window_start_s"].append(t_best)
+            columns["file_index"].append(np.full(n, k, dtype=np.int32))
+            columns["index"].append(np.arange(row, row + n, dtype=np.int64))
+            meta_parts.append(dict(chunk.meta))
+            row += n
+            progress.update(n, path.name)
+        if row == 0:
+            msg = f"{path}: no traces found"
+            raise CrnnError(msg)
+    progress.close()
+    result = {k: np.concatenate(v) for k, v in columns.items()}
+    result["decision"] = clf.decide(result["scores"], thr)
+    common = set.intersection(*(set(m) for m in meta_parts)) if meta_parts else set()
+    meta = {name: np.concatenate([m[name] for m in meta_parts]) for name in sorted(common)
+            if name not in result}
+    _write(out, result, meta, clf, thr, files)
+    log.info("%s: %d traces from %d file(s), %d above threshold %.4g", out, len(result["scores"]), len(files),
+             int(result["decision"].sum()), thr)
+    return out
+
+
+def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray], clf, thr: float,
+           files: list[Path]) -> None:
+    first = ["index", "scores", "decision", "window_start_s", "file_index"]
+    scalar_meta = {k: v for k, v in meta.items() if v.ndim == 1}
     with atomic_output(out) as tmp:
         if out.suffix == ".csv":
             with open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["index", "score", "decision"])
-                for i, (s, d) in enumerate(zip(scores, decision, strict=True)):
-                    w.writerow([i, f"{s:.6g}", int(d)])
+                w.writerow(["index", "score", "decision", "window_start_s", "file_index", *scalar_meta])
+                cols = [result[c] for c in first] + list(scalar_meta.values())
+                for values in zip(*cols, strict=True):
+                    w.writerow([_cell(v) for v in values])
+        elif out.suffix == ".root":
+            import uproot
+
+            numeric = {k: v for k, v in scalar_meta.items() if v.dtype.kind in "biuf"}
+            skipped = sorted(set(scalar_meta) - set(numeric))
+            if skipped:
+                log.info("%s: non-numeric columns %s are not written to ROOT (use .h5 or .csv)", out, skipped)
+            branches = {("score" if c == "scores" else c): result[c] for c in first}
+            branches.update(numeric)
+            with uproot.recreate(tmp) as f:
+                tree = f.mktree("scores", {k: v.dtype for k, v in branches.items()}, title=f"crnn {__version__} scores")
+                tree.extend(branches)
         else:
             with h5py.File(tmp, "w") as f:
-                f.create_dataset("scores", data=scores)
-                f.create_dataset("decision", data=decision)
-                for name, parts in meta.items():
-                    if name in ("scores", "decision"):
-                        continue
-                    f.create_dataset(name, data=np.concatenate(parts))
+                for c in first:
+                    f.create_dataset(c, data=result[c])
+                for name, values in meta.items():
+                    if values.dtype == object:
+                        values = values.astype(h5py.string_dtype())
+                    f.create_dataset(name, data=values)
                 f.attrs["model"] = str(clf.path)
                 f.attrs["threshold"] = thr
-                f.attrs["input"] = str(input_path)
+                f.attrs["inputs"] = [str(p) for p in files]
+                f.attrs["input"] = str(files[0])
                 f.attrs["crnn_version"] = __version__
-    log.info("%s: %d traces, %d above threshold %.4g", out, len(scores), int(decision.sum()), thr)
-    return out
+
+
+def _cell(v: object) -> object:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.7g}"
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="a .keras model with its card, or its folder")
-    p.add_argument("--input", "-i", required=True, help="canonical trace file")
-    p.add_argument("--output", "-o", required=True, help="scores file: .h5 or .csv")
-    p.add_argument("--threshold", type=float, help="decision threshold (default: the card's working point)")
-    p.add_argument("--chunk-size", type=int, default=8192, help="traces scored per chunk")
-    p.add_argument(
-        "--trust-model", action="store_true",
-        help="allow models that carry arbitrary code (Lambda layers); only for files you trust",
-    )
+    p.add_argument("--input", "-i", nargs="+", required=True, help="input files or glob patterns (any ingest format)")
+    p.add_argument("--output", "-o", required=True, help="scores file: .h5, .csv or .root")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, help="decision threshold on the score")
+    g.add_argument("--working-point", type=float, metavar="FPR",
+                   help="use the card's working point at this target FPR (default: the card's own)")
+    p.add_argument("--overlap", type=float, default=0.5, help="overlap of sliding windows on long traces (0-1)")
+    p.add_argument("--no-resample", action="store_true", help="refuse inputs at another sampling rate")
+    p.add_argument("--pad", action="store_true", help="zero-pad traces shorter than the model's window")
+    p.add_argument("--channels", type=int, nargs="+", help="use these input channels, in this order")
+    p.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
+                   help="CoREAS: field components to use")
+    r = p.add_argument_group("ROOT mapping (as crnn ingest)")
+    r.add_argument("--tree", help="tree holding the traces")
+    r.add_argument("--branch", default="trace", help="branch holding the traces")
+    r.add_argument("--unit", help="unit of the trace values")
+    r.add_argument("--sampling-rate-hz", type=float, help="sampling rate of the input in Hz")
+    r.add_argument("--id-branch", action="append", default=[], help="branch to keep per trace (repeatable)")
+    r.add_argument("--run-file", help="GRANDroot: file with the trun tree")
+    p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
+    p.add_argument("--trust-model", action="store_true",
+                   help="allow models that carry arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
-    predict_file(args.model, args.input, args.output, threshold=args.threshold, chunk_size=args.chunk_size,
-                 trust_model=args.trust_model)
+    root = None
+    if args.format == "root" or args.tree or args.unit or args.sampling_rate_hz:
+        root = RootMapping(tree=args.tree or "events", branch=args.branch, unit=args.unit,
+                           sampling_rate_hz=args.sampling_rate_hz, id_branches=tuple(args.id_branch))
+    predict_files(
+        args.model, args.input, args.output, fmt=args.format, root=root,
+        channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
+        run_file=args.run_file, threshold=args.threshold, working_point=args.working_point, overlap=args.overlap,
+        resample=not args.no_resample, pad=args.pad, chunk_size=args.chunk_size, trust_model=args.trust_model,
+    )
 
 
 if __name__ == "__main__":

@@ -196,10 +196,24 @@ def train(
             "val_tpr": float(np.mean(signal > threshold)),
             "n_val_background": int(background.size),
         },
+        "working_points": _working_points(background, signal, (1e-2, 1e-3, 1e-4, training.target_fpr)),
+        "model_sha256": file_sha256(model_path),
     }
     write_card(model_path, card)
     log.info("saved %s (val AUC %.4f, threshold %.4g at FPR %g)", model_path, val_auc, threshold, training.target_fpr)
     return model_path
+
+
+def _working_points(background: np.ndarray, signal: np.ndarray, fprs: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Thresholds at each FPR that the validation background can resolve (for --working-point)."""
+    points = []
+    for fpr in sorted(set(fprs), reverse=True):
+        thr = threshold_at_fpr(background, fpr)
+        if thr is None:
+            continue
+        points.append({"target_fpr": fpr, "threshold": thr, "val_fpr": float(np.mean(background > thr)),
+                       "val_tpr": float(np.mean(signal > thr))})
+    return points
 
 
 def _keras_callback_base() -> type:

@@ -61,6 +61,22 @@ def tiny_model(tmp_path_factory, splits) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def good_model(tmp_path_factory) -> Path:
+    """A GRU trained on clear pulses (SNR 6-10) for four short epochs: it finds pulses (val AUC > 0.95)."""
+    from crnn.dataset import build_dataset
+    from crnn.models import ModelSettings
+    from crnn.simulate import SimulationSettings, simulate
+    from crnn.train import TrainingSettings, train
+
+    d = tmp_path_factory.mktemp("good")
+    simulate(SimulationSettings(n_traces=4000, snr_range=(6.0, 10.0)), d / "sim.h5", seed=21)
+    parts = {s: d / f"{s}.h5" for s in ("train", "val", "test")}
+    build_dataset([d / "sim.h5"], parts, fractions=(0.7, 0.15, 0.15), seed=1)
+    return train(parts["train"], parts["val"], d / "gru", model_settings=ModelSettings(cell="gru", units=16),
+                 training=TrainingSettings(epochs=4, batch_size=64), seed=1, name="gru")
+
+
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.exists():

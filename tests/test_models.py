@@ -67,28 +67,61 @@ def test_saved_model_round_trip_and_card(tiny_model, splits):
     np.testing.assert_allclose(again, direct, rtol=1e-6)
 
 
+def _copy_card_for(model_path, tiny_model, **changes):
+    import json
+
+    from crnn.modelcard import card_path, file_sha256
+
+    card = json.loads(card_path(tiny_model).read_text())
+    card["model_sha256"] = file_sha256(model_path)
+    card.update(changes)
+    card_path(model_path).write_text(json.dumps(card))
+
+
 def test_lambda_layers_are_refused_in_safe_mode(tmp_path, tiny_model):
-    import shutil
-
-    from crnn.modelcard import card_path
-
     inputs = keras.Input((2, 500))
     outputs = keras.layers.Dense(1)(keras.layers.Lambda(lambda t: t * 2)(keras.layers.Flatten()(inputs)))
     path = tmp_path / "evil.keras"
     keras.Model(inputs, outputs).save(path)
-    shutil.copy(card_path(tiny_model), card_path(path))
-    with pytest.raises(CrnnError, match="arbitrary code"):
+    _copy_card_for(path, tiny_model)
+    with pytest.raises(CrnnError, match=r"evil\.keras: refused to load a model that carries arbitrary code.*--trust-model"):
+        load_classifier(path)
+    assert load_classifier(path, safe_mode=False).model.output_shape == (None, 1)
+
+
+def test_a_model_must_match_its_card(tmp_path, tiny_model):
+    import shutil
+
+    from crnn.modelcard import card_path
+
+    other = build_classifier((2, 500), ModelSettings(units=4, conv_filters=4))
+    path = tmp_path / "model.keras"
+    other.save(path)
+    shutil.copy(card_path(tiny_model), card_path(path))  # the card of another model file
+    with pytest.raises(CrnnError, match="does not match its card"):
+        load_classifier(path)
+    card_path(path).unlink()
+    with pytest.raises(CrnnError, match=r"model\.card\.json: model card not found"):
+        load_classifier(path)
+    _copy_card_for(path, tiny_model, input_shape=[3, 500])
+    with pytest.raises(CrnnError, match=r"takes input \[2, 500\], but its card says \[3, 500\]"):
         load_classifier(path)
 
 
-def test_sampling_rate_and_channel_mismatch_are_refused(tiny_model):
+def test_incompatible_traces_are_refused_with_what_the_model_expects(tiny_model):
     clf = load_classifier(tiny_model)
-    with pytest.raises(CrnnError, match=r"200 MHz|2e\+08 Hz.*1\.8e\+08 Hz"):
-        clf.predict(np.zeros((2, 2, 500), np.float32), sampling_rate_hz=200e6)
-    with pytest.raises(CrnnError, match=r"3 channel.*expects 2"):
-        clf.predict(np.zeros((2, 3, 500), np.float32), sampling_rate_hz=180e6)
-    with pytest.raises(CrnnError, match=r"1000 samples.*expects 500"):
-        clf.predict(np.zeros((2, 2, 1000), np.float32), sampling_rate_hz=180e6)
+    with pytest.raises(CrnnError, match="trained on 1.8e\\+08 Hz traces"):
+        clf.predict(np.ones((2, 2, 600), np.float32), sampling_rate_hz=200e6, resample=False)
+    with pytest.raises(CrnnError, match=r"3 channel\(s\), but model model.keras expects 2"):
+        clf.predict(np.ones((2, 3, 500), np.float32), sampling_rate_hz=180e6)
+    with pytest.raises(CrnnError, match=r"400 samples, but model model.keras expects at least 500"):
+        clf.predict(np.ones((2, 2, 400), np.float32), sampling_rate_hz=180e6)
+    with pytest.raises(CrnnError, match=r"500 samples \(450 after resampling to 1.8e\+08 Hz\)"):
+        clf.predict(np.ones((2, 2, 500), np.float32), sampling_rate_hz=200e6)
+    with pytest.raises(CrnnError, match=r"unknown unit 'furlong'"):
+        clf.predict(np.ones((2, 2, 500), np.float32), sampling_rate_hz=180e6, unit="furlong")
+    padded = clf.predict(np.random.default_rng(0).normal(size=(2, 2, 400)), sampling_rate_hz=180e6, pad=True)
+    assert padded.shape == (2,)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

@@ -1,51 +1,182 @@
-"""`crnn predict` and the Python API on files written by other programs."""
+"""`crnn predict` and the Python API: formats, resampling, sliding windows, safety, versioning."""
 
 from __future__ import annotations
+
+import csv
+import json
+import shutil
 
 import h5py
 import numpy as np
 import pytest
+import uproot
 from conftest import REPO, run_crnn
 
 from crnn import load_classifier
+from crnn.noise import ReceiverSettings
+from crnn.pulse import PulseModel, PulseSettings
+from crnn.simulate import SimulationSettings, Simulator
 
 EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
 
 
-def test_predict_reads_a_plain_h5py_file_in_input_order(tmp_path, tiny_model):
-    out = tmp_path / "scores.h5"
-    run_crnn("predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", out, "--chunk-size", "64")
+def _read_outputs(stem):
+    with h5py.File(stem.with_suffix(".h5")) as f:
+        h5 = {k: f[k][:] for k in ("index", "scores", "decision", "window_start_s", "file_index")}
+    with open(stem.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    with uproot.open(stem.with_suffix(".root")) as f:
+        root = f["scores"].arrays(library="np")
+    return h5, rows, root
+
+
+def _assert_outputs_agree(stem, n):
+    h5, rows, root = _read_outputs(stem)
+    assert len(rows) == n and len(root["score"]) == n and len(h5["scores"]) == n
+    np.testing.assert_allclose([float(r["score"]) for r in rows], h5["scores"], rtol=1e-6)
+    np.testing.assert_array_equal(root["score"], h5["scores"])
+    np.testing.assert_array_equal([int(r["decision"]) for r in rows], h5["decision"])
+    np.testing.assert_array_equal(root["decision"], h5["decision"])
+    np.testing.assert_array_equal(root["index"], h5["index"])
+    return h5
+
+
+def test_plain_h5py_file_to_h5_csv_and_root(tmp_path, tiny_model):
+    for suffix in (".h5", ".csv", ".root"):
+        run_crnn("predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", tmp_path / f"s{suffix}",
+                 "--chunk-size", "64")
+    h5 = _assert_outputs_agree(tmp_path / "s", 200)
     clf = load_classifier(tiny_model)
     with h5py.File(EXAMPLE_H5) as f:
-        x = f["traces"][:]
-        labels = f["labels"][:]
-    expected = clf.predict(x, sampling_rate_hz=180e6)
-    with h5py.File(out) as f:
-        assert f["scores"].dtype == np.float32 and f["scores"].shape == (200,)
-        np.testing.assert_allclose(f["scores"][:], expected, atol=1e-5)
-        assert f["decision"].dtype == np.int8
-        np.testing.assert_array_equal(f["decision"][:], (expected > clf.threshold).astype(np.int8))
-        np.testing.assert_array_equal(f["labels"][:], labels)
+        x, labels = f["traces"][:], f["labels"][:]
+    np.testing.assert_allclose(h5["scores"], clf.predict(x, sampling_rate_hz=180e6), atol=1e-5)
+    np.testing.assert_array_equal(h5["index"], np.arange(200))  # input order
+    np.testing.assert_array_equal(h5["decision"], (h5["scores"] > clf.threshold).astype(np.int8))
+    with h5py.File(tmp_path / "s.h5") as f:
+        np.testing.assert_array_equal(f["labels"][:], labels)  # metadata carried through
         assert f.attrs["threshold"] == pytest.approx(clf.threshold)
 
 
+def test_several_inputs_by_glob_and_working_points(tmp_path, tiny_model):
+    for i in range(2):
+        shutil.copy(EXAMPLE_H5, tmp_path / f"night_{i}.h5")
+    run_crnn("predict", "-m", tiny_model, "-i", str(tmp_path / "night_*.h5"), "-o", tmp_path / "a.h5",
+             "--working-point", "0.01")
+    clf = load_classifier(tiny_model)
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["scores"].shape == (400,)
+        np.testing.assert_array_equal(f["file_index"][:], np.repeat([0, 1], 200))
+        np.testing.assert_array_equal(f["scores"][:200], f["scores"][200:])
+        assert f.attrs["threshold"] == pytest.approx(clf.threshold_at(0.01))
+    proc = run_crnn("predict", "-m", tiny_model, "-i", EXAMPLE_H5, "-o", tmp_path / "b.h5",
+                    "--working-point", "0.5", check=False)
+    assert proc.returncode == 2 and "no working point at FPR 0.5" in proc.stderr
+    run_crnn("predict", "-m", tiny_model, "-i", EXAMPLE_H5, "-o", tmp_path / "c.h5", "--threshold", "0.0")
+    with h5py.File(tmp_path / "c.h5") as f:
+        assert f["decision"][:].sum() == 200
+
+
 @pytest.mark.parametrize(
-    ("rate", "channels", "needle"),
+    ("rate", "channels", "samples", "needle"),
     [
-        (200e6, 2, "sampling_rate_hz = 2e+08 Hz, but model model.keras was trained on 1.8e+08 Hz traces"),
-        (180e6, 3, "traces have 3 channel(s), but model model.keras expects 2"),
+        (180e6, 3, 500, "traces have 3 channel(s), but model model.keras expects 2"),
+        (180e6, 2, 300, "traces have 300 samples, but model model.keras expects at least 500"),
     ],
 )
-def test_predict_refuses_incompatible_traces(tmp_path, tiny_model, rate, channels, needle):
+def test_predict_refuses_incompatible_traces(tmp_path, tiny_model, rate, channels, samples, needle):
     src = tmp_path / "other.h5"
     with h5py.File(src, "w") as f:
-        ds = f.create_dataset("traces", data=np.zeros((5, channels, 500), np.float32))
+        ds = f.create_dataset("traces", data=np.ones((5, channels, samples), np.float32))
         ds.attrs["sampling_rate_hz"] = rate
         ds.attrs["unit"] = "V"
     proc = run_crnn("predict", "-m", tiny_model, "-i", src, "-o", tmp_path / "s.h5", check=False)
     assert proc.returncode == 2
     assert needle in proc.stderr and str(src) in proc.stderr
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_unknown_unit_and_lambda_model_are_refused(tmp_path, tiny_model):
+    import keras
+
+    from crnn.modelcard import card_path, file_sha256
+
+    src = tmp_path / "odd.h5"
+    with h5py.File(src, "w") as f:
+        ds = f.create_dataset("traces", data=np.ones((5, 2, 500), np.float32))
+        ds.attrs.update({"sampling_rate_hz": 180e6, "unit": "furlong"})
+    proc = run_crnn("predict", "-m", tiny_model, "-i", src, "-o", tmp_path / "s.h5", check=False)
+    assert proc.returncode == 2 and "unknown unit 'furlong'" in proc.stderr
+    inputs = keras.Input((2, 500))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Lambda(lambda t: t[:, 0, :])(inputs))
+    evil = tmp_path / "evil.keras"
+    keras.Model(inputs, out).save(evil)
+    card = json.loads(card_path(tiny_model).read_text())
+    card["model_sha256"] = file_sha256(evil)
+    card_path(evil).write_text(json.dumps(card))
+    proc = run_crnn("predict", "-m", evil, "-i", EXAMPLE_H5, "-o", tmp_path / "e.h5", check=False)
+    assert proc.returncode == 2 and "arbitrary code" in proc.stderr and "--trust-model" in proc.stderr
+    assert not (tmp_path / "e.h5").exists() and not (tmp_path / "s.h5").exists()
+    run_crnn("predict", "-m", evil, "-i", EXAMPLE_H5, "-o", tmp_path / "e.h5", "--trust-model")
+    assert (tmp_path / "e.h5").exists()
+
+
+def test_resampling_from_200_mhz_keeps_the_separation(good_model):
+    rx = ReceiverSettings(sampling_rate_hz=200e6, n_samples=556)
+    data = Simulator(SimulationSettings(receiver=rx, snr_range=(6.0, 10.0)), seed=77).block(0, 400)
+    clf = load_classifier(good_model)
+    scores = clf.predict(data.traces, sampling_rate_hz=200e6)
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(data.labels, scores) > 0.95
+    # the same as resampling first with crnn's resampler and then scoring at 180 MHz
+    from crnn.resample import resample
+
+    again = clf.predict(resample(data.traces, 200e6, 180e6, band_hz=(30e6, 80e6)), sampling_rate_hz=180e6)
+    np.testing.assert_allclose(scores, again, atol=1e-4)
+
+
+def test_sliding_windows_find_a_pulse_near_the_end_of_a_long_trace(good_model):
+    rx = ReceiverSettings(n_samples=2000)
+    sim = Simulator(SimulationSettings(receiver=rx, signal_fraction=0.0, cw_lines=(),
+                                       transients=SimulationSettings().transients.__class__(probability=0.0)), seed=5)
+    noise = sim.block(0, 40)
+    pulses = PulseModel(rx, PulseSettings(arrival_fraction_range=(0.88, 0.9))).generate(40, np.random.default_rng(3))
+    x = noise.traces.astype(float) + 8 * noise.meta["noise_rms"][:, None, None] * pulses.waveforms
+    clf = load_classifier(good_model)
+    scores, t_best = clf.score(x, sampling_rate_hz=180e6)
+    quiet, _ = clf.score(noise.traces, sampling_rate_hz=180e6)
+    assert np.median(scores) > 0.9 and np.median(quiet) < 0.5
+    found = scores > 0.5
+    # the best window holds the pulse (which peaks near sample 1780)
+    window_s = 500 / 180e6
+    assert np.all((t_best[found] <= pulses.time_s[found]) & (pulses.time_s[found] <= t_best[found] + window_s))
+    assert found.mean() > 0.8
+
+
+def test_coreas_and_grand_real_files_to_all_three_formats(tmp_path, tiny_model, realdata):
+    coreas = realdata / "coreas" / "example_data.hdf5"
+    grand = realdata / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
+    for suffix in (".h5", ".csv", ".root"):
+        run_crnn("predict", "-m", tiny_model, "-i", coreas, "-o", tmp_path / f"c{suffix}", "--pad")
+        run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / f"g{suffix}", "--channels", "0", "1")
+    _assert_outputs_agree(tmp_path / "c", 8)
+    h5 = _assert_outputs_agree(tmp_path / "g", 36)
+    # 2048 samples at 500 MHz = 737 at 180 MHz: two windows, the best one starts at 0 or 237 samples
+    assert set(np.round(h5["window_start_s"] * 180e6).astype(int)) <= {0, 237}
+    with h5py.File(tmp_path / "g.h5") as f:
+        assert f["du_id"].shape == (36,)
+    proc = run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / "x.h5", check=False)
+    assert proc.returncode == 2 and "3 channel(s), but model model.keras expects 2" in proc.stderr
+
+
+def test_a_model_saved_by_crnn_0_1_still_loads_and_scores_the_same():
+    fixture = REPO / "tests" / "data" / "model_v0_1"
+    clf = load_classifier(fixture)
+    assert clf.card["crnn_version"] == "0.1.0" and clf.card["keras_version"].startswith("3.")
+    expected = json.loads((fixture / "expected_scores.json").read_text())["scores"]
+    with h5py.File(EXAMPLE_H5) as f:
+        scores = clf.predict(f["traces"][:50], sampling_rate_hz=180e6)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
 
 
 def test_python_api_three_lines(tiny_model):
