@@ -7,6 +7,10 @@ Suites so far:
 * ``simulate``: traces per second of ``crnn simulate`` on the default acquisition (noise,
   interference and pulses, written to a canonical file), and the peak resident memory of a
   subprocess running it (so the measurement does not include this process).
+* ``noise``: simulated noise traces per second (galactic + thermal, 2 x 500 samples, no
+  interference, no pulses) made block by block in one process on one core, for ``--n-traces``
+  (default 10 million, not written to disk), with the process's peak memory; memory must not
+  grow with the number of traces.
 * ``ingest``: MB/s and peak memory of ``crnn ingest`` on a large canonical HDF5 file
   (``--size-gb``, default 4; written first, with random numbers, in chunks) and on a ROOT TTree
   of fixed-size trace arrays (``--root-size-gb``, default 0.5), each run in a subprocess.
@@ -140,6 +144,31 @@ def bench_ingest(size_gb: float, root_size_gb: float) -> dict[str, object]:
     return out
 
 
+def bench_noise(n_traces: int) -> dict[str, object]:
+    code = (
+        "import json, os, resource, time;"
+        "from crnn.simulate import BLOCK_SIZE, SimulationSettings, Simulator;"
+        "sim = Simulator(SimulationSettings(signal_fraction=0.0, cw_lines=(), transients=()), seed=1);"
+        f"n = {n_traces}; t = time.perf_counter(); rss = [];"
+        "[rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) for k in range(-(-n // BLOCK_SIZE))"
+        " if sim.block(k) is not None and k % 1000 == 0];"
+        "dt = time.perf_counter() - t;"
+        "print(json.dumps({'dt': dt, 'rss_kb': rss}))"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", code]
+    if hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "suite": "noise", "n_traces": n_traces, "cores": 1,
+        "traces_per_s": n_traces / res["dt"],
+        "peak_rss_mib_every_million_traces": [round(r / 1024) for r in res["rss_kb"]],
+        "machine": machine(),
+    }
+
+
 def bench_predict(model: str, n_traces: int, repeat: int) -> dict[str, object]:
     import numpy as np
 
@@ -172,7 +201,7 @@ def bench_predict(model: str, n_traces: int, repeat: int) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
-    parser.add_argument("suite", choices=["simulate", "ingest", "predict"])
+    parser.add_argument("suite", choices=["simulate", "noise", "ingest", "predict"])
     parser.add_argument("--model", default="results/models/gru/model.keras", help="predict: model to time")
     parser.add_argument("--n-traces", type=int, default=20_000, help="simulate: traces per run")
     parser.add_argument("--repeat", type=int, default=3, help="simulate: repetitions")
@@ -181,6 +210,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.suite == "simulate":
         result = bench_simulate(args.n_traces, args.repeat)
+    elif args.suite == "noise":
+        result = bench_noise(args.n_traces if args.n_traces != 20_000 else 10_000_000)
     elif args.suite == "predict":
         result = bench_predict(args.model, args.n_traces, args.repeat)
     else:

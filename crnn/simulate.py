@@ -25,19 +25,32 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.noise import (
+    TRANSIENT_KINDS,
     CWLine,
     ReceiverSettings,
+    SiderealSettings,
     StationaryNoise,
-    TransientSettings,
+    TransientForm,
     add_cw_lines,
     transient_waveforms,
 )
 from crnn.pulse import PulseModel, PulseSettings
 from crnn.settings import from_mapping, load_mapping, to_mapping
-from crnn.tracefile import LABELS, SNR, TraceSet, TraceWriter
+from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter, read_traces
 
 log = logging.getLogger(__name__)
 BLOCK_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class BackgroundSettings:
+    """Measured noise traces used as background instead of (or mixed with) simulated noise."""
+
+    #: canonical trace file of measured background (same rate, channels and length as the
+    #: receiver; V, mV, uV or, with adc_bits > 0, ADC counts); None = simulated noise only
+    measured_file: str | None = None
+    #: fraction of traces whose background is a measured trace (drawn at random, with replacement)
+    measured_fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -46,16 +59,25 @@ class SimulationSettings:
     signal_fraction: float = 0.5
     snr_range: tuple[float, float] = (2.0, 10.0)
     receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
-    unit: str = "V"
     noise_temperature_k: float = 40.0
     galactic_noise: bool = True
     galactic_scale: float = 1.0
+    sidereal: SiderealSettings = field(default_factory=SiderealSettings)
     cw_lines: tuple[CWLine, ...] = (
         CWLine(frequency_hz=58.5e6, amplitude_rel_noise=0.5, probability=0.5),
         CWLine(frequency_hz=67.25e6, amplitude_rel_noise=1.0, probability=0.3),
     )
-    transients: TransientSettings = field(default_factory=TransientSettings)
+    transients: tuple[TransientForm, ...] = (
+        TransientForm(kind="ringing", probability=0.06),
+        TransientForm(kind="pulse_train", probability=0.02),
+        TransientForm(kind="burst", probability=0.02),
+    )
     pulse: PulseSettings = field(default_factory=PulseSettings)
+    background: BackgroundSettings = field(default_factory=BackgroundSettings)
+
+    @property
+    def unit(self) -> str:
+        return "ADC" if self.receiver.adc_bits > 0 else "V"
 
     def check(self) -> None:
         r = self.receiver
@@ -75,9 +97,16 @@ class SimulationSettings:
             raise CrnnError(msg)
         if r.n_samples < 16 or r.n_channels < 1:
             raise CrnnError(f"simulate: need n_samples >= 16 and n_channels >= 1, got {r.n_samples}, {r.n_channels}")
+        if not 0 <= r.adc_bits <= 32 or r.adc_full_scale_v <= 0:
+            raise CrnnError(f"simulate: adc_bits must be 0..32 and adc_full_scale_v > 0, got {r.adc_bits}, {r.adc_full_scale_v}")
         for line in self.cw_lines:
             if not 0 < line.frequency_hz < r.sampling_rate_hz / 2:
                 raise CrnnError(f"simulate: CW line at {line.frequency_hz:g} Hz is outside (0, Nyquist)")
+        for form in self.transients:
+            if form.kind not in TRANSIENT_KINDS:
+                raise CrnnError(f"simulate: unknown transient kind {form.kind!r}; expected one of {TRANSIENT_KINDS}")
+            if not 0 <= form.probability <= 1:
+                raise CrnnError(f"simulate: transient probability must be in [0, 1], got {form.probability}")
 
 
 class Simulator:
@@ -92,14 +121,41 @@ class Simulator:
             noise_temperature_k=settings.noise_temperature_k,
             galactic=settings.galactic_noise,
             galactic_scale=settings.galactic_scale,
+            sidereal=settings.sidereal,
         )
         self.pulses = PulseModel(settings.receiver, settings.pulse)
+        self.measured = self._load_measured()
+
+    def _load_measured(self) -> np.ndarray | None:
+        """Measured background in volts at the receiver output, shape (M, C, T)."""
+        b, r = self.settings.background, self.settings.receiver
+        if b.measured_file is None:
+            return None
+        data = read_traces(b.measured_file)
+        where = b.measured_file
+        if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
+            msg = (f"{where}: measured background at {data.sampling_rate_hz:g} Hz, but the receiver samples at "
+                   f"{r.sampling_rate_hz:g} Hz; resample it with crnn ingest --resample-hz")
+            raise CrnnError(msg)
+        if data.traces.shape[1:] != (r.n_channels, r.n_samples):
+            msg = (f"{where}: measured background traces have (channels, samples) = {data.traces.shape[1:]}, the "
+                   f"receiver ({r.n_channels}, {r.n_samples}); convert them with crnn ingest --channels/--n-samples")
+            raise CrnnError(msg)
+        if data.unit == "ADC":
+            if r.adc_bits == 0:
+                msg = f"{where}: measured background in ADC counts needs the receiver's adc_bits and adc_full_scale_v"
+                raise CrnnError(msg)
+            return data.traces.astype(np.float32) * np.float32(r.lsb_v)
+        if data.unit not in UNIT_TO_SI or "/m" in data.unit:
+            msg = f"{where}: measured background must be a voltage (V, mV, uV, nV) or ADC counts, found unit {data.unit!r}"
+            raise CrnnError(msg)
+        return data.traces.astype(np.float32) * np.float32(UNIT_TO_SI[data.unit])
 
     def block(self, index: int, n_traces: int = BLOCK_SIZE) -> TraceSet:
         """Traces ``index * BLOCK_SIZE ...`` of the run: the first ``n_traces`` of block ``index``.
 
         A block always draws BLOCK_SIZE traces, so trace ``i`` of a run is the same whatever the
-        run's length.
+        run's length, the chunk size of the writer or the number of parallel jobs.
         """
         if not 0 < n_traces <= BLOCK_SIZE:
             msg = f"simulate: a block holds 1..{BLOCK_SIZE} traces, got {n_traces}"
@@ -108,34 +164,61 @@ class Simulator:
         return full.subset(slice(0, n_traces)) if n_traces < BLOCK_SIZE else full
 
     def _draw(self, index: int) -> TraceSet:
-        n_traces = BLOCK_SIZE
+        n = BLOCK_SIZE
         s, r = self.settings, self.settings.receiver
         rng = np.random.default_rng([self.seed, index])
-        background = self.noise.generate(n_traces, rng)
+        lst = rng.uniform(*s.sidereal.lst_hours, size=n)
+        background = self.noise.generate(n, rng, lst_hours=lst if s.sidereal.modulation_fraction else None)
         n_cw = add_cw_lines(background, s.cw_lines, self.noise.expected_rms_v, r.sampling_rate_hz, rng)
-        noise_rms = np.sqrt(np.mean(background**2, axis=(1, 2)))
-        has_transient = rng.random(n_traces) < s.transients.probability
-        amp = rng.uniform(*s.transients.amplitude_rel_noise, size=n_traces)
-        transient = transient_waveforms(n_traces, r, s.transients, rng)
-        background += transient * (has_transient * amp * noise_rms)[:, None, None]
+        measured_index = np.full(n, -1, dtype=np.int32)
+        if self.measured is not None:
+            use = rng.random(n) < s.background.measured_fraction
+            pick = rng.integers(0, len(self.measured), size=n)
+            background[use] = self.measured[pick[use]]
+            measured_index[use] = pick[use]
+            n_cw[use] = 0
+        simulated = measured_index < 0
+        noise_rms = np.sqrt(np.mean(background.astype(np.float64) ** 2, axis=(1, 2)))
+        transient_kind = np.zeros(n, dtype=np.int8)
+        for code, form in enumerate(s.transients, start=1):
+            present = (rng.random(n) < form.probability) & simulated
+            amp = rng.uniform(*form.amplitude_rel_noise, size=n)
+            idx = np.nonzero(present)[0]
+            if idx.size:
+                wave = transient_waveforms(idx.size, r, form, rng)
+                background[idx] += (wave * (amp[idx] * noise_rms[idx])[:, None, None]).astype(np.float32)
+                transient_kind[idx] = code
 
-        labels = (rng.random(n_traces) < s.signal_fraction).astype(np.int8)
-        snr = rng.uniform(*s.snr_range, size=n_traces) * labels
-        pulses = self.pulses.generate(n_traces, rng)
-        traces = background + pulses.waveforms * (snr * noise_rms)[:, None, None]
-        is_sig = labels.astype(bool)
-        nan = np.float32(np.nan)
+        labels = (rng.random(n) < s.signal_fraction).astype(np.int8)
+        snr = (rng.uniform(*s.snr_range, size=n) * labels).astype(np.float32)
+        sig = np.nonzero(labels)[0]
+        pulses = self.pulses.generate(sig.size, rng)
+        traces = background
+        traces[sig] += (pulses.waveforms * (snr[sig] * noise_rms[sig])[:, None, None]).astype(np.float32)
+        scale = 1.0
+        if r.adc_bits > 0:
+            traces = r.digitise(traces).astype(np.float32)
+            scale = 1.0 / r.lsb_v
+
+        def per_signal(values: np.ndarray) -> np.ndarray:
+            out = np.full(n, np.nan, dtype=np.float32)
+            out[sig] = values
+            return out
+
         meta = {
             LABELS: labels,
-            SNR: snr.astype(np.float32),
-            "noise_rms": noise_rms.astype(np.float32),
-            "pulse_time_s": np.where(is_sig, pulses.time_s, nan).astype(np.float32),
-            "polarisation_angle_rad": np.where(is_sig, pulses.polarisation_angle_rad, nan).astype(np.float32),
-            "spectral_slope_log10_per_hz": np.where(is_sig, pulses.spectral_slope_log10_per_hz, nan).astype(np.float32),
-            "has_transient": has_transient.astype(np.int8),
+            SNR: snr,
+            "noise_rms": (noise_rms * scale).astype(np.float32),
+            "pulse_time_s": per_signal(pulses.time_s),
+            "polarisation_angle_rad": per_signal(pulses.polarisation_angle_rad),
+            "spectral_slope_log10_per_hz": per_signal(pulses.spectral_slope_log10_per_hz),
+            "has_transient": (transient_kind > 0).astype(np.int8),
+            "transient_kind": transient_kind,
             "n_cw_lines": n_cw,
+            "lst_hours": lst.astype(np.float32),
+            "measured_index": measured_index,
         }
-        return TraceSet(traces.astype(np.float32), r.sampling_rate_hz, s.unit, meta)
+        return TraceSet(traces.astype(np.float32, copy=False), r.sampling_rate_hz, s.unit, meta)
 
 
 def simulate(settings: SimulationSettings, output: str | Path, *, seed: int) -> Path:
@@ -148,8 +231,10 @@ def simulate(settings: SimulationSettings, output: str | Path, *, seed: int) -> 
         "seed": int(seed),
         "band_hz": list(r.band_hz),
         "settings_json": to_mapping(settings),
-        "expected_noise_rms": sim.noise.expected_rms_v,
+        "expected_noise_rms_v": sim.noise.expected_rms_v,
+        "transient_kinds": ["none", *[f.kind for f in settings.transients]],
         "snr_definition": "max |signal| over channels and samples / RMS of the background (no transients)",
+        "adc_lsb_v": r.lsb_v if r.adc_bits else 0.0,
     }
     log.info(
         "simulating %d traces: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %.3g %s",

@@ -11,10 +11,10 @@ import yaml
 from conftest import REPO
 
 from crnn.models import ModelSettings
-from crnn.noise import ReceiverSettings, TransientSettings
+from crnn.noise import CWLine, ReceiverSettings, SiderealSettings, TransientForm
 from crnn.pulse import PulseSettings
 from crnn.settings import from_mapping, to_mapping
-from crnn.simulate import SimulationSettings
+from crnn.simulate import BackgroundSettings, SimulationSettings
 from crnn.train import TrainingSettings
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -29,7 +29,10 @@ def _defaults(node):
     [
         (["simulate"], SimulationSettings),
         (["simulate", "receiver"], ReceiverSettings),
-        (["simulate", "transients"], TransientSettings),
+        (["simulate", "transients", "[]"], TransientForm),
+        (["simulate", "cw_lines", "[]"], CWLine),
+        (["simulate", "sidereal"], SiderealSettings),
+        (["simulate", "background"], BackgroundSettings),
         (["simulate", "pulse"], PulseSettings),
         (["training"], TrainingSettings),
         (["models", "*"], ModelSettings),
@@ -38,8 +41,9 @@ def _defaults(node):
 def test_schema_defaults_equal_package_defaults(path, cls):
     node = SCHEMA
     for key in path:
-        node = node["additionalProperties"] if key == "*" else node["properties"][key]
-    package = to_mapping(cls())
+        node = {"*": lambda n: n["additionalProperties"], "[]": lambda n: n["items"]}.get(
+            key, lambda n, k=key: n["properties"][k])(node)
+    package = to_mapping(cls(frequency_hz=50e6) if cls is CWLine else cls())
     for key, value in _defaults(node).items():
         assert package[key] == value, f"{'.'.join(path)}.{key}: schema {value!r} != package {package[key]!r}"
     fields = {f.name for f in dataclasses.fields(cls)}
@@ -82,3 +86,28 @@ def test_every_schema_key_has_a_description():
             walk(node["items"], f"{where}[]")
 
     walk(SCHEMA, "config")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize(("preset", "shape", "unit"), [("aera", (2, 500), "ADC"), ("grand", (3, 2048), "ADC")])
+def test_site_presets_merge_validate_and_simulate(preset, shape, unit):
+    import numpy as np
+
+    from crnn.simulate import Simulator
+
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    merged = _merge(default, yaml.safe_load((REPO / "config" / "presets" / f"{preset}.yaml").read_text()))
+    jsonschema.validate(merged, SCHEMA)
+    settings = from_mapping(SimulationSettings, merged["simulate"])
+    block = Simulator(settings, seed=1).block(0, 200)
+    assert block.traces.shape[1:] == shape and block.unit == unit
+    assert np.all(block.traces == np.round(block.traces))
+    assert 3 < np.median(block.meta["noise_rms"]) < 40  # a few to tens of ADC counts, not clipped noise
+    for name, model in merged["models"].items():
+        assert from_mapping(ModelSettings, model).cell == name

@@ -29,6 +29,23 @@ def repo_path(path):
     return str(p if p.is_absolute() else REPO / p)
 
 
+def measured_background():
+    """The measured-background file of the simulation, if any: a workflow output or a repo file."""
+    path = config["simulate"].get("background", {}).get("measured_file")
+    if not path:
+        return []
+    return [path if path.startswith("results/") else repo_path(path)]
+
+
+def simulate_json():
+    """The simulate section as JSON, with the measured-background path resolved."""
+    section = json.loads(json.dumps(config["simulate"]))
+    files = measured_background()
+    if files:
+        section.setdefault("background", {})["measured_file"] = files[0]
+    return as_json(section)
+
+
 def model_json(wildcards):
     return as_json(config["models"][wildcards.model])
 

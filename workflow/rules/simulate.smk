@@ -1,8 +1,10 @@
 rule simulate_traces:
+    input:
+        background=measured_background(),
     output:
         traces="results/simulate/traces.h5",
     params:
-        settings=as_json({k: v for k, v in config["simulate"].items()}),
+        settings=simulate_json(),
         seed=config["seed"],
     log:
         "logs/simulate_traces.log",
