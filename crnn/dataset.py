@@ -24,6 +24,33 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+def _fill_values(datas: list[TraceSet]) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
+    """Per-trace metadata to carry: name -> (value for inputs that lack it, dtype, trailing shape).
+
+    Numeric metadata present in some inputs only are kept, filled with NaN (floats) or -1
+    (integers, e.g. ``has_transient`` = -1: unknown) for the others; other kinds must be in all.
+    """
+    names: dict[str, list[np.ndarray]] = {}
+    for data in datas:
+        for k, v in data.meta.items():
+            if k not in (LABELS, SNR):
+                names.setdefault(k, []).append(v)
+    out: dict[str, tuple[object, np.dtype, tuple[int, ...]]] = {}
+    for k, values in sorted(names.items()):
+        dtypes = {v.dtype for v in values}
+        shapes = {v.shape[1:] for v in values}
+        if len(shapes) != 1:
+            continue
+        dtype = np.result_type(*dtypes) if all(d.kind in "biuf" for d in dtypes) else None
+        if len(values) == len(datas) and dtype is None and len(dtypes) == 1:
+            out[k] = (None, values[0].dtype, shapes.pop())
+        elif dtype is not None:
+            if dtype.kind in "biu":
+                dtype = np.result_type(dtype, np.int8)  # room for -1
+            out[k] = (np.nan if dtype.kind == "f" else -1, dtype, shapes.pop())
+    return out
+
+
 def _check_compatible(files: list[TraceFile]) -> None:
     ref = files[0]
     for tf in files[1:]:
@@ -73,12 +100,13 @@ def build_dataset(
                     str(tf.path), LABELS, tf.meta_names,
                     expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
                 )
-        common = set.intersection(*(set(tf.meta_names) for tf in files)) - {LABELS, SNR}
         parts: list[TraceSet] = []
-        for i, tf in enumerate(files):
-            data = tf.read_all()
+        datas = [tf.read_all() for tf in files]
+        fill = _fill_values(datas)
+        for i, (tf, data) in enumerate(zip(files, datas, strict=True)):
             n = data.n_traces
-            meta = {k: data.meta[k] for k in sorted(common)}
+            meta = {k: data.meta[k] if k in data.meta else np.full((n, *shape), value, dtype=dtype)
+                    for k, (value, dtype, shape) in fill.items()}
             meta[LABELS] = (
                 np.full(n, labels[str(tf.path)], dtype=np.int8) if str(tf.path) in labels else data.meta[LABELS]
             )

@@ -145,3 +145,18 @@ def test_dataset_refuses_mismatched_inputs(tmp_path, sim_file):
     build_dataset([sim_file, tmp_path / "nolab.h5"], outs, labels={str(tmp_path / "nolab.h5"): 0})
     total = sum(read_traces(p).n_traces for p in outs.values())
     assert total == 3010
+
+
+def test_metadata_missing_in_some_inputs_is_filled_not_dropped(tmp_path, sim_file):
+    from crnn.tracefile import TraceSet
+
+    write_traces(tmp_path / "other.h5", TraceSet(np.zeros((10, 2, 500), np.float32), 180e6, "V",
+                                                 {"labels": np.zeros(10, np.int8), "event_id": np.arange(10)}))
+    outs = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
+    build_dataset([sim_file, tmp_path / "other.h5"], outs)
+    data = read_traces(outs["train"])
+    from_other = data.meta["source_id"] == 1
+    assert np.all(data.meta["has_transient"][from_other] == -1)  # unknown
+    assert set(np.unique(data.meta["has_transient"][~from_other])) <= {0, 1}
+    assert np.all(np.isnan(data.meta["noise_rms"][from_other]))
+    assert np.all(data.meta["event_id"][~from_other] == -1)
