@@ -3,7 +3,9 @@
 All inputs must agree on sampling rate, channel count, trace length and unit; each must carry
 ``labels`` (or be given one label for all its traces with ``--label FILE=0|1``, e.g. measured
 background). Per-trace metadata present in every input are carried through; ``snr`` is
-filled with NaN (unknown) where an input lacks it. Two columns are added: ``source_id`` (the
+filled with NaN (unknown) where an input lacks it, and so is any other per-trace number that only
+some inputs have (floats with NaN, signed integers with -1, e.g. ``has_transient`` of simulated
+traces mixed with measured ones); other partial metadata are dropped. Two columns are added: ``source_id`` (the
 position of the input file in ``source_files``, a file attribute) and ``source_index`` (the
 trace's row in that file), so every trace can be traced back.
 """
@@ -44,6 +46,24 @@ def _check_compatible(files: list[TraceFile]) -> None:
             raise CrnnError(msg)
 
 
+def _partial_meta_fills(datas: list[TraceSet]) -> dict[str, tuple[np.dtype, float]]:
+    """Per-trace numbers that only some inputs carry: dtype and fill value (NaN or -1) for the rest."""
+    names = set().union(*(d.meta for d in datas)) - {LABELS, SNR}
+    fills: dict[str, tuple[np.dtype, float]] = {}
+    for name in sorted(names):
+        arrays = [d.meta[name] for d in datas if name in d.meta]
+        if len(arrays) == len(datas):
+            continue
+        dtype = np.result_type(*arrays)
+        if any(a.ndim != 1 for a in arrays) or dtype.kind not in "fi":
+            log.info("dropping per-trace dataset %r: only some inputs have it and it is not a number", name)
+            continue
+        fill = np.nan if dtype.kind == "f" else -1
+        log.info("per-trace dataset %r: only some inputs have it; the others get %s", name, fill)
+        fills[name] = (dtype, fill)
+    return fills
+
+
 def build_dataset(
     inputs: list[str | Path],
     outputs: dict[str, str | Path],
@@ -73,12 +93,15 @@ def build_dataset(
                     str(tf.path), LABELS, tf.meta_names,
                     expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
                 )
+        datas = [tf.read_all() for tf in files]
+        fills = _partial_meta_fills(datas)
         common = set.intersection(*(set(tf.meta_names) for tf in files)) - {LABELS, SNR}
         parts: list[TraceSet] = []
-        for i, tf in enumerate(files):
-            data = tf.read_all()
+        for i, (tf, data) in enumerate(zip(files, datas, strict=True)):
             n = data.n_traces
             meta = {k: data.meta[k] for k in sorted(common)}
+            for k, (dtype, fill) in fills.items():
+                meta[k] = data.meta[k] if k in data.meta else np.full(n, fill, dtype=dtype)
             meta[LABELS] = (
                 np.full(n, labels[str(tf.path)], dtype=np.int8) if str(tf.path) in labels else data.meta[LABELS]
             )
@@ -87,6 +110,7 @@ def build_dataset(
             meta["source_index"] = np.arange(n, dtype=np.int64)
             parts.append(TraceSet(data.traces, data.sampling_rate_hz, data.unit, meta))
             log.info("%s: %d traces, %d with a pulse", tf.path, n, int(meta[LABELS].sum()))
+        del datas
         ref = files[0]
         band = ref.attrs.get("band_hz")
     finally:

@@ -63,6 +63,12 @@ def dataset_inputs(wildcards):
     return files + [f"results/ingest/{name}.h5" for name in config["ingest"]]
 
 
+def signal_model_json():
+    """Receiver and pulse model of the simulation: the matched filter's templates."""
+    sim = config["simulate"]
+    return as_json({"receiver": sim["receiver"], "pulse": sim["pulse"]})
+
+
 def methods():
     return list(config["models"]) + list(config["evaluate"]["baselines"])
 
