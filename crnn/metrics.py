@@ -299,6 +299,7 @@ def summarise(
         for wp in wps:
             wp["background"] = "noise"
             if wp.get("available"):
+                wp["false_alarms"]["noise"] = wp["false_alarms"]["all"]
                 k = int(np.sum(scores[bg & (transient == 1)] > wp["threshold"]))
                 wp["false_alarms"]["transient"] = _rate(k, n_tr)
         out["working_points_noise"] = wps

@@ -162,8 +162,7 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
 
 
 def plot_snr_levels(
-    rows: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str],
-    working_point_fpr: float,
+    metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], working_point_fpr: float
 ) -> Path:
     """SNR at which each method reaches 50 % and 90 % efficiency at the report's working point, with
     68 % bootstrap intervals, for both ways of setting the threshold."""

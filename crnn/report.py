@@ -490,7 +490,7 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(metrics, out / "roc.png")
     plot_efficiency(metrics, out / "efficiency.png")
-    plot_snr_levels(rows, metrics, out / "snr.png", wp_fpr)
+    plot_snr_levels(metrics, out / "snr.png", wp_fpr)
     if score_map:
         thresholds = {m["method"]: m["report_working_point"]["threshold"] for m in metrics if "report_working_point" in m}
         meaning = {m["method"]: m.get("score_meaning", "score") for m in metrics}
