@@ -68,9 +68,11 @@ def demo(args: list[str]) -> None:
 
         rows = json.loads(summary.read_text())["rows"]
         for r in rows:
+            ratio = r.get("noise_snr50_ratio_to_matched_filter_at_fpr_0.001")
             say(
-                f"{r['method']:>10}: AUC {r['auc']:.4f}, TPR at FPR 1e-3 "
+                f"{r['method']:>14}: AUC {r['auc']:.4f}, TPR at FPR 1e-3 "
                 f"{(r.get('tpr_at_fpr_0.001') or 0):.3f}"
+                + (f", 50 % SNR in noise-only background {ratio:.2f} x the matched filter's" if ratio else "")
             )
     say(f"report: {report}")
     say(f"models: {ROOT / 'results' / 'models'} (model.keras + model.card.json each)")

@@ -2,8 +2,10 @@
 
 All inputs must agree on sampling rate, channel count, trace length and unit; each must carry
 ``labels`` (or be given one label for all its traces with ``--label FILE=0|1``, e.g. measured
-background). Per-trace metadata present in every input are carried through; ``snr`` is
-filled with NaN (unknown) where an input lacks it. Two columns are added: ``source_id`` (the
+background). Per-trace metadata are carried through; ``snr`` is filled with NaN (unknown) where
+an input lacks it, and so is any other per-trace number that only some inputs have (floats with
+NaN, integers with -1, e.g. ``has_transient`` of simulated traces mixed with measured ones);
+other partial metadata are dropped. Two columns are added: ``source_id`` (the
 position of the input file in ``source_files``, a file attribute) and ``source_index`` (the
 trace's row in that file), so every trace can be traced back.
 """

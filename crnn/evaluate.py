@@ -2,18 +2,27 @@
 
 Writes into ``--output-dir``:
 
-* ``metrics.json``    AUC, ROC, and at each working point (target FPR on the test background)
-                      the threshold, achieved FPR, TPR, confusion counts and efficiency vs SNR
-                      with 68 % Clopper-Pearson intervals; for models also the card's working
-                      point (threshold chosen on validation) applied to the test split;
-* ``scores.h5``       per-trace ``scores``, ``labels`` and ``snr`` in test-file order;
-* ``roc.png``, ``efficiency.png``  the plots of this method alone.
+* ``metrics.json``    AUC and ROC with bootstrap bands; at each working point (target FPR on the
+                      test background) the threshold, achieved FPR, TPR, confusion counts,
+                      false-alarm rates on noise-only and on transient background, efficiency vs
+                      SNR with 68 % Clopper-Pearson intervals and the SNR at 50 % / 90 %
+                      efficiency; the same with thresholds set on the noise-only background; the
+                      scores of background traces (the "SNR" a method reports on pure noise); for
+                      models also the card's working point (threshold chosen on validation)
+                      applied to the test split. Documented in ``docs/formats.md``;
+* ``scores.h5``       per-trace ``scores``, ``labels`` and ``snr`` in test-file order (plus
+                      ``has_transient`` and other metadata when the test file has them);
+* ``roc.png``, ``efficiency.png``, ``gallery.png``  the plots of this method alone (the gallery
+                      shows hits, misses and false alarms at the report's working point).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +30,85 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.baselines import BASELINES, baseline_scores
+from crnn.baselines import BASELINES, SCORE_MEANING, BaselineSettings, SignalModel, baseline_scores
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, write_json
-from crnn.metrics import operating_point, summarise
-from crnn.tracefile import SNR, TraceFile
+from crnn.metrics import operating_point, summarise, threshold_at_fpr
+from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
 
 log = logging.getLogger(__name__)
-METRICS, SCORES, ROC_PLOT, EFF_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png"
+METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png", "gallery.png"
+#: per-trace metadata copied from the test file into scores.h5
+CARRIED = ("has_transient", "n_cw_lines", "noise_rms", "pulse_time_s", "source_id", "source_index")
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How every method is evaluated (config section ``evaluate``)."""
+
+    #: working points: target false-positive rates on the test background
+    fprs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
+    #: SNR bin edges of the efficiency curves
+    snr_edges: tuple[float, ...] = tuple(2.0 + 0.5 * i for i in range(17))
+    #: false-positive rate of the confusion matrix, the example gallery and the headline columns
+    working_point_fpr: float = 1e-3
+    #: bootstrap replicates for the intervals on AUC, ROC, TPR and SNR at 50 % / 90 % efficiency
+    n_bootstrap: int = 200
+    #: classical triggers scored on the same test traces (used by the workflow)
+    baselines: tuple[str, ...] = BASELINES
+    #: settings of the classical triggers
+    baseline: BaselineSettings = field(default_factory=BaselineSettings)
+
+    def check(self) -> None:
+        if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
+            msg = f"evaluate: fprs must be numbers in (0, 1), got {list(self.fprs)}"
+            raise CrnnError(msg)
+        if not 0 < self.working_point_fpr < 1:
+            msg = f"evaluate: working_point_fpr must be in (0, 1), got {self.working_point_fpr}"
+            raise CrnnError(msg)
+        edges = np.asarray(self.snr_edges, dtype=float)
+        if edges.size < 2 or np.any(np.diff(edges) <= 0):
+            msg = f"evaluate: snr_edges must be at least two increasing numbers, got {list(self.snr_edges)}"
+            raise CrnnError(msg)
+        if self.n_bootstrap < 0:
+            msg = f"evaluate: n_bootstrap must be >= 0, got {self.n_bootstrap}"
+            raise CrnnError(msg)
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            msg = f"evaluate: unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}"
+            raise CrnnError(msg)
+        if self.baseline.matched_filter_templates < 1:
+            msg = f"evaluate: baseline.matched_filter_templates must be >= 1, got {self.baseline.matched_filter_templates}"
+            raise CrnnError(msg)
+
+
+def _noise_traces(noise_path: str | Path | None, test: TraceSet, test_path: str | Path) -> tuple[np.ndarray, str]:
+    """Noise-only traces (label 0) for the matched filter's noise spectrum, and where they came from."""
+    if noise_path is None:
+        log.warning(
+            "matched filter: no --noise file given; estimating the noise spectrum from the test split's "
+            "background traces (give e.g. the validation split to keep them apart)"
+        )
+        return test.traces[test.labels == 0], f"{test_path} (background of the test split)"
+    with TraceFile(noise_path) as tf:
+        if tf.n_samples != test.n_samples or tf.n_channels != test.n_channels or not math.isclose(
+            tf.sampling_rate_hz, test.sampling_rate_hz, rel_tol=1e-9
+        ):
+            msg = (
+                f"{noise_path}: noise traces have {tf.n_channels} channel(s) x {tf.n_samples} samples at "
+                f"{tf.sampling_rate_hz:g} Hz, the test split {test.n_channels} x {test.n_samples} at "
+                f"{test.sampling_rate_hz:g} Hz; they must match"
+            )
+            raise CrnnError(msg)
+        labels = tf.read_meta(LABELS) if tf.has_labels else None
+        if labels is None:
+            log.info("%s has no labels: every trace is taken as noise-only", noise_path)
+            keep = np.arange(tf.n_traces)
+        else:
+            keep = np.nonzero(labels == 0)[0]
+        x = tf.read_traces(0, tf.n_traces)[keep]
+    return x, f"{noise_path} ({len(x)} noise-only traces)"
 
 
 def evaluate(
@@ -38,11 +118,18 @@ def evaluate(
     model: str | Path | None = None,
     baseline: str | None = None,
     name: str | None = None,
-    fprs: tuple[float, ...] = (1e-2, 1e-3),
-    snr_edges: tuple[float, ...] | None = None,
+    settings: EvaluationSettings | None = None,
+    noise_path: str | Path | None = None,
+    signal_model: SignalModel | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
+    s = settings or EvaluationSettings()
+    s.check()
     if (model is None) == (baseline is None):
         msg = "evaluate: give exactly one of --model or --baseline"
+        raise CrnnError(msg)
+    if baseline is not None and baseline not in BASELINES:
+        msg = f"evaluate: unknown baseline {baseline!r}; available: {', '.join(BASELINES)}"
         raise CrnnError(msg)
     with TraceFile(test_path) as tf:
         if not tf.has_labels:
@@ -50,10 +137,12 @@ def evaluate(
         data = tf.read_all()
     labels = data.labels.astype(int)
     snr = data.meta[SNR].astype(np.float64) if SNR in data.meta else np.full(data.n_traces, np.nan)
+    has_transient = data.meta["has_transient"].astype(int) if "has_transient" in data.meta else None
     if len(np.unique(labels)) < 2:
         msg = f"{test_path}: the test split needs both signal (1) and background (0) traces; found only {np.unique(labels).tolist()}"
         raise CrnnError(msg)
-    card_wp = None
+    t0 = time.perf_counter()
+    extra: dict[str, Any] = {}
     if model is not None:
         from crnn.classifier import load_classifier
 
@@ -62,36 +151,53 @@ def evaluate(
         scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
+        extra["score_meaning"] = "probability that a pulse is present"
     else:
-        if baseline not in BASELINES:
-            msg = f"evaluate: unknown baseline {baseline!r}; available: {', '.join(BASELINES)}"
-            raise CrnnError(msg)
-        scores = baseline_scores(baseline, data.traces, data.sampling_rate_hz)
+        assert baseline is not None
+        noise = None
+        if baseline == "matched_filter":
+            noise, source = _noise_traces(noise_path, data, test_path)
+            sm = signal_model or SignalModel()
+            extra["matched_filter"] = {
+                "noise_spectrum_from": source,
+                "templates": s.baseline.matched_filter_templates,
+                "spectral_slope_log10_per_hz": list(sm.pulse.spectral_slope_log10_per_hz),
+                "band_hz": list(sm.receiver.band_hz),
+                "filter_order": sm.receiver.filter_order,
+            }
+        scores = baseline_scores(
+            baseline, data.traces, data.sampling_rate_hz, s.baseline, noise_traces=noise, signal_model=signal_model
+        )
         method = name or baseline
         kind = "baseline"
-    edges = np.asarray(snr_edges, dtype=float) if snr_edges else None
-    metrics = summarise(scores, labels, snr, fprs=fprs, snr_edges=edges)
-    if edges is None:
-        edges = np.asarray(
-            [metrics["working_points"][0]["efficiency_vs_snr"]["snr_low"][0],
-             *metrics["working_points"][0]["efficiency_vs_snr"]["snr_high"]]
-        ) if metrics["working_points"] and metrics["working_points"][0].get("available") else None
+        extra["score_meaning"] = SCORE_MEANING[baseline]
+        extra["baseline_settings"] = to_mapping(s.baseline)
+    score_time = time.perf_counter() - t0
+    edges = np.asarray(s.snr_edges, dtype=float)
+    metrics = summarise(
+        scores, labels, snr, fprs=s.fprs, snr_edges=edges, has_transient=has_transient,
+        n_bootstrap=s.n_bootstrap, seed=seed,
+    )
+    metrics = {
+        "format": "crnn-metrics/1", "method": method, "kind": kind, "test_file": str(test_path),
+        "crnn_version": __version__, **extra, "scoring_time_s": round(score_time, 3),
+        "bootstrap_seed": seed, **metrics,
+    }
+    metrics["report_working_point"] = _report_working_point(
+        scores, labels, snr, edges, has_transient, s.working_point_fpr, s.fprs
+    )
     if model is not None:
         wp = clf.card["working_point"]
-        card_wp = operating_point(scores, labels, snr, float(wp["threshold"]), edges if edges is not None else np.arange(0, 11.0),
-                                  target_fpr=wp.get("target_fpr"))
+        card_wp = operating_point(scores, labels, snr, float(wp["threshold"]), edges, target_fpr=wp.get("target_fpr"),
+                                  has_transient=has_transient)
         card_wp["chosen_on"] = wp.get("chosen_on", "validation background")
-    metrics = {
-        "method": method, "kind": kind, "test_file": str(test_path), "crnn_version": __version__,
-        **metrics,
-    }
-    if card_wp is not None:
         metrics["card_working_point"] = card_wp
     for wp in metrics["working_points"]:
         if wp.get("available"):
             log.info("%s: AUC %.4f, TPR %.3f at FPR %.1e", method, metrics["auc"], wp["tpr"], wp["fpr"])
+    log.info("%s: scored %d traces in %.1f s", method, len(scores), score_time)
 
-    from crnn.plots import plot_efficiency, plot_roc
+    from crnn.plots import plot_efficiency, plot_gallery, plot_roc
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,15 +205,41 @@ def evaluate(
         f.create_dataset("scores", data=scores.astype(np.float32))
         f.create_dataset("labels", data=labels.astype(np.int8))
         f.create_dataset("snr", data=snr.astype(np.float32))
-        for extra in ("has_transient", "n_cw_lines", "source_id", "source_index"):
-            if extra in data.meta:
-                f.create_dataset(extra, data=data.meta[extra])
+        for key in CARRIED:
+            if key in data.meta:
+                f.create_dataset(key, data=data.meta[key])
         f.attrs["method"] = method
+        f.attrs["kind"] = kind
         f.attrs["test_file"] = str(test_path)
+        f.attrs["score_meaning"] = metrics["score_meaning"]
     plot_roc([metrics], out / ROC_PLOT)
     plot_efficiency([metrics], out / EFF_PLOT)
+    plot_gallery(data, scores, metrics, out / GALLERY_PLOT)
     write_json(out / METRICS, metrics)
     return metrics
+
+
+def _report_working_point(
+    scores: np.ndarray, labels: np.ndarray, snr: np.ndarray, edges: np.ndarray, has_transient: np.ndarray | None,
+    requested: float, fprs: tuple[float, ...],
+) -> dict[str, Any]:
+    """The working point of the confusion matrix, the gallery and the report's headline columns:
+    ``requested`` FPR; when the test background is too small for it, the smallest configured FPR it
+    allows, else the smallest FPR it allows at all (one background trace above the threshold)."""
+    background = scores[labels == 0]
+    used = next((f for f in [requested, *sorted(fprs)] if threshold_at_fpr(background, f) is not None), None)
+    note = "threshold set on the test background"
+    if used is None:
+        used = 1.0 / len(background)
+    if used != requested:
+        note = f"{len(background)} background traces allow no FPR of {requested:g}; using {used:.2g} instead"
+    thr = threshold_at_fpr(background, used)
+    if thr is None:  # a single background trace
+        thr = float(background.max())
+    wp = operating_point(scores, labels, snr, thr, edges, target_fpr=used, has_transient=has_transient)
+    wp["requested_fpr"] = requested
+    wp["note"] = note
+    return wp
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -117,14 +249,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="a .keras model (with its card) or its folder")
     g.add_argument("--baseline", choices=BASELINES, help="a classical trigger statistic")
     p.add_argument("--name", help="name of the method in tables and plots")
-    p.add_argument("--fpr", type=float, nargs="+", default=[1e-2, 1e-3], help="working points (default 1e-2 1e-3)")
-    p.add_argument("--snr-edges", type=float, nargs="+", help="SNR bin edges for efficiency curves")
+    p.add_argument("--settings", help="JSON/YAML string or file: the config's evaluate section (see docs/formats.md)")
+    p.add_argument("--fpr", type=float, nargs="+", help="working points (default 1e-2 1e-3 1e-4)")
+    p.add_argument("--snr-edges", type=float, nargs="+", help="SNR bin edges for efficiency curves (default 2, 2.5, ..., 10)")
+    p.add_argument("--n-bootstrap", type=int, help="bootstrap replicates for the intervals (default 200; 0 = none)")
+    p.add_argument("--noise", help="matched filter: file whose label-0 traces give the noise spectrum "
+                                   "(default: the test split's background)")
+    p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
+                                          "settings of the templates (default: the simulation defaults)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
 
 
 def run(args: argparse.Namespace) -> None:
+    mapping = load_mapping(args.settings)
+    if args.fpr:
+        mapping["fprs"] = args.fpr
+    if args.snr_edges:
+        mapping["snr_edges"] = args.snr_edges
+    if args.n_bootstrap is not None:
+        mapping["n_bootstrap"] = args.n_bootstrap
+    settings = from_mapping(EvaluationSettings, mapping, "evaluate settings")
+    signal_model = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
     evaluate(
-        args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name,
-        fprs=tuple(args.fpr), snr_edges=tuple(args.snr_edges) if args.snr_edges else None,
+        args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
+        noise_path=args.noise, signal_model=signal_model, seed=args.seed,
     )
 
 

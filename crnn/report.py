@@ -1,21 +1,31 @@
-"""Stage ``report``: compare every evaluated model and baseline in one table and four plots.
+"""Stage ``report``: compare every evaluated model and baseline in tables and plots.
 
-Reads the ``metrics.json`` (and ``scores.h5``) written by ``crnn evaluate`` for each method and
-the ``history.csv`` of each trained model, and writes into ``--output-dir``:
+Reads the ``metrics.json`` and ``scores.h5`` written by ``crnn evaluate`` for each method (and the
+``gallery.png`` beside them), the ``history.csv`` of each trained model and the model cards, and
+writes into ``--output-dir``:
 
-* ``summary.html`` / ``summary.json``: one row per method: AUC, TPR at each working point, the
-  SNR at which the efficiency reaches 50 % and 90 % at FPR 1e-3, and for models the working
-  point from the card (threshold chosen on validation) as it performs on the test split;
-* ``roc.png``, ``efficiency.png``, ``scores.png``, ``training.png``.
+* ``summary.html``: the run's summary page, self-contained (plots embedded): a headline answer,
+  the comparison tables, ROC, efficiency vs SNR, SNR at 50 % / 90 % efficiency, score
+  distributions, confusion matrices at the working point, training curves and the example-trace
+  galleries, each with a caption on how to read it;
+* ``summary.json``: one flat row per method (AUC, TPR at each working point, SNR at 50 % and 90 %
+  efficiency, their ratio to the matched filter's, false-alarm rates on noise and on transients,
+  mean score on noise-only traces, the model card's working point); see ``docs/formats.md``;
+* ``roc.png``, ``efficiency.png``, ``snr.png``, ``scores.png``, ``confusion.png``, ``training.png``.
+
+The ratio of each method's 50 %-efficiency SNR to the matched filter's carries a 68 % paired
+bootstrap interval: all methods are resampled with the same replicates (from ``scores.h5``).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import html
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -26,25 +36,63 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, write_json
+from crnn.metrics import bootstrap, interval, snr_at_efficiency
 
 log = logging.getLogger(__name__)
+REFERENCE = "matched_filter"
+DASH = "&ndash;"  # an empty table cell
+#: embedded plots per summary page: the Snakemake report shows the page as a base64 data URL, and
+#: Chromium refuses URLs over 2 MB (base64 adds a third)
+MAX_EMBEDDED_BYTES = 1_300_000
+__all__ = ["report", "snr_at_efficiency", "summary_rows"]
 
-
-def snr_at_efficiency(wp: dict[str, Any], level: float) -> float | None:
-    """Lowest SNR at which the efficiency curve reaches ``level`` (linear interpolation)."""
-    e = wp["efficiency_vs_snr"]
-    centre = (np.asarray(e["snr_low"]) + np.asarray(e["snr_high"])) / 2
-    eff = np.array([np.nan if v is None else v for v in e["efficiency"]])
-    ok = np.isfinite(eff)
-    centre, eff = centre[ok], eff[ok]
-    above = np.nonzero(eff >= level)[0]
-    if above.size == 0:
-        return None
-    i = int(above[0])
-    if i == 0:
-        return float(centre[0])
-    x0, x1, y0, y1 = centre[i - 1], centre[i], eff[i - 1], eff[i]
-    return float(x0 + (level - y0) * (x1 - x0) / (y1 - y0)) if y1 != y0 else float(x1)
+CAPTIONS = {
+    "roc": (
+        "Fraction of air-shower pulses detected (y) against the fraction of background traces that trigger "
+        "(x, logarithmic), for every threshold. Higher and further left is better. Shaded bands are 68 % "
+        "bootstrap intervals; the grey line marks 1 / (number of background traces): left of it nothing is "
+        "measured. Dotted lines mark the working points. The AUC in the legend weighs all false-positive rates "
+        "alike, including rates far too high for a trigger: compare methods at the working points instead."
+    ),
+    "efficiency": (
+        "Fraction of pulses detected per SNR bin at a fixed false-positive rate (one column per working point), "
+        "with 68 % Clopper-Pearson intervals; grey lines at 50 % and 90 %. Top row: threshold set on all "
+        "background traces, human-made transients included (the realistic trigger). Bottom row: threshold set "
+        "on noise-only background (galactic, thermal and CW noise) and pulses in traces without transients: the "
+        "Gaussian-noise comparison in which the matched filter is the near-ideal reference. A curve further left "
+        "finds fainter air showers at the same noise rate."
+    ),
+    "snr": (
+        "SNR at which each method reaches 50 % (filled circle) and 90 % (open square) efficiency at the "
+        "working point, with 68 % bootstrap intervals; an arrow means the level is not reached inside the SNR "
+        "range. Left: threshold on all background; right: threshold on noise-only background. Lower is better; "
+        "the ratio to the matched filter's value is in the table (1 = as good as the matched filter)."
+    ),
+    "scores": (
+        "Distributions of each method's score for traces with a pulse (red) and for background, split into "
+        "noise only (blue) and with a human-made transient (orange), on a logarithmic count scale. The dashed "
+        "line is the threshold at the working point. Networks output a probability; the baselines an SNR-like "
+        "statistic (axis label). The more background, especially transients, lies right of the threshold, the "
+        "more false alarms; the summary table gives the mean score of noise-only traces, the 'SNR' a method "
+        "reports on pure noise."
+    ),
+    "confusion": (
+        "Decisions of each method at the working point (threshold set on the test background): rows are what "
+        "the trace holds (a pulse, noise only, a human-made transient), columns what the trigger said; counts "
+        "and row percentages. Green cells are right decisions, red cells wrong ones."
+    ),
+    "training": (
+        "Training curves of each model: binary cross-entropy (left; the grey line at ln 2 is chance) and ROC AUC "
+        "(right) per epoch on the training split (solid) and the validation split (dashed). The model kept is "
+        "the one with the lowest validation loss. Validation below training loss is normal with dropout."
+    ),
+    "gallery": (
+        "Example test traces of one method at the working point, in units of the noise RMS (both "
+        "polarisation channels; the dashed line marks the true pulse time). Rows: detected pulses of the "
+        "lowest SNR, missed pulses of the highest SNR, and the highest-scoring background traces that trigger, "
+        "with a human-made transient and with noise only."
+    ),
+}
 
 
 def read_history(path: str | Path) -> dict[str, list[float]]:
@@ -55,16 +103,52 @@ def read_history(path: str | Path) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
-def summary_rows(metrics: list[dict[str, Any]], cards: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _wp(m: dict[str, Any], key: str, fpr: float) -> dict[str, Any] | None:
+    return next((w for w in m.get(key, []) if w.get("available") and w["target_fpr"] == fpr), None)
+
+
+def report_fpr(metrics: list[dict[str, Any]]) -> float:
+    """The FPR of the headline columns: the working point the evaluations used for their confusion
+    matrices (``evaluate.working_point_fpr``, or what the test background allows)."""
+    used = [m["report_working_point"]["target_fpr"] for m in metrics if "report_working_point" in m]
+    if used:
+        return max(set(used), key=used.count)
+    available = [wp["target_fpr"] for m in metrics for wp in m["working_points"] if wp.get("available")]
+    return min(available) if available else 1e-3
+
+
+def summary_rows(
+    metrics: list[dict[str, Any]], cards: dict[str, dict[str, Any]], ratios: dict[str, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One flat, JSON-ready row per method (column names in docs/formats.md)."""
     rows = []
+    ratios = ratios or {}
     for m in metrics:
         row: dict[str, Any] = {"method": m["method"], "kind": m["kind"], "auc": m["auc"]}
-        for wp in m["working_points"]:
-            key = f"{wp['target_fpr']:g}"
-            row[f"tpr_at_fpr_{key}"] = wp["tpr"] if wp.get("available") else None
-            if wp.get("available"):
-                row[f"snr50_at_fpr_{key}"] = snr_at_efficiency(wp, 0.5)
-                row[f"snr90_at_fpr_{key}"] = snr_at_efficiency(wp, 0.9)
+        if "auc_interval" in m:
+            row["auc_interval"] = m["auc_interval"]
+        for prefix, key in (("", "working_points"), ("noise_", "working_points_noise")):
+            for wp in m.get(key, []):
+                f = f"{wp['target_fpr']:g}"
+                row[f"{prefix}tpr_at_fpr_{f}"] = wp["tpr"] if wp.get("available") else None
+                if not wp.get("available"):
+                    continue
+                if "tpr_bootstrap_interval" in wp:
+                    row[f"{prefix}tpr_interval_at_fpr_{f}"] = wp["tpr_bootstrap_interval"]
+                for level in (50, 90):
+                    row[f"{prefix}snr{level}_at_fpr_{f}"] = wp.get(f"snr_{level}", snr_at_efficiency(wp, level / 100))
+                    if f"snr_{level}_interval" in wp:
+                        row[f"{prefix}snr{level}_interval_at_fpr_{f}"] = wp[f"snr_{level}_interval"]
+                fa = wp.get("false_alarms", {})
+                for kind in ("noise", "transient"):
+                    if kind in fa:
+                        row[f"{prefix}false_alarm_rate_{kind}_at_fpr_{f}"] = fa[kind]["rate"]
+        for kind in ("noise", "transient"):
+            st = m.get("background_scores", {}).get(kind)
+            if st and st.get("n"):
+                row[f"mean_score_{kind}"] = st["mean"]
+        for key, r in ratios.get(m["method"], {}).items():
+            row[key] = r
         if "card_working_point" in m:
             c = m["card_working_point"]
             row["card_threshold"] = c["threshold"]
@@ -79,34 +163,287 @@ def summary_rows(metrics: list[dict[str, Any]], cards: dict[str, dict[str, Any]]
     return rows
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
+def _read_scores(metrics: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    out = {}
+    for m in metrics:
+        sp = Path(m["_dir"]) / "scores.h5"
+        if not sp.exists():
+            continue
+        try:
+            with h5py.File(sp, "r") as f:
+                d = {k: np.asarray(f[k]) for k in ("scores", "labels", "snr") if k in f}
+                if "has_transient" in f:
+                    d["has_transient"] = np.asarray(f["has_transient"])
+        except OSError as exc:
+            msg = f"{sp}: cannot read scores ({exc})"
+            raise CrnnError(msg) from exc
+        if "scores" in d and "labels" in d:
+            out[m["method"]] = d
+    return out
+
+
+def reference_ratios(
+    metrics: list[dict[str, Any]], score_map: dict[str, dict[str, np.ndarray]], fpr: float, reference: str = REFERENCE
+) -> dict[str, dict[str, Any]]:
+    """SNR at 50 % efficiency of each method divided by the reference's, at FPR ``fpr``, for both
+    ways of setting the threshold, with paired-bootstrap 68 % intervals."""
+    ref = next((m for m in metrics if m["method"] == reference), None)
+    if ref is None:
+        return {}
+    f = f"{fpr:g}"
+    out: dict[str, dict[str, Any]] = {m["method"]: {} for m in metrics}
+    names = [m["method"] for m in metrics]
+    have = all(n in score_map for n in names)
+    if have:
+        first = score_map[names[0]]
+        have = all(
+            len(score_map[n]["labels"]) == len(first["labels"]) and np.array_equal(score_map[n]["labels"], first["labels"])
+            for n in names
+        )
+        if not have:
+            log.warning("scores.h5 files hold different test traces: ratio intervals are left out")
+    for prefix, key in (("", "working_points"), ("noise_", "working_points_noise")):
+        ref_wp = _wp(ref, key, fpr)
+        if ref_wp is None:
+            continue
+        reps = None
+        if have and ref.get("n_bootstrap", 0) > 0:
+            d = score_map[names[0]]
+            keep = np.ones(len(d["labels"]), dtype=bool)
+            if prefix:
+                if "has_transient" not in d:
+                    continue
+                keep = d["has_transient"] == 0
+            e = ref_wp["efficiency_vs_snr"]
+            edges = np.array([e["snr_low"][0], *e["snr_high"]])
+            reps = bootstrap(
+                [score_map[n]["scores"][keep] for n in names], d["labels"][keep], d["snr"][keep], fprs=[fpr],
+                snr_edges=edges, n_bootstrap=int(ref["n_bootstrap"]), seed=int(ref.get("bootstrap_seed", 0)),
+            )
+            reps = dict(zip(names, reps, strict=True))
+        for m in metrics:
+            wp = _wp(m, key, fpr)
+            v, r = (wp or {}).get("snr_50"), ref_wp.get("snr_50")
+            out[m["method"]][f"{prefix}snr50_ratio_to_{reference}_at_fpr_{f}"] = v / r if v is not None and r else None
+            if reps is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = reps[m["method"]]["snr_50"][:, 0] / reps[reference]["snr_50"][:, 0]
+                out[m["method"]][f"{prefix}snr50_ratio_interval_to_{reference}_at_fpr_{f}"] = interval(ratio)
+    return out
+
+
+# -- HTML ------------------------------------------------------------------------------------------
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return DASH
     if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e-2 and v != 0 else f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+        if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 1e4):
+            return f"{v:.2e}"
+        return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:.0f}"
     return html.escape(str(v))
 
 
-def write_summary_html(path: Path, rows: list[dict[str, Any]], context: dict[str, Any]) -> None:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "\n".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+def _ci(v: Any, ci: Any, digits: int = 3, not_reached: str = DASH) -> str:
+    if v is None:
+        return f'<span class="nr">{not_reached}</span>'
+    text = _num(v, digits)
+    if ci and len(ci) == 2:
+        lo = _num(ci[0], digits) if ci[0] is not None else "?"
+        hi = _num(ci[1], digits) if ci[1] is not None else "&gt;range"
+        text += f' <span class="ci">[{lo}, {hi}]</span>'
+    return text
+
+
+def _pct(rate: Any) -> str:
+    return DASH if rate is None else f"{100 * rate:.2f} %"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+
+
+def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: float) -> str:
+    f = f"{fpr:g}"
+    models = [r for r in rows if r["kind"] == "model" and r.get(f"tpr_at_fpr_{f}") is not None]
+    base = [r for r in rows if r["kind"] == "baseline" and r.get(f"tpr_at_fpr_{f}") is not None]
+    if not models and not base:
+        return (f"<p class='lead'>The test background is too small for the working point FPR {f}; "
+                "see the tables at the working points that the statistics allow.</p>")
+    parts = []
+    n_bg = metrics[0]["n_background"]
+    if models:
+        best = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"])
+        s50 = best.get(f"snr50_at_fpr_{f}")
+        parts.append(
+            f"At a false-positive rate of {f} ({n_bg} background traces, human-made transients included) the best "
+            f"network, <b>{html.escape(best['method'])}</b>, detects <b>{_pct(best[f'tpr_at_fpr_{f}'])}</b> of the "
+            "pulses" + (f" and reaches 50 % efficiency at SNR <b>{_num(s50, 2)}</b>" if s50 is not None else "") + "."
+        )
+    if base:
+        best_b = max(base, key=lambda r: r[f"tpr_at_fpr_{f}"])
+        parts.append(
+            f"The best classical trigger, <b>{html.escape(best_b['method'])}</b>, detects "
+            f"{_pct(best_b[f'tpr_at_fpr_{f}'])}."
+        )
+    ref = next((r for r in rows if r["method"] == REFERENCE), None)
+    if ref is not None and models:
+        key = f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}"
+        best_model = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"])
+        ratio = best_model.get(key)
+        if ratio is not None:
+            parts.append(
+                f"In noise without transients, where the matched filter is near-ideal, {html.escape(best_model['method'])} "
+                f"needs {_num(ratio, 2)} times the matched filter's SNR for 50 % efficiency "
+                f"(matched filter: SNR {_num(ref.get(f'noise_snr50_at_fpr_{f}'), 2)})."
+            )
+        fa_m = best_model.get(f"false_alarm_rate_transient_at_fpr_{f}")
+        fa_r = ref.get(f"noise_false_alarm_rate_transient_at_fpr_{f}")
+        if fa_m is not None and fa_r is not None:
+            parts.append(
+                f"Of the background traces with a human-made transient, {html.escape(best_model['method'])} triggers on "
+                f"{_pct(fa_m)}; a matched filter with its threshold set on noise-only traces would trigger on "
+                f"{_pct(fa_r)} of them."
+            )
+    return "<p class='lead'>" + " ".join(parts) + "</p>"
+
+
+def _ratio_cell(r: dict[str, Any], rows: list[dict[str, Any]], prefix: str, f: str) -> str:
+    ratio = r.get(f"{prefix}snr50_ratio_to_{REFERENCE}_at_fpr_{f}")
+    if ratio is not None:
+        return _ci(ratio, r.get(f"{prefix}snr50_ratio_interval_to_{REFERENCE}_at_fpr_{f}"), 2)
+    ref = next((x for x in rows if x["method"] == REFERENCE), {})
+    if ref.get(f"{prefix}tpr_at_fpr_{f}") is not None and ref.get(f"{prefix}snr50_at_fpr_{f}") is None:
+        return '<span class="nr">matched filter: not reached</span>'
+    return DASH
+
+
+def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
+    f = f"{fpr:g}"
+    has_noise = any(f"noise_tpr_at_fpr_{f}" in r for r in rows)
+    has_ref = any(r["method"] == REFERENCE for r in rows)
+    out = []
+    # table 1: detection at the working points
+    head = ["method", "kind", "AUC"] + [f"TPR at FPR {x:g}" for x in fprs] + [
+        f"SNR 50 % at {f}", f"SNR 90 % at {f}"]
+    if has_ref:
+        head.append("SNR 50 % / matched filter's")
+    body = []
+    for r in rows:
+        cells = [html.escape(r["method"]), r["kind"], _ci(r["auc"], r.get("auc_interval"))]
+        for x in fprs:
+            g = f"{x:g}"
+            cells.append(_ci(r.get(f"tpr_at_fpr_{g}"), r.get(f"tpr_interval_at_fpr_{g}"), not_reached="n/a"))
+        for level in (50, 90):
+            if r.get(f"tpr_at_fpr_{f}") is None:
+                cells.append("n/a")
+            else:
+                cells.append(_ci(r.get(f"snr{level}_at_fpr_{f}"), r.get(f"snr{level}_interval_at_fpr_{f}"), 2,
+                                 not_reached="not reached"))
+        if has_ref:
+            cells.append(_ratio_cell(r, rows, "", f))
+        body.append(cells)
+    out.append(("Detection with the threshold set on all test background (human-made transients included)",
+                head, body))
+    if has_noise:
+        head = ["method", f"TPR at FPR {f}", f"SNR 50 % at {f}", f"SNR 90 % at {f}"]
+        if has_ref:
+            head.append("SNR 50 % / matched filter's")
+        head.append("false alarms on transients at this threshold")
+        body = []
+        for r in rows:
+            cells = [html.escape(r["method"]), _ci(r.get(f"noise_tpr_at_fpr_{f}"), r.get(f"noise_tpr_interval_at_fpr_{f}"),
+                                                   not_reached="n/a")]
+            for level in (50, 90):
+                cells.append(_ci(r.get(f"noise_snr{level}_at_fpr_{f}"), r.get(f"noise_snr{level}_interval_at_fpr_{f}"), 2,
+                                 not_reached="not reached" if r.get(f"noise_tpr_at_fpr_{f}") is not None else "n/a"))
+            if has_ref:
+                cells.append(_ratio_cell(r, rows, "noise_", f))
+            cells.append(_pct(r.get(f"noise_false_alarm_rate_transient_at_fpr_{f}")))
+            body.append(cells)
+        title = ("Gaussian-noise comparison: threshold set on noise-only background (galactic, thermal, CW), "
+                 "pulses in traces without transients")
+        out.append((title, head, body))
+    # table 3: false alarms and noise-only scores
+    head = ["method", "score", f"false alarms on noise only at {f}", f"false alarms on transients at {f}",
+            "mean score on noise-only traces", "mean score on transient traces"]
+    body = []
+    for r in rows:
+        body.append([html.escape(r["method"]), html.escape(r.get("score_meaning", "")),
+                     _pct(r.get(f"false_alarm_rate_noise_at_fpr_{f}")), _pct(r.get(f"false_alarm_rate_transient_at_fpr_{f}")),
+                     _num(r.get("mean_score_noise")), _num(r.get("mean_score_transient"))])
+    out.append(("False alarms by kind of background, and what each method reports on background", head, body))
+    # table 4: the models' own working point
+    models = [r for r in rows if "card_threshold" in r]
+    if models:
+        head = ["model", "threshold (from validation)", "test FPR", "test TPR", "parameters", "training time (s)", "epochs"]
+        body = [[html.escape(r["method"]), _num(r["card_threshold"]), _num(r["card_test_fpr"]), _num(r["card_test_tpr"]),
+                 _num(r.get("n_parameters")), _num(r.get("train_time_s"), 0), _num(r.get("epochs_run"))] for r in models]
+        title = ("The models' own working point (threshold chosen on the validation split, stored in the model card) "
+                 "applied to the test split")
+        out.append((title, head, body))
+    parts = []
+    for title, head, body in out:
+        th = "".join(f"<th>{h}</th>" for h in head)
+        tb = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in body)
+        parts.append(f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>")
+    return "\n".join(parts)
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:.4em 0 1.2em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
+th{background:#eee;font-weight:600}td:first-child,td:nth-child(2){text-align:left}.ci{color:#777;font-size:.85em}
+.nr{color:#a33}.lead{font-size:1.08em;background:#f3f6fb;border-left:4px solid #4a78b5;padding:.6em 1em}
+figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd}figcaption{max-width:60em;color:#333}
+figcaption b{color:#000}details summary{cursor:pointer;font-weight:600;margin:.5em 0}code{background:#f4f4f4}"""
+
+
+def write_summary_html(
+    path: Path, rows: list[dict[str, Any]], context: dict[str, Any], figures: list[tuple[str, str, Path]],
+    galleries: list[tuple[str, Path]], fprs: list[float], fpr: float, headline: str,
+) -> None:
     info = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
+    figs = []
+    for title, caption, p in figures:
+        if p.exists():
+            figs.append(f"<h2>{html.escape(title)}</h2><figure>{_img(p)}<figcaption><b>How to read:</b> "
+                        f"{html.escape(caption)}</figcaption></figure>")
+    gal, left_out = [], []
+    size = sum(p.stat().st_size for _, _, p in figures if p.exists())
+    for i, (name, p) in enumerate(galleries):
+        if not p.exists():
+            continue
+        if size + p.stat().st_size > MAX_EMBEDDED_BYTES:
+            left_out.append(name)
+            continue
+        size += p.stat().st_size
+        gal.append(f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary>"
+                   f"<figure>{_img(p)}</figure></details>")
+    if gal:
+        note = ""
+        if left_out:
+            note = (f"<p>Galleries of {html.escape(', '.join(left_out))} are left out of this page to keep it small "
+                    "enough for browsers; they are in the Snakemake report (4. Example traces) and in "
+                    "<code>results/evaluate/METHOD/gallery.png</code>.</p>")
+        figs.append("<h2>Example traces</h2><p><b>How to read:</b> " + html.escape(CAPTIONS["gallery"])
+                    + " Click a method to open its gallery.</p>" + "\n".join(gal) + note)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>crnn run summary</title>
-<style>body{{font-family:sans-serif;margin:1.5em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #bbb;padding:3px 8px;text-align:right}}th{{background:#eee}}
-td:first-child,td:nth-child(2){{text-align:left}}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>crnn run summary</h1>
+{headline}
 <ul>{info}</ul>
-<p>AUC: area under the ROC curve on the test split. <code>tpr_at_fpr_X</code>: fraction of pulses detected
-when the threshold lets a fraction X of the background through (threshold set on the test background).
-<code>snr50/snr90</code>: SNR at which the efficiency reaches 50 % / 90 % at that working point
-(lower is better). <code>card_*</code>: the model's own working point, chosen on the validation split,
-applied to the test split.</p>
-<table><thead><tr>{head}</tr></thead><tbody>
-{body}
-</tbody></table></body></html>
+<h2>Comparison table</h2>
+<p><b>How to read:</b> TPR: fraction of pulses detected when the threshold lets the stated fraction (FPR) of the
+background through; the threshold is set on the test background. SNR 50 % / 90 %: the SNR at which the efficiency
+reaches 50 % / 90 % at the working point (lower is better; "not reached" inside the simulated SNR range); the ratio
+to the matched filter's is 1 for a method as good as the matched filter. Square brackets: 68 % intervals
+(bootstrap; "&gt;range" = the upper end is not reached). "n/a": too few background traces for that FPR.
+False alarms: fraction of each kind of background that triggers. Mean score on noise-only traces: the "SNR" a
+method reports on pure noise (for the networks a probability), needed to compare SNR thresholds across methods.</p>
+{_tables(rows, fprs, fpr)}
+{"".join(figs)}
+</body></html>
 """
     with atomic_output(path) as tmp:
         tmp.write_text(page)
@@ -119,7 +456,7 @@ def report(
     histories: list[str | Path] | None = None,
     cards: list[str | Path] | None = None,
 ) -> Path:
-    from crnn.plots import plot_efficiency, plot_history, plot_roc, plot_scores
+    from crnn.plots import plot_confusion, plot_efficiency, plot_history, plot_roc, plot_scores, plot_snr_levels
 
     metrics = []
     for p in metrics_paths:
@@ -134,39 +471,61 @@ def report(
                 raise CrnnError(msg)
         m["_dir"] = str(Path(p).parent)
         metrics.append(m)
+    # networks first, then baselines, the matched filter last (the reference)
+    metrics.sort(key=lambda m: (m.get("kind") != "model", m["method"] == REFERENCE))
     card_map = {}
     for p in cards or []:
         c = json.loads(Path(p).read_text())
         card_map[c.get("name", Path(p).parent.name)] = c
-    hist_map = {}
-    for p in histories or []:
-        name = Path(p).parent.name
-        hist_map[name] = read_history(p)
+    hist_map = {Path(p).parent.name: read_history(p) for p in histories or []}
+    fprs = sorted({wp["target_fpr"] for m in metrics for wp in m["working_points"]}, reverse=True)
+    wp_fpr = report_fpr(metrics)
+    score_map = _read_scores(metrics)
+    ratios = reference_ratios(metrics, score_map, wp_fpr)
+    rows = summary_rows(metrics, card_map, ratios)
+    for r, m in zip(rows, metrics, strict=True):
+        r["score_meaning"] = m.get("score_meaning", "score")
+
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(metrics, out / "roc.png")
     plot_efficiency(metrics, out / "efficiency.png")
-    score_map = {}
-    for m in metrics:
-        sp = Path(m["_dir"]) / "scores.h5"
-        if sp.exists():
-            with h5py.File(sp, "r") as f:
-                score_map[m["method"]] = (np.asarray(f["scores"]), np.asarray(f["labels"]))
+    plot_snr_levels(metrics, out / "snr.png", wp_fpr)
     if score_map:
-        plot_scores(score_map, out / "scores.png")
+        thresholds = {m["method"]: m["report_working_point"]["threshold"] for m in metrics if "report_working_point" in m}
+        meaning = {m["method"]: m.get("score_meaning", "score") for m in metrics}
+        plot_scores(score_map, out / "scores.png", meaning, thresholds)
+    if all("report_working_point" in m for m in metrics):
+        plot_confusion(metrics, out / "confusion.png")
     plot_history(hist_map, out / "training.png")
-    rows = summary_rows(metrics, card_map)
+    first = metrics[0]
     context = {
         "created (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "crnn version": __version__,
-        "test file": metrics[0].get("test_file"),
-        "test traces": f"{metrics[0]['n_test']} ({metrics[0]['n_signal']} signal, {metrics[0]['n_background']} background)",
+        "test file": first.get("test_file"),
+        "test traces": (f"{first['n_test']} ({first['n_signal']} with a pulse, {first['n_background']} background"
+                        + (f": {first['n_background_noise']} noise only, {first['n_background_transient']} with a "
+                           "human-made transient" if "n_background_noise" in first else "") + ")"),
+        "working point": (f"FPR {wp_fpr:g} on the test background"
+                          + (f" ({first['report_working_point']['note']})" if "report_working_point" in first else "")),
         "SNR": "peak |signal| over channels and samples / RMS of the background (galactic, thermal, CW; no transients)",
+        "intervals": f"68.3 %; bootstrap with {first.get('n_bootstrap', 0)} replicates, Clopper-Pearson for rates",
     }
-    write_summary_html(out / "summary.html", rows, context)
-    write_json(out / "summary.json", {"context": context, "rows": rows})
+    figures = [
+        ("ROC", CAPTIONS["roc"], out / "roc.png"),
+        ("Efficiency vs SNR", CAPTIONS["efficiency"], out / "efficiency.png"),
+        ("SNR at 50 % and 90 % efficiency", CAPTIONS["snr"], out / "snr.png"),
+        ("Score distributions", CAPTIONS["scores"], out / "scores.png"),
+        ("Confusion matrices at the working point", CAPTIONS["confusion"], out / "confusion.png"),
+        ("Training curves", CAPTIONS["training"], out / "training.png"),
+    ]
+    galleries = [(m["method"], Path(m["_dir"]) / "gallery.png") for m in metrics]
+    write_summary_html(out / "summary.html", rows, context, figures, galleries, fprs, wp_fpr,
+                       _headline(metrics, rows, wp_fpr))
+    write_json(out / "summary.json", {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr,
+                                      "rows": rows})
     for r in rows:
-        log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()})
+        log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if "interval" not in k})
     return out / "summary.html"
 
 

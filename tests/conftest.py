@@ -77,6 +77,32 @@ def good_model(tmp_path_factory) -> Path:
                  training=TrainingSettings(epochs=4, batch_size=64), seed=1, name="gru")
 
 
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """Run Snakemake of this environment in a subprocess."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], check=False, cwd=cwd, capture_output=True,
+                          text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory) -> dict[str, Path]:
+    """The whole workflow on config/test.yaml (about a minute), then its Snakemake report.
+
+    Shared by the workflow test and the browser test, so the pipeline runs once per session.
+    """
+    base = tmp_path_factory.mktemp("pipeline")
+    work = base / "run"
+    work.mkdir()
+    config = str(REPO / "config" / "test.yaml")
+    proc = snakemake("--cores", "2", "--directory", str(work), "--configfile", config, "--show-failed-logs")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report = base / "report.html"
+    proc = snakemake("--cores", "1", "--directory", str(work), "--configfile", config, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {"work": work, "results": work / "results", "report": report}
+
+
 @pytest.fixture
 def realdata() -> Path:
     if not REALDATA.exists():

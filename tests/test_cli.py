@@ -118,19 +118,33 @@ def test_train_evaluate_report_predict(tmp_path, splits):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"loss", "val_loss", "auc", "val_auc"} <= set(rows[0])
     run_crnn("evaluate", "--test", splits["test"], "--model", model_dir / "model.keras", "-o", tmp_path / "ev" / "gru")
-    run_crnn("evaluate", "--test", splits["test"], "--baseline", "envelope", "-o", tmp_path / "ev" / "envelope")
+    run_crnn("evaluate", "--test", splits["test"], "--baseline", "envelope", "-o", tmp_path / "ev" / "envelope",
+             "--n-bootstrap", "20")
+    run_crnn("evaluate", "--test", splits["test"], "--baseline", "matched_filter", "--noise", splits["val"],
+             "-o", tmp_path / "ev" / "matched_filter", "--settings", '{"baseline": {"matched_filter_templates": 3}}',
+             "--signal-model", '{"receiver": {"band_hz": [30.0e6, 80.0e6]}, "pulse": {}}', "--n-bootstrap", "20")
     m = json.loads((tmp_path / "ev" / "gru" / "metrics.json").read_text())
     assert m["method"] == "gru" and m["n_test"] == 600 and "card_working_point" in m
-    assert [wp["target_fpr"] for wp in m["working_points"]] == [1e-2, 1e-3]
+    assert [wp["target_fpr"] for wp in m["working_points"]] == [1e-2, 1e-3, 1e-4]
     assert m["working_points"][1]["available"] is False  # 300 background traces cannot resolve 1e-3
-    for name in ("roc.png", "efficiency.png", "scores.h5"):
+    assert m["report_working_point"]["target_fpr"] == 1e-2  # 1e-3 is not measurable: falls back to 1e-2
+    assert m["auc_interval"][0] <= m["auc"] <= m["auc_interval"][1]
+    mf = json.loads((tmp_path / "ev" / "matched_filter" / "metrics.json").read_text())
+    assert mf["matched_filter"]["templates"] == 3 and str(splits["val"]) in mf["matched_filter"]["noise_spectrum_from"]
+    assert mf["n_bootstrap"] == 20 and mf["score_meaning"].startswith("matched-filter SNR")
+    assert 3.8 < mf["background_scores"]["noise"]["mean"] < 4.8  # max over lags, phase, polarisation of pure noise
+    for name in ("roc.png", "efficiency.png", "gallery.png", "scores.h5"):
         assert (tmp_path / "ev" / "gru" / name).stat().st_size > 1000
-    run_crnn("report", "--metrics", tmp_path / "ev" / "gru" / "metrics.json", tmp_path / "ev" / "envelope" / "metrics.json",
+    run_crnn("report", "--metrics", *(tmp_path / "ev" / k / "metrics.json" for k in ("gru", "envelope", "matched_filter")),
              "--history", model_dir / "history.csv", "--card", model_dir / "model.card.json", "-o", tmp_path / "rep")
     html = (tmp_path / "rep" / "summary.html").read_text()
-    assert "<td>gru</td>" in html and "<td>envelope</td>" in html
-    for name in ("roc.png", "efficiency.png", "scores.png", "training.png"):
+    assert "<td>gru</td>" in html and "<td>envelope</td>" in html and "<td>matched_filter</td>" in html
+    assert html.count('<img src="data:image/png;base64,') == 6 + 3  # comparison plots and three galleries
+    for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png"):
         assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((tmp_path / "rep" / "summary.json").read_text())["rows"]
+    ref = next(r for r in rows if r["method"] == "matched_filter")
+    assert ref["snr50_ratio_to_matched_filter_at_fpr_0.01"] in (1.0, None)
     run_crnn("predict", "-m", model_dir, "-i", EXAMPLE_H5, "-o", tmp_path / "s.csv")
     with open(tmp_path / "s.csv") as f:
         rows = list(csv.DictReader(f))

@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import REPO
 
+from crnn.baselines import BaselineSettings
+from crnn.evaluate import EvaluationSettings
 from crnn.models import ModelSettings
 from crnn.noise import CWLine, ReceiverSettings, SiderealSettings, TransientForm
 from crnn.pulse import PulseSettings
@@ -36,6 +38,8 @@ def _defaults(node):
         (["simulate", "pulse"], PulseSettings),
         (["training"], TrainingSettings),
         (["models", "*"], ModelSettings),
+        (["evaluate"], EvaluationSettings),
+        (["evaluate", "baseline"], BaselineSettings),
     ],
 )
 def test_schema_defaults_equal_package_defaults(path, cls):
@@ -58,6 +62,8 @@ def test_configs_validate_and_build_settings(name):
         from_mapping(SimulationSettings, config["simulate"])
     for m in config.get("models", {}).values():
         from_mapping(ModelSettings, m)
+    if "evaluate" in config:
+        from_mapping(EvaluationSettings, config["evaluate"]).check()
 
 
 def test_every_key_of_the_default_config_has_a_comment():

@@ -160,3 +160,21 @@ def test_metadata_missing_in_some_inputs_is_filled_not_dropped(tmp_path, sim_fil
     assert set(np.unique(data.meta["has_transient"][~from_other])) <= {0, 1}
     assert np.all(np.isnan(data.meta["noise_rms"][from_other]))
     assert np.all(data.meta["event_id"][~from_other] == -1)
+
+
+def test_dataset_keeps_per_trace_numbers_that_only_some_inputs_have(tmp_path, sim_file):
+    """Simulated traces say which carry a transient; measured ones cannot: -1 (or NaN) = unknown."""
+    from crnn.tracefile import TraceSet
+
+    other = TraceSet(np.zeros((20, 2, 500), np.float32), 180e6, "V",
+                     {"labels": np.zeros(20, np.int8), "station": np.array(["a"] * 20, dtype="S1")})
+    write_traces(tmp_path / "measured.h5", other)
+    outs = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
+    build_dataset([sim_file, tmp_path / "measured.h5"], outs, fractions=(0.5, 0.25, 0.25), seed=1)
+    parts = [read_traces(p) for p in outs.values()]
+    meta = {k: np.concatenate([p.meta[k] for p in parts]) for k in parts[0].meta}
+    from_measured = meta["source_id"] == 1
+    assert set(np.unique(meta["has_transient"][from_measured])) == {-1}
+    assert set(np.unique(meta["has_transient"][~from_measured])) == {0, 1}
+    assert np.all(np.isnan(meta["noise_rms"][from_measured])) and np.all(meta["noise_rms"][~from_measured] > 0)
+    assert "station" not in meta  # not a number: dropped, as before

@@ -86,6 +86,12 @@ def dataset_inputs(wildcards):
     return files + [f"results/ingest/{name}.h5" for name, src in config["ingest"].items() if src.get("dataset", True)]
 
 
+def signal_model_json():
+    """Receiver and pulse model of the simulation: the matched filter's templates."""
+    sim = config["simulate"]
+    return as_json({"receiver": sim["receiver"], "pulse": sim["pulse"]})
+
+
 def methods():
     return list(config["models"]) + list(config["evaluate"]["baselines"])
 

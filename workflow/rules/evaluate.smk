@@ -20,22 +20,30 @@ rule evaluate_classifier:
             subcategory="{model}",
             labels={"method": "{model}", "plot": "efficiency vs SNR"},
         ),
+        gallery=report(
+            "results/evaluate/{model}/gallery.png",
+            caption="../report/gallery.rst",
+            category="4. Example traces",
+            labels={"method": "{model}", "figure": "example traces"},
+        ),
     params:
-        fprs=" ".join(str(f) for f in config["evaluate"]["fprs"]),
-        snr_edges=" ".join(str(e) for e in config["evaluate"]["snr_edges"]),
+        settings=as_json(config["evaluate"]),
+        seed=config["seed"],
     log:
         "logs/evaluate_classifier/{model}.log",
     conda:
         "../envs/crnn.yaml"
     shell:
         "crnn evaluate --test {input.test} --model {input.model} --name {wildcards.model} "
-        "--output-dir $(dirname {output.metrics}) --fpr {params.fprs} "
-        "--snr-edges {params.snr_edges} > {log} 2>&1"
+        "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "
+        "--seed {params.seed} > {log} 2>&1"
 
 
 rule evaluate_baseline:
     input:
         test="results/dataset/test.h5",
+        # noise-only traces (label 0) for the matched filter's noise spectrum
+        noise="results/dataset/val.h5",
     output:
         metrics="results/evaluate/{baseline}/metrics.json",
         scores="results/evaluate/{baseline}/scores.h5",
@@ -53,14 +61,21 @@ rule evaluate_baseline:
             subcategory="{baseline}",
             labels={"method": "{baseline}", "plot": "efficiency vs SNR"},
         ),
+        gallery=report(
+            "results/evaluate/{baseline}/gallery.png",
+            caption="../report/gallery.rst",
+            category="4. Example traces",
+            labels={"method": "{baseline}", "figure": "example traces"},
+        ),
     params:
-        fprs=" ".join(str(f) for f in config["evaluate"]["fprs"]),
-        snr_edges=" ".join(str(e) for e in config["evaluate"]["snr_edges"]),
+        settings=as_json(config["evaluate"]),
+        signal_model=signal_model_json(),
+        seed=config["seed"],
     log:
         "logs/evaluate_baseline/{baseline}.log",
     conda:
         "../envs/crnn.yaml"
     shell:
-        "crnn evaluate --test {input.test} --baseline {wildcards.baseline} "
-        "--output-dir $(dirname {output.metrics}) --fpr {params.fprs} "
-        "--snr-edges {params.snr_edges} > {log} 2>&1"
+        "crnn evaluate --test {input.test} --baseline {wildcards.baseline} --noise {input.noise} "
+        "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "
+        "--signal-model '{params.signal_model}' --seed {params.seed} > {log} 2>&1"

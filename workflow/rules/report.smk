@@ -2,6 +2,7 @@ rule write_report:
     input:
         metrics=expand("results/evaluate/{method}/metrics.json", method=methods()),
         scores=expand("results/evaluate/{method}/scores.h5", method=methods()),
+        galleries=expand("results/evaluate/{method}/gallery.png", method=methods()),
         histories=expand("results/models/{model}/history.csv", model=config["models"]),
         cards=expand("results/models/{model}/model.card.json", model=config["models"]),
     output:
@@ -9,7 +10,7 @@ rule write_report:
             "results/report/summary.html",
             caption="../report/summary.rst",
             category="1. Summary",
-            labels={"figure": "summary table"},
+            labels={"figure": "summary page"},
         ),
         summary_json="results/report/summary.json",
         roc=report(
@@ -24,11 +25,23 @@ rule write_report:
             category="2. Comparison",
             labels={"figure": "efficiency vs SNR"},
         ),
+        snr=report(
+            "results/report/snr.png",
+            caption="../report/snr.rst",
+            category="2. Comparison",
+            labels={"figure": "SNR at 50 % / 90 % efficiency"},
+        ),
         scores=report(
             "results/report/scores.png",
             caption="../report/scores.rst",
             category="2. Comparison",
             labels={"figure": "score distributions"},
+        ),
+        confusion=report(
+            "results/report/confusion.png",
+            caption="../report/confusion.rst",
+            category="2. Comparison",
+            labels={"figure": "confusion matrices"},
         ),
         training=report(
             "results/report/training.png",

@@ -1,0 +1,164 @@
+"""The generated reports in a real browser: headless Chromium opens them, they load without errors
+and show every plot. Screenshots go to ``test-artifacts/`` (kept by CI).
+
+Needs Debian's ``chromium`` package (``.ci/run`` installs it); skipped where it is missing. Set
+``CRNN_CHROMIUM`` to use another Chromium or Chrome executable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from browser import Chromium, find_chromium
+from conftest import REPO
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.browser]
+ARTIFACTS = REPO / "test-artifacts"
+CATEGORIES = ("1. Summary", "2. Comparison", "3. Training", "4. Example traces", "Per method")
+PLOT = "#app img[src^='data:image/png']"  # a displayed result (the logo is SVG)
+RENDERED = "document.querySelector('#app') !== null && document.querySelector('#app').children.length > 0"
+
+# click the element whose own text is exactly `text` (the innermost one)
+CLICK_TEXT = """(() => {
+  const hits = [...document.querySelectorAll('#app a, #app li, #app div, #app span, #app td')]
+    .filter(e => e.textContent.trim() === %s);
+  if (!hits.length) return false;
+  hits[hits.length - 1].click();
+  return true;
+})()"""
+# every row of the result table: click its "eye" button, then report what the content area shows
+SHOW_EACH_ROW = """(async () => {
+  const PLOT = "#app img[src^='data:image/png']";
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  const rows = [...document.querySelectorAll('#app table tr')].filter(r => r.querySelector('a[iconname=eye]'));
+  const seen = [];
+  for (const row of rows) {
+    row.querySelector('a[iconname=eye]').click();
+    let shown = null;
+    for (let i = 0; i < 50 && !shown; i++) {
+      await sleep(100);
+      const img = document.querySelector(PLOT);
+      const frame = document.querySelector('#app iframe');
+      if (img && img.complete && img.naturalWidth > 0) shown = {kind: 'img', width: img.naturalWidth, height: img.naturalHeight};
+      else if (frame) shown = {kind: 'iframe', src: frame.src.slice(0, 15)};
+    }
+    seen.push({label: row.querySelector('td').textContent.trim(), shown});
+  }
+  return seen;
+})()"""
+# click a button ("eye": show, "information-circle": caption) in the result row labelled %s
+ROW_BUTTON = """(() => {
+  const row = [...document.querySelectorAll('#app table tr')]
+    .find(r => r.querySelector('td') && r.querySelector('td').textContent.trim() === %s);
+  row.querySelector('a[iconname="' + %s + '"]').click();
+  return true;
+})()"""
+# all images of a page, once loaded
+IMAGES_LOADED = """(async () => {
+  const sleep = ms => new Promise(r => setTimeout(r, ms));
+  for (let i = 0; i < 100 && (document.readyState !== 'complete' || [...document.images].some(im => !im.complete)); i++)
+    await sleep(100);
+  return [...document.images].map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 300, w: i.naturalWidth}));
+})()"""
+# every image of the report decodes (also those in sub-categories that the clicks above skip)
+DECODE_ALL = """(async () => {
+  const out = {};
+  for (const [path, r] of Object.entries(results)) {
+    if (r.mime_type !== 'image/png') continue;
+    const img = new Image();
+    const ok = await new Promise(res => { img.onload = () => res(true); img.onerror = () => res(false); img.src = r.data_uri; });
+    out[path] = ok ? img.naturalWidth : 0;
+  }
+  return out;
+})()"""
+
+
+def _wait_for_frame(browser: Chromium, url_prefix: str, timeout_s: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for frame in browser.child_frames():
+            if frame.get("url", "").startswith(url_prefix):
+                return frame["id"]
+        time.sleep(0.2)
+    pytest.fail(f"no frame with a {url_prefix!r} URL appeared")
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium; .ci/run installs it; "
+                    "or set CRNN_CHROMIUM): the browser check of the report needs it")
+    return path
+
+
+def test_snakemake_report_loads_and_shows_every_plot(chromium_path, request):
+    run = request.getfixturevalue("pipeline_run")  # after the skip check: the pipeline only runs if needed
+    with Chromium(chromium_path) as browser:
+        browser.open(run["report"].as_uri())
+        browser.wait_until(RENDERED)
+        assert browser.evaluate("Object.keys(categories)") is not None
+        assert set(CATEGORIES) <= set(browser.evaluate("Object.keys(categories)"))
+        shown: dict[str, list[dict]] = {}
+        for category in CATEGORIES[:4]:
+            browser.evaluate("app.setView({navbarMode: 'menu'})")
+            assert browser.evaluate(CLICK_TEXT % json.dumps(category)), f"no menu entry {category!r}"
+            browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
+            shown[category] = browser.evaluate(SHOW_EACH_ROW, timeout_s=60)
+            if category == "2. Comparison":  # the ROC with its caption, as a user sees it
+                roc_uri = "results['results/report/roc.png'].data_uri"
+                browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("eye")))
+                browser.wait_until(f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}")
+                browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("information-circle")))
+                browser.wait_until("document.querySelector('#app').innerText.includes('DESCRIPTION')")
+                browser.screenshot(ARTIFACTS / "report_roc.png")
+            if category == "4. Example traces":  # the first model's gallery
+                gallery_uri = "results['results/evaluate/gru/gallery.png'].data_uri"
+                browser.evaluate(ROW_BUTTON % (json.dumps("gru"), json.dumps("eye")))
+                browser.wait_until(f"document.querySelector({PLOT!r}).src === {gallery_uri}")
+                browser.screenshot(ARTIFACTS / "report_gallery.png")
+        # the summary page inside the report: an iframe whose plots must load too
+        browser.evaluate("app.setView({navbarMode: 'menu'})")
+        browser.evaluate(CLICK_TEXT % json.dumps("1. Summary"))
+        browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
+        browser.evaluate("document.querySelector('#app table a[iconname=eye]').click()")
+        browser.wait_until("document.querySelector('#app iframe') !== null")
+        frame = _wait_for_frame(browser, "data:text/html")
+        summary_images = browser.evaluate_in_frame(frame, IMAGES_LOADED)
+        browser.screenshot(ARTIFACTS / "report_summary.png")
+        decoded = browser.evaluate(DECODE_ALL, timeout_s=60)
+        errors = browser.errors()
+    assert not errors, errors
+    # every plot of the comparison, training and gallery categories is displayed as an image
+    for category in CATEGORIES[1:4]:
+        assert shown[category], f"{category}: no results listed"
+        for item in shown[category]:
+            assert item["shown"] and item["shown"]["kind"] == "img" and item["shown"]["width"] > 300, (category, item)
+    assert [i["shown"]["kind"] for i in shown["1. Summary"]] == ["iframe"]
+    assert len(summary_images) == 6 + 6 and all(i["ok"] for i in summary_images), summary_images
+    labels = {i["label"] for i in shown["2. Comparison"]}
+    assert {"ROC", "efficiency vs SNR", "score distributions", "confusion matrices"} <= labels
+    assert len(shown["4. Example traces"]) == 6  # gru, lstm and the four baselines
+    assert len(decoded) == 6 + 3 * 6 and all(w > 300 for w in decoded.values()), decoded  # 6 comparison + 3 per method
+
+
+def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
+    run = request.getfixturevalue("pipeline_run")
+    page = run["results"] / "report" / "summary.html"
+    with Chromium(chromium_path, height=1100) as browser:
+        browser.open(page.as_uri())
+        images = browser.evaluate(IMAGES_LOADED)
+        text = browser.evaluate("document.body.innerText")
+        browser.screenshot(ARTIFACTS / "summary_page.png", full_page=True)
+        errors = browser.errors()
+    assert not errors, errors
+    alts = [i["alt"] for i in images]
+    for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png"):
+        assert name in alts
+    assert alts.count("gallery.png") == 6
+    assert all(i["ok"] for i in images), images
+    for method in ("gru", "lstm", "amplitude", "envelope", "power", "matched_filter"):
+        assert method in text
+    assert "How to read" in text and "false alarms on transients" in text.lower()
