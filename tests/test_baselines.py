@@ -21,7 +21,7 @@ from crnn.baselines import (
 )
 from crnn.errors import CrnnError
 from crnn.metrics import threshold_at_fpr
-from crnn.noise import ReceiverSettings, StationaryNoise, TransientSettings
+from crnn.noise import ReceiverSettings, StationaryNoise
 
 FS = 180e6
 T = 500
@@ -120,7 +120,7 @@ def test_matched_filter_beats_the_envelope_in_gaussian_noise():
     """Without transients and CW lines the matched filter is the near-ideal trigger."""
     from crnn.simulate import SimulationSettings, Simulator
 
-    settings = SimulationSettings(cw_lines=(), transients=TransientSettings(probability=0.0), snr_range=(2.0, 6.0))
+    settings = SimulationSettings(cw_lines=(), transients=(), snr_range=(2.0, 6.0))
     sim = Simulator(settings, seed=9)
     data, noise = sim.block(0), sim.block(1)
     y = data.labels

@@ -21,7 +21,7 @@ def test_help_lists_every_stage():
 
 def test_simulate_ingest_dataset_and_inspect(tmp_path):
     run_crnn("simulate", "-o", tmp_path / "sim.h5", "--n-traces", "1200", "--seed", "3",
-             "--settings", '{"transients": {"probability": 0.2}}')
+             "--settings", '{"transients": [{"kind": "burst", "probability": 0.2}]}')
     with h5py.File(tmp_path / "sim.h5") as f:
         assert f["traces"].shape == (1200, 2, 500) and f["traces"].dtype == np.float32
         assert f.attrs["sampling_rate_hz"] == 180e6 and f.attrs["unit"] == "V"

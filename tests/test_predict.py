@@ -138,7 +138,7 @@ def test_resampling_from_200_mhz_keeps_the_separation(good_model):
 def test_sliding_windows_find_a_pulse_near_the_end_of_a_long_trace(good_model):
     rx = ReceiverSettings(n_samples=2000)
     sim = Simulator(SimulationSettings(receiver=rx, signal_fraction=0.0, cw_lines=(),
-                                       transients=SimulationSettings().transients.__class__(probability=0.0)), seed=5)
+                                       transients=()), seed=5)
     noise = sim.block(0, 40)
     pulses = PulseModel(rx, PulseSettings(arrival_fraction_range=(0.88, 0.9))).generate(40, np.random.default_rng(3))
     x = noise.traces.astype(float) + 8 * noise.meta["noise_rms"][:, None, None] * pulses.waveforms
