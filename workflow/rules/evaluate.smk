@@ -23,6 +23,10 @@ rule evaluate_classifier:
     params:
         fprs=" ".join(str(f) for f in config["evaluate"]["fprs"]),
         snr_edges=" ".join(str(e) for e in config["evaluate"]["snr_edges"]),
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/evaluate_classifier/{model}.log",
     conda:
@@ -56,6 +60,10 @@ rule evaluate_baseline:
     params:
         fprs=" ".join(str(f) for f in config["evaluate"]["fprs"]),
         snr_edges=" ".join(str(e) for e in config["evaluate"]["snr_edges"]),
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/evaluate_baseline/{baseline}.log",
     conda:
