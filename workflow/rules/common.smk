@@ -89,9 +89,9 @@ def get_final_output():
 # -- job sizes ----------------------------------------------------------------------------------
 # Each crnn rule asks for threads, memory (mem_mb) and a wall-time limit (runtime, in minutes).
 # Locally they only limit what runs side by side; on a cluster they become the job's request
-# (sbatch --cpus-per-task, --mem, --time). Memory and time grow with the job's input and with each retry
-# (`--retries`), so a job killed for lack of memory or time gets more on its next attempt.
-# Profiles (workflow/profiles/) override any of them per rule with `set-resources`.
+# (sbatch --cpus-per-task, --mem, --time). Memory and time grow with the job's input and with
+# each retry (`--retries`), so a job killed for lack of memory or time gets more on its next
+# attempt. Profiles (workflow/profiles/) override any of them per rule with `set-resources`.
 
 
 def mem_mb(base_mb, per_input_mb=0):

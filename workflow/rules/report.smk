@@ -4,10 +4,6 @@ rule write_report:
         scores=expand("results/evaluate/{method}/scores.h5", method=methods()),
         histories=expand("results/models/{model}/history.csv", model=config["models"]),
         cards=expand("results/models/{model}/model.card.json", model=config["models"]),
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, per_input_mb=2),
-        runtime=runtime_min(10, input_mb_per_min=100),
     output:
         summary=report(
             "results/report/summary.html",
@@ -40,6 +36,10 @@ rule write_report:
             category="3. Training",
             labels={"figure": "training curves"},
         ),
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=2),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/write_report.log",
     conda:
