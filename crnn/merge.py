@@ -36,7 +36,8 @@ def _chunk_info(tf: TraceFile) -> tuple[int, int]:
 def merge_chunks(inputs: list[str | Path], output: str | Path) -> Path:
     """Join all chunk files of one simulation run into ``output`` (atomically)."""
     if not inputs:
-        raise CrnnError("merge: no input files")
+        msg = "merge: no input files; give every chunk with --input"
+        raise CrnnError(msg)
     files = [TraceFile(p) for p in inputs]
     try:
         by_chunk: dict[int, TraceFile] = {}
