@@ -19,6 +19,7 @@ from crnn.errors import CrnnError
 
 STAGES = {
     "simulate": "simulate band-limited pulses in galactic, thermal and human-made noise",
+    "merge": "join the chunk files of one simulation into the file of a single run",
     "ingest": "convert HDF5 or ROOT traces to the canonical trace file",
     "dataset": "mix, label and split trace files into train/val/test",
     "train": "train a GRU or LSTM classifier",

@@ -11,6 +11,8 @@ channels and samples; transients and the pulse itself are not included). Noise-o
 
 Traces are made in blocks of :data:`BLOCK_SIZE`; block ``k`` uses the generator
 ``default_rng([seed, k])``, so the output does not depend on how it is chunked or parallelised.
+A run can therefore be split into chunks of whole blocks (``--chunk I --n-chunks N``), each made
+by its own job, and ``crnn merge`` joins the chunk files into exactly the file of a single run.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ class Simulator:
             out[sig] = values
             return out
 
-        meta = {
+        meta = {  # in the order of META_NAMES
             LABELS: labels,
             SNR: snr,
             "noise_rms": (noise_rms * scale).astype(np.float32),
@@ -218,35 +220,81 @@ class Simulator:
             "lst_hours": lst.astype(np.float32),
             "measured_index": measured_index,
         }
+        assert tuple(meta) == META_NAMES
         return TraceSet(traces.astype(np.float32, copy=False), r.sampling_rate_hz, s.unit, meta)
 
 
-def simulate(settings: SimulationSettings, output: str | Path, *, seed: int) -> Path:
-    """Simulate ``settings.n_traces`` traces into the canonical file ``output`` (atomically)."""
+#: Per-trace datasets of a simulation, in the order they are created (``crnn merge`` keeps it).
+META_NAMES = (
+    LABELS, SNR, "noise_rms", "pulse_time_s", "polarisation_angle_rad", "spectral_slope_log10_per_hz",
+    "has_transient", "transient_kind", "n_cw_lines", "lst_hours", "measured_index",
+)
+#: File attributes of a simulation, in the order they are written (``crnn merge`` keeps it).
+RUN_ATTRS = (
+    "crnn_version", "crnn_stage", "seed", "band_hz", "settings_json", "expected_noise_rms_v", "transient_kinds",
+    "snr_definition", "adc_lsb_v",
+)
+#: Extra attributes of a chunk file: its index, the number of chunks and its first trace.
+CHUNK_ATTRS = ("chunk", "n_chunks", "first_trace")
+
+
+def chunk_blocks(n_traces: int, n_chunks: int) -> list[range]:
+    """The blocks of each of ``n_chunks`` chunks: whole blocks, in order, as even as possible."""
+    n_blocks = -(-n_traces // BLOCK_SIZE)
+    if not 1 <= n_chunks <= n_blocks:
+        msg = (
+            f"simulate: {n_traces} traces make {n_blocks} block(s) of {BLOCK_SIZE}, so they can be split "
+            f"into 1 to {n_blocks} chunk(s); got {n_chunks} chunks"
+        )
+        raise CrnnError(msg)
+    return [range(n_blocks * i // n_chunks, n_blocks * (i + 1) // n_chunks) for i in range(n_chunks)]
+
+
+def simulate(
+    settings: SimulationSettings, output: str | Path, *, seed: int, chunk: int | None = None, n_chunks: int = 1
+) -> Path:
+    """Simulate ``settings.n_traces`` traces into the canonical file ``output`` (atomically).
+
+    With ``chunk`` = i (0 <= i < ``n_chunks``), only the traces of chunk i are written (see
+    :func:`chunk_blocks`), with the attributes of :data:`CHUNK_ATTRS`; ``crnn merge`` joins the
+    chunk files into the file that one run without ``chunk`` writes, bit for bit.
+    """
     sim = Simulator(settings, seed)
     r = settings.receiver
-    attrs = {
-        "crnn_version": __version__,
-        "crnn_stage": "simulate",
-        "seed": int(seed),
-        "band_hz": list(r.band_hz),
-        "settings_json": to_mapping(settings),
-        "expected_noise_rms_v": sim.noise.expected_rms_v,
-        "transient_kinds": ["none", *[f.kind for f in settings.transients]],
-        "snr_definition": "max |signal| over channels and samples / RMS of the background (no transients)",
-        "adc_lsb_v": r.lsb_v if r.adc_bits else 0.0,
-    }
+    attrs = dict(zip(RUN_ATTRS, (
+        __version__,
+        "simulate",
+        int(seed),
+        list(r.band_hz),
+        to_mapping(settings),
+        sim.noise.expected_rms_v,
+        ["none", *[f.kind for f in settings.transients]],
+        "max |signal| over channels and samples / RMS of the background (no transients)",
+        r.lsb_v if r.adc_bits else 0.0,
+    ), strict=True))
+    n_blocks = -(-settings.n_traces // BLOCK_SIZE)
+    blocks = range(n_blocks)
+    if chunk is not None:
+        if not 0 <= chunk < n_chunks:
+            msg = f"simulate: chunk must be in 0..{n_chunks - 1} (n_chunks = {n_chunks}), got {chunk}"
+            raise CrnnError(msg)
+        blocks = chunk_blocks(settings.n_traces, n_chunks)[chunk]
+        attrs.update(zip(CHUNK_ATTRS, (chunk, n_chunks, blocks.start * BLOCK_SIZE), strict=True))
+    elif n_chunks != 1:
+        msg = f"simulate: n_chunks = {n_chunks} needs a chunk index (--chunk 0..{n_chunks - 1})"
+        raise CrnnError(msg)
+    first = blocks.start * BLOCK_SIZE
+    last = min(blocks.stop * BLOCK_SIZE, settings.n_traces)
     log.info(
-        "simulating %d traces: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %.3g %s",
-        settings.n_traces, r.n_channels, r.n_samples, r.sampling_rate_hz, list(r.band_hz),
-        sim.noise.expected_rms_v, settings.unit,
+        "simulating traces %d..%d of %d%s: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %.3g %s",
+        first, last - 1, settings.n_traces, "" if chunk is None else f" (chunk {chunk} of 0..{n_chunks - 1})",
+        r.n_channels, r.n_samples, r.sampling_rate_hz, list(r.band_hz), sim.noise.expected_rms_v, settings.unit,
     )
     with TraceWriter(
         output, n_channels=r.n_channels, n_samples=r.n_samples,
         sampling_rate_hz=r.sampling_rate_hz, unit=settings.unit, attrs=attrs,
     ) as writer:
-        n_blocks = -(-settings.n_traces // BLOCK_SIZE)
-        for k in range(n_blocks):
+        for k in blocks:
             n = min(BLOCK_SIZE, settings.n_traces - k * BLOCK_SIZE)
             writer.append(sim.block(k, n))
     log.info("wrote %s", output)
@@ -259,6 +307,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-traces", type=int, help="number of traces (overrides settings)")
     p.add_argument("--signal-fraction", type=float, help="fraction of traces with a pulse")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument(
+        "--chunk", type=int, metavar="I",
+        help="write only chunk I (0 .. N-1) of the run, for one job of many; join them with `crnn merge`",
+    )
+    p.add_argument("--n-chunks", type=int, default=1, metavar="N", help="number of chunks of the run (default 1)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -268,7 +321,7 @@ def run(args: argparse.Namespace) -> None:
     if args.signal_fraction is not None:
         mapping["signal_fraction"] = args.signal_fraction
     settings = from_mapping(SimulationSettings, mapping, "simulate settings")
-    simulate(settings, args.output, seed=args.seed)
+    simulate(settings, args.output, seed=args.seed, chunk=args.chunk, n_chunks=args.n_chunks)
 
 
 if __name__ == "__main__":

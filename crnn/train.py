@@ -71,6 +71,35 @@ def configure_threads(threads: int) -> None:
             log.debug("TensorFlow threads already configured")
 
 
+def report_devices() -> list[str]:
+    """Log the devices training runs on; warn when the job was given GPUs the backend cannot use.
+
+    A scheduler (SLURM's ``--gres=gpu:N``) lists the job's GPUs in ``CUDA_VISIBLE_DEVICES``. If
+    the installed TensorFlow has no GPU support (the ``tensorflow-cpu`` build that crnn installs
+    by default on Linux), training silently falls back to the CPUs: say so, and how to fix it.
+    """
+    import keras
+
+    gpus: list[str] = []
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    given = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if gpus:
+        log.info("training on GPU(s) %s (CUDA_VISIBLE_DEVICES=%s)", ", ".join(gpus), given or "unset")
+    elif given and given != "-1":
+        log.warning(
+            "this job was given GPU(s) CUDA_VISIBLE_DEVICES=%s, but %s sees none, so training runs on the "
+            "CPUs; install a GPU build (pip install 'tensorflow[and-cuda]' in place of tensorflow-cpu, see "
+            "docs/hpc.md) or request no GPU",
+            given, keras.backend.backend(),
+        )
+    else:
+        log.info("training on the CPU")
+    return gpus or ["CPU"]
+
+
 def train(
     train_path: str | Path,
     val_path: str | Path,
@@ -89,6 +118,7 @@ def train(
     from crnn.models import build_classifier
 
     configure_threads(threads)
+    devices = report_devices()
     train_data = read_traces(train_path, require_labels=True)
     val_data = read_traces(val_path, require_labels=True)
     for what, data in (("training", train_data), ("validation", val_data)):
@@ -180,7 +210,8 @@ def train(
         "model": to_mapping(model_settings),
         "n_parameters": int(n_params),
         "training": {**to_mapping(training), "seed": seed, "epochs_run": len(history_rows),
-                     "train_time_s": round(train_time_s, 1), "threads": threads},
+                     "train_time_s": round(train_time_s, 1), "threads": threads,
+                     "devices": devices},
         "data": {
             "train": {"path": str(train_path), "sha256": file_sha256(train_path), "n_traces": train_data.n_traces,
                       "n_signal": int(train_data.labels.sum())},

@@ -8,7 +8,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, snakemake
+from conftest import REPO, run_crnn, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -33,6 +33,26 @@ def test_config_typos_are_rejected(tmp_path):
     proc = snakemake("-n", "--configfile", str(bad), "--directory", str(tmp_path), "--cores", "1")
     assert proc.returncode != 0
     assert "n_trace" in proc.stdout + proc.stderr
+
+
+def test_simulation_chunks_run_as_jobs_and_merge_into_the_single_job_file(tmp_path):
+    cfg = tmp_path / "chunks.yaml"
+    cfg.write_text("seed: 4\nsimulate:\n  n_traces: 2500\nscale_out:\n  simulate_chunks: 3\n")
+    proc = snakemake("results/simulate/traces.h5", "--cores", "2", "--directory", str(tmp_path),
+                     "--configfile", str(cfg))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("rule simulate_traces:") == 3 and log.count("rule merge_traces:") == 1
+    assert sorted(p.name for p in (tmp_path / "logs" / "simulate_traces").iterdir()) == ["0.log", "1.log", "2.log"]
+    assert not list((tmp_path / "results" / "simulate" / "chunks").glob("*.h5"))  # temporary: removed after merging
+    run_crnn("simulate", "-o", tmp_path / "single.h5", "--n-traces", "2500", "--seed", "4")
+    merged = (tmp_path / "results" / "simulate" / "traces.h5").read_bytes()
+    assert merged == (tmp_path / "single.h5").read_bytes()
+
+    cfg.write_text("simulate:\n  n_traces: 2500\nscale_out:\n  simulate_chunks: 4\n")
+    proc = snakemake("-n", "--cores", "1", "--directory", str(tmp_path / "dry"), "--configfile", str(cfg))
+    assert proc.returncode != 0
+    assert "makes only 3 block(s) of 1000 traces; use at most 3 chunks" in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

@@ -1,18 +1,31 @@
 import json
+import math
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
+# crnn.simulate.BLOCK_SIZE: traces per block; a simulation chunk holds whole blocks
+SIM_BLOCK = 1000
+SIM_CHUNKS = config["scale_out"]["simulate_chunks"]
+SIM_BLOCKS = math.ceil(config["simulate"]["n_traces"] / SIM_BLOCK)
+if config["simulate"]["n_traces"] > 0 and SIM_CHUNKS > SIM_BLOCKS:
+    raise WorkflowError(
+        f"scale_out.simulate_chunks = {SIM_CHUNKS}, but simulate.n_traces = "
+        f"{config['simulate']['n_traces']} makes only {SIM_BLOCKS} block(s) of {SIM_BLOCK} traces; "
+        f"use at most {SIM_BLOCKS} chunks"
+    )
 
 
 wildcard_constraints:
     model="|".join(config["models"]) or "NO_MODEL",
     baseline="|".join(config["evaluate"]["baselines"]) or "NO_BASELINE",
     source="|".join(config["ingest"]) or "NO_SOURCE",
+    chunk=r"\d+",
 
 
 def as_json(value):
@@ -101,3 +114,72 @@ def get_final_output():
     out += expand("results/models/{model}/model.keras", model=config["models"])
     out += expand("results/ingest/{source}.h5", source=config["ingest"])
     return out
+
+
+# -- job sizes ----------------------------------------------------------------------------------
+# Each crnn rule asks for threads, memory (mem_mb) and a wall-time limit (runtime, in minutes).
+# Locally they only limit what runs side by side; on a cluster they become the job's request
+# (sbatch --cpus-per-task, --mem, --time). Memory and time grow with the job's input and with
+# each retry (`--retries`), so a job killed for lack of memory or time gets more on its next
+# attempt. Profiles (workflow/profiles/) override any of them per rule with `set-resources`.
+
+
+def mem_mb(base_mb, per_input_mb=0):
+    """Memory request: base_mb + per_input_mb x input size in MB, times the attempt number."""
+
+    def request(wildcards, input, attempt):
+        return math.ceil((base_mb + per_input_mb * input.size_mb) * attempt)
+
+    return request
+
+
+def runtime_min(base_min, input_mb_per_min=0):
+    """Wall-time request in minutes: base_min + input size / input_mb_per_min, times the attempt."""
+
+    def request(wildcards, input, attempt):
+        extra = input.size_mb / input_mb_per_min if input_mb_per_min else 0
+        return math.ceil((base_min + extra) * attempt)
+
+    return request
+
+
+def simulate_runtime(wildcards, attempt):
+    """About 10,000 traces/s on one core; 10 minutes plus one per 100,000 traces is generous."""
+    n = config["simulate"]["n_traces"] / SIM_CHUNKS
+    return math.ceil((10 + n / 100_000) * attempt)
+
+
+def train_runtime(wildcards, attempt):
+    """training.max_time_s plus 15 minutes for loading and the final evaluation; 24 h without a limit."""
+    limit_s = config["training"]["max_time_s"]
+    minutes = math.ceil(limit_s / 60) + 15 if limit_s > 0 else 24 * 60
+    return minutes * attempt
+
+
+# -- simulation chunks ----------------------------------------------------------------------------
+
+
+def simulate_output():
+    """One file, or one file per chunk (then `merge_traces` joins them into the same file)."""
+    if SIM_CHUNKS == 1:
+        return "results/simulate/traces.h5"
+    return temp("results/simulate/chunks/{chunk}.h5")
+
+
+def simulate_log():
+    if SIM_CHUNKS == 1:
+        return "logs/simulate_traces.log"
+    return "logs/simulate_traces/{chunk}.log"
+
+
+def simulate_benchmark():
+    if SIM_CHUNKS == 1:
+        return "results/benchmarks/simulate_traces.tsv"
+    return "results/benchmarks/simulate_traces/{chunk}.tsv"
+
+
+def simulate_chunk_args(wildcards):
+    """CLI flags of `crnn simulate` for one chunk (none for an unchunked run)."""
+    if SIM_CHUNKS == 1:
+        return ""
+    return f"--chunk {wildcards.chunk} --n-chunks {SIM_CHUNKS}"

@@ -8,6 +8,10 @@ rule build_dataset:
     params:
         fractions=" ".join(str(f) for f in config["dataset"]["fractions"]),
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=4),
+        runtime=runtime_min(10, input_mb_per_min=500),
     log:
         "logs/build_dataset.log",
     conda:

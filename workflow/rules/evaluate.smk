@@ -29,6 +29,10 @@ rule evaluate_classifier:
     params:
         settings=as_json(config["evaluate"]),
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/evaluate_classifier/{model}.log",
     conda:
@@ -71,6 +75,10 @@ rule evaluate_baseline:
         settings=as_json(config["evaluate"]),
         signal_model=signal_model_json(),
         seed=config["seed"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/evaluate_baseline/{baseline}.log",
     conda:

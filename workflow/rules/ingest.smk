@@ -5,6 +5,10 @@ rule ingest_traces:
         traces="results/ingest/{source}.h5",
     params:
         args=ingest_args,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=6),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/ingest_traces/{source}.log",
     conda:

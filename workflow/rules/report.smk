@@ -49,6 +49,10 @@ rule write_report:
             category="3. Training",
             labels={"figure": "training curves"},
         ),
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=2),
+        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         "logs/write_report.log",
     conda:

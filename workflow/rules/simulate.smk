@@ -2,16 +2,40 @@ rule simulate_traces:
     input:
         background=measured_background(),
     output:
-        traces="results/simulate/traces.h5",
+        traces=simulate_output(),
     params:
         settings=simulate_json(),
         seed=config["seed"],
+        chunk=simulate_chunk_args,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=simulate_runtime,
     log:
-        "logs/simulate_traces.log",
+        simulate_log(),
     benchmark:
-        "results/benchmarks/simulate_traces.tsv"
+        simulate_benchmark()
     conda:
         "../envs/crnn.yaml"
     shell:
         "crnn simulate --output {output.traces} --settings '{params.settings}' "
-        "--seed {params.seed} > {log} 2>&1"
+        "--seed {params.seed} {params.chunk} > {log} 2>&1"
+
+
+if SIM_CHUNKS > 1:
+
+    rule merge_traces:
+        input:
+            chunks=expand("results/simulate/chunks/{chunk}.h5", chunk=range(SIM_CHUNKS)),
+        output:
+            traces="results/simulate/traces.h5",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(1000),
+            runtime=runtime_min(10, input_mb_per_min=1000),
+        log:
+            "logs/merge_traces.log",
+        conda:
+            "../envs/crnn.yaml"
+        shell:
+            "crnn merge $(printf -- '--input %s ' {input.chunks}) --output {output.traces} > {log} 2>&1"

@@ -12,7 +12,8 @@ rule train_classifier:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=mem_mb(2000, per_input_mb=3),
+        runtime=train_runtime,
     log:
         "logs/train_classifier/{model}.log",
     benchmark:
