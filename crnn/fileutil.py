@@ -21,13 +21,18 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
-        os.replace(tmp_path, target)
+        publish(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def publish(tmp_path: Path, target: Path) -> None:
+    """Give a finished temporary file the usual permissions and rename it onto ``target``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
+    os.replace(tmp_path, target)
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:

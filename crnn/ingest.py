@@ -34,7 +34,7 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.resample import fit_length, resample
-from crnn.rootmap import RootMapping, iter_root, open_root, tree_names
+from crnn.rootmap import RootMapping, add_root_arguments, iter_root, mapping_from_args, open_root, tree_names
 from crnn.tracefile import LABELS, TraceFile, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
@@ -219,16 +219,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", "-i", required=True, help="HDF5 (canonical, CoREAS) or ROOT (GRANDroot, any tree) file")
     p.add_argument("--output", "-o", required=True, help="canonical trace file to write")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
-    g = p.add_argument_group("ROOT mapping (format root; tree also selects a GRANDroot tree)")
-    g.add_argument("--tree", help="tree holding the traces (root: default 'events')")
-    g.add_argument("--branch", default="trace", help="branch holding the traces (default 'trace')")
-    g.add_argument("--unit", help="unit of the trace values (V, mV, uV, ADC, ...)")
-    g.add_argument("--sampling-rate-hz", type=float, help="sampling rate of the input traces in Hz")
-    g.add_argument("--sampling-rate-branch", help="branch with the input sampling rate in Hz per entry")
-    g.add_argument("--label-branch", help="branch with per-trace labels (0/1)")
-    g.add_argument("--snr-branch", help="branch with per-trace SNR")
-    g.add_argument("--id-branch", action="append", default=[], help="branch to keep per trace (repeatable)")
-    g.add_argument("--run-file", help="GRANDroot: file with the trun tree (default: found beside the input)")
+    add_root_arguments(p)
     c = p.add_argument_group("conversion")
     c.add_argument("--resample-hz", type=float, help="resample to this rate (FFT, band-limited)")
     c.add_argument("--band-hz", type=float, nargs=2, metavar=("LOW", "HIGH"), help="band-pass before decimation")
@@ -242,13 +233,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    root = None
-    if args.format == "root" or args.tree or args.unit or args.sampling_rate_hz or args.sampling_rate_branch:
-        root = RootMapping(
-            tree=args.tree or "events", branch=args.branch, unit=args.unit, sampling_rate_hz=args.sampling_rate_hz,
-            sampling_rate_branch=args.sampling_rate_branch, label_branch=args.label_branch,
-            snr_branch=args.snr_branch, id_branches=tuple(args.id_branch),
-        )
+    root = mapping_from_args(args)
     conv = Conversion(
         resample_hz=args.resample_hz, band_hz=tuple(args.band_hz) if args.band_hz else None,
         filter_order=args.filter_order, n_samples=args.n_samples,

@@ -36,6 +36,7 @@ from crnn.classifier import load_classifier
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
+from crnn.rootmap import add_root_arguments, mapping_from_args
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".h5", ".hdf5", ".csv", ".root")
@@ -204,23 +205,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, nargs="+", help="use these input channels, in this order")
     p.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
                    help="CoREAS: field components to use")
-    r = p.add_argument_group("ROOT mapping (as crnn ingest)")
-    r.add_argument("--tree", help="tree holding the traces")
-    r.add_argument("--branch", default="trace", help="branch holding the traces")
-    r.add_argument("--unit", help="unit of the trace values")
-    r.add_argument("--sampling-rate-hz", type=float, help="sampling rate of the input in Hz")
-    r.add_argument("--id-branch", action="append", default=[], help="branch to keep per trace (repeatable)")
-    r.add_argument("--run-file", help="GRANDroot: file with the trun tree")
+    add_root_arguments(p)
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
     p.add_argument("--trust-model", action="store_true",
                    help="allow models that carry arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
-    root = None
-    if args.format == "root" or args.tree or args.unit or args.sampling_rate_hz:
-        root = RootMapping(tree=args.tree or "events", branch=args.branch, unit=args.unit,
-                           sampling_rate_hz=args.sampling_rate_hz, id_branches=tuple(args.id_branch))
+    root = mapping_from_args(args)
     predict_files(
         args.model, args.input, args.output, fmt=args.format, root=root,
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),

@@ -36,6 +36,31 @@ class RootMapping:
     id_branches: tuple[str, ...] = field(default_factory=tuple)
 
 
+def add_root_arguments(p) -> None:
+    """The ROOT-mapping options shared by ``crnn ingest`` and ``crnn predict``."""
+    g = p.add_argument_group("ROOT mapping (format root; --tree also selects a GRANDroot tree)")
+    g.add_argument("--tree", help="tree holding the traces (root: default 'events')")
+    g.add_argument("--branch", default="trace", help="branch holding the traces (default 'trace')")
+    g.add_argument("--unit", help="unit of the trace values (V, mV, uV, ADC, ...)")
+    g.add_argument("--sampling-rate-hz", type=float, help="sampling rate of the input traces in Hz")
+    g.add_argument("--sampling-rate-branch", help="branch with the input sampling rate in Hz per entry")
+    g.add_argument("--label-branch", help="branch with per-trace labels (0/1)")
+    g.add_argument("--snr-branch", help="branch with per-trace SNR")
+    g.add_argument("--id-branch", action="append", default=[], help="branch to keep per trace (repeatable)")
+    g.add_argument("--run-file", help="GRANDroot: file with the trun tree (default: found beside the input)")
+
+
+def mapping_from_args(args) -> RootMapping | None:
+    """The mapping the options of :func:`add_root_arguments` describe, or None if none was given."""
+    if not (args.format == "root" or args.tree or args.unit or args.sampling_rate_hz or args.sampling_rate_branch):
+        return None
+    return RootMapping(
+        tree=args.tree or "events", branch=args.branch, unit=args.unit, sampling_rate_hz=args.sampling_rate_hz,
+        sampling_rate_branch=args.sampling_rate_branch, label_branch=args.label_branch,
+        snr_branch=args.snr_branch, id_branches=tuple(args.id_branch),
+    )
+
+
 def open_root(path: Path):
     import uproot
 
@@ -47,55 +72,53 @@ def open_root(path: Path):
 
 
 def iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, Iterator[TraceSet]]:
-
     f = open_root(path)
-    trees = tree_names(f)
-    if mapping.tree not in trees:
-        f.close()
-        raise MissingFieldError(str(path), mapping.tree, trees, kind="tree", expected="the tree that holds the traces")
-    tree = f[mapping.tree]
-    branches = set(tree.keys())
-    wanted = {"traces": mapping.branch}
-    if mapping.label_branch:
-        wanted[LABELS] = mapping.label_branch
-    if mapping.snr_branch:
-        wanted[SNR] = mapping.snr_branch
-    if mapping.sampling_rate_branch:
-        wanted["_rate"] = mapping.sampling_rate_branch
-    for b in mapping.id_branches:
-        wanted[b] = b
-    for role, b in wanted.items():
-        if b not in branches:
-            f.close()
-            raise MissingFieldError(
-                f"{path}:{mapping.tree}", b, branches, kind="branch",
-                expected="trace array" if role == "traces" else f"per-entry {role.lstrip('_')}",
-            )
-    if mapping.unit is None:
-        f.close()
-        msg = f"{path}: ROOT input needs the unit of branch {mapping.branch!r} (--unit V, uV, ADC, ...)"
-        raise CrnnError(msg)
-    if (mapping.sampling_rate_hz is None) == (mapping.sampling_rate_branch is None):
-        f.close()
-        msg = f"{path}: give exactly one of --sampling-rate-hz or --sampling-rate-branch for ROOT input"
-        raise CrnnError(msg)
-    if tree.num_entries == 0:
-        f.close()
-        msg = f"{path}:{mapping.tree}: tree has no entries; expected at least one trace"
-        raise CrnnError(msg)
-    rate = mapping.sampling_rate_hz
-    if mapping.sampling_rate_branch:
-        rates = np.asarray(tree[mapping.sampling_rate_branch].array(library="np"), dtype=float)
-        if rates.ndim != 1 or not np.allclose(rates, rates[0], rtol=1e-9):
-            msg = (
-                f"{path}:{mapping.tree}: branch {mapping.sampling_rate_branch!r} holds inconsistent sampling rates "
-                f"(from {np.min(rates):g} to {np.max(rates):g} Hz); expected one rate per file"
-            )
+    try:
+        trees = tree_names(f)
+        if mapping.tree not in trees:
+            raise MissingFieldError(str(path), mapping.tree, trees, kind="tree", expected="the tree that holds the traces")
+        tree = f[mapping.tree]
+        branches = set(tree.keys())
+        wanted = {"traces": mapping.branch}
+        if mapping.label_branch:
+            wanted[LABELS] = mapping.label_branch
+        if mapping.snr_branch:
+            wanted[SNR] = mapping.snr_branch
+        if mapping.sampling_rate_branch:
+            wanted["_rate"] = mapping.sampling_rate_branch
+        for b in mapping.id_branches:
+            wanted[b] = b
+        for role, b in wanted.items():
+            if b not in branches:
+                raise MissingFieldError(
+                    f"{path}:{mapping.tree}", b, branches, kind="branch",
+                    expected="trace array" if role == "traces" else f"per-entry {role.lstrip('_')}",
+                )
+        if mapping.unit is None:
+            msg = f"{path}: ROOT input needs the unit of branch {mapping.branch!r} (--unit V, uV, ADC, ...)"
             raise CrnnError(msg)
-        rate = float(rates[0])
-    if rate is None or not np.isfinite(rate) or rate <= 0:
-        msg = f"{path}: sampling rate must be a positive number, got {rate}"
-        raise CrnnError(msg)
+        if (mapping.sampling_rate_hz is None) == (mapping.sampling_rate_branch is None):
+            msg = f"{path}: give exactly one of --sampling-rate-hz or --sampling-rate-branch for ROOT input"
+            raise CrnnError(msg)
+        if tree.num_entries == 0:
+            msg = f"{path}:{mapping.tree}: tree has no entries; expected at least one trace"
+            raise CrnnError(msg)
+        rate = mapping.sampling_rate_hz
+        if mapping.sampling_rate_branch:
+            rates = np.asarray(tree[mapping.sampling_rate_branch].array(library="np"), dtype=float)
+            if rates.ndim != 1 or not np.allclose(rates, rates[0], rtol=1e-9):
+                msg = (
+                    f"{path}:{mapping.tree}: branch {mapping.sampling_rate_branch!r} holds inconsistent sampling rates "
+                    f"(from {np.min(rates):g} to {np.max(rates):g} Hz); expected one rate per file"
+                )
+                raise CrnnError(msg)
+            rate = float(rates[0])
+        if rate is None or not np.isfinite(rate) or rate <= 0:
+            msg = f"{path}: sampling rate must be a positive number, got {rate}"
+            raise CrnnError(msg)
+    except BaseException:
+        f.close()
+        raise
 
     def chunks() -> Iterator[TraceSet]:
         start = 0

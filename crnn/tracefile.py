@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from crnn.errors import CrnnError, MissingFieldError
+from crnn.fileutil import publish
 
 TRACES = "traces"
 LABELS = "labels"
@@ -335,10 +336,7 @@ class TraceWriter:
             msg = f"{self.path}: no traces to write"
             raise CrnnError(msg)
         self._h5.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self._tmp, 0o666 & ~umask)
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
