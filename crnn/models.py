@@ -51,8 +51,8 @@ class ModelSettings:
     bidirectional: bool = False
     #: filters of the convolutional front end; 0 disables it
     conv_filters: int = 32
-    conv_kernel_size: int = 9
-    conv_strides: int = 4
+    conv_kernel_size: int = 15
+    conv_strides: int = 8
     dropout: float = 0.1
     readout: str = "max"
 

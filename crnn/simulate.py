@@ -57,7 +57,7 @@ class BackgroundSettings:
 
 @dataclass(frozen=True)
 class SimulationSettings:
-    n_traces: int = 70_000
+    n_traces: int = 280_000
     signal_fraction: float = 0.5
     snr_range: tuple[float, float] = (2.0, 10.0)
     receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
