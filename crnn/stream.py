@@ -7,8 +7,8 @@ Shuffling, when asked for, is a two-level shuffle that crosses chunk boundaries:
 
 1. the file is cut into blocks of ``chunk_size`` consecutive traces, and the order of the blocks
    is shuffled;
-2. consecutive groups of ``buffer_chunks`` shuffled blocks form a *window*; the traces of a
-   window are shuffled together and cut into batches.
+2. consecutive groups of (at most) ``buffer_chunks`` shuffled blocks form a *window*; the traces
+   of a window are shuffled together and cut into batches.
 
 The order is a pure function of ``(seed, epoch)``, so a resumed run sees the same batches as an
 uninterrupted one. Every trace is visited exactly once per epoch. At most two windows are held
@@ -90,10 +90,10 @@ class TraceStream(keras.utils.PyDataset):
         if rng is not None:
             rng.shuffle(blocks)
         windows = []
-        for w0 in range(0, n_blocks, self.buffer_chunks):
+        # windows of (nearly) equal numbers of blocks, so that the last one is not a lone block
+        for group in np.array_split(blocks, -(-n_blocks // self.buffer_chunks)):
             idx = np.concatenate([
-                np.arange(b * self.chunk_size, min((b + 1) * self.chunk_size, self.n_traces))
-                for b in blocks[w0:w0 + self.buffer_chunks]
+                np.arange(b * self.chunk_size, min((b + 1) * self.chunk_size, self.n_traces)) for b in group
             ])
             if rng is not None:
                 rng.shuffle(idx)

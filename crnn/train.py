@@ -8,7 +8,14 @@ target false-positive rate on the validation background and writes:
 
 * ``model.keras``      the model (Keras 3 format, loadable in safe mode);
 * ``model.card.json``  the model card (see :mod:`crnn.modelcard`);
-* ``history.csv``      loss and AUC per epoch, training and validation.
+* ``history.csv``      loss and AUC per epoch, training and validation (rewritten after every
+  epoch, so a killed run keeps its history).
+
+The splits are held in memory, or streamed chunk by chunk from disk when they exceed the memory
+budget (:class:`crnn.stream.TraceStream`; setting ``streaming``). After every epoch a checkpoint
+goes to ``output_dir/checkpoint/`` (:class:`_Checkpoint`); started again with the same settings
+and data, training resumes from it, and with other settings it refuses unless ``restart``. The
+checkpoint is removed once the outputs are written.
 """
 
 from __future__ import annotations
