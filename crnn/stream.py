@@ -76,7 +76,6 @@ class TraceStream(keras.utils.PyDataset):
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crnn-stream") if prefetch else None
         self._windows: dict[tuple[int, int], Future | tuple[np.ndarray, np.ndarray | None]] = {}
         self._served = 0
-        self._plan_epoch: int | None = None
         self._plan: list[np.ndarray] = []
         self._batch_index: np.ndarray = np.zeros((0, 2), dtype=np.int64)
         self._make_plan()
@@ -101,7 +100,6 @@ class TraceStream(keras.utils.PyDataset):
         batches = [(w, s) for w, idx in enumerate(windows) for s in range(0, len(idx), self.batch_size)]
         self._plan = windows
         self._batch_index = np.asarray(batches, dtype=np.int64).reshape(-1, 2)
-        self._plan_epoch = self.epoch
 
     def order(self) -> np.ndarray:
         """The trace indices of the current epoch, in the order they are served."""
@@ -115,11 +113,6 @@ class TraceStream(keras.utils.PyDataset):
             self._make_plan()
 
     # -- reading --------------------------------------------------------------------------
-    def _read_window(self, w: int) -> tuple[np.ndarray, np.ndarray | None]:
-        idx = self._plan[w] if self._plan_epoch == self.epoch else None
-        assert idx is not None
-        return self._read(idx)
-
     def _read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Read traces ``idx`` block by block (contiguous reads) and put them in ``idx`` order."""
         order = np.argsort(idx, kind="stable")
@@ -146,7 +139,7 @@ class TraceStream(keras.utils.PyDataset):
         with self._lock:
             entry = self._windows.get(key)
             if entry is None:
-                entry = self._read_window(w)
+                entry = self._read(self._plan[w])
                 self._windows[key] = entry
             # keep only this window and the next one
             for k in [k for k in self._windows if k != key and k != (self.epoch, w + 1)]:
@@ -176,8 +169,6 @@ class TraceStream(keras.utils.PyDataset):
                     self._windows.clear()
                     if self.shuffle:
                         self._make_plan()
-                    else:
-                        self._plan_epoch = self.epoch
                 self._served = 0
             self._served += 1
         w, s = (int(v) for v in self._batch_index[i])

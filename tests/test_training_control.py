@@ -43,9 +43,13 @@ def _kill_after_first_checkpoint(proc: subprocess.Popen, out: Path, timeout_s: f
     return json.loads(state.read_text())["epoch"]
 
 
+def _history(out: Path) -> list[dict[str, str]]:
+    with open(out / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _history_epochs(out: Path) -> list[int]:
-    with open(out / "history.csv") as f:
-        return [int(r["epoch"]) for r in csv.DictReader(f)]
+    return [int(r["epoch"]) for r in _history(out)]
 
 
 def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, splits):
@@ -61,7 +65,7 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
 
     proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", killed,
                     "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
-    resumed = [line for line in proc.stderr.splitlines() if "resuming" in line]
+    resumed = [line for line in proc.stderr.splitlines() if " from its checkpoint after epoch " in line]
     assert len(resumed) == 1, proc.stderr[-2000:]
     k = int(resumed[0].split("after epoch ")[1].split()[0])
     assert k >= 1
@@ -69,7 +73,7 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     whole = tmp_path / "whole"
     proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", whole,
                     "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
-    assert "resuming" not in proc.stderr
+    assert "from its checkpoint" not in proc.stderr
     card_k = json.loads((killed / "model.card.json").read_text())
     card_w = json.loads((whole / "model.card.json").read_text())
     assert card_k["training"]["epochs_run"] == card_w["training"]["epochs_run"] == 6
@@ -77,8 +81,7 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     assert card_k["training"]["resumed"][0]["epoch"] == k
     assert card_w["training"]["resumed"] == []
     # the epochs before the kill are the same epochs (same seed, deterministic kernels)
-    rows_k = list(csv.DictReader(open(killed / "history.csv")))
-    rows_w = list(csv.DictReader(open(whole / "history.csv")))
+    rows_k, rows_w = _history(killed), _history(whole)
     assert [r["loss"] for r in rows_k[:k]] == [r["loss"] for r in rows_w[:k]]
     # a finished run removes its checkpoint
     assert not (killed / "checkpoint").exists()
@@ -90,21 +93,23 @@ def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     out = tmp_path / "run"
     _kill_after_first_checkpoint(_start_train(splits, out, training), out)
 
-    changed = {**training, "learning_rate": 1e-3}
+    changed = {**training, "epochs": 2, "learning_rate": 1e-3}
     args = ["train", "--train", splits["train"], "--val", splits["val"], "-o", out,
             "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(changed), "--threads", "1"]
     proc = run_crnn(*args, check=False)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()[-1]
-    assert "checkpoint" in err and "training.learning_rate" in err and "--restart" in err
+    assert "checkpoint" in err and "--restart" in err
+    assert "changed: settings.training.epochs, settings.training.learning_rate)" in err
     assert not (out / "model.keras").exists()
     assert (out / "checkpoint" / "state.json").exists()  # kept for a resume with the right settings
 
     proc = run_crnn(*args, "--restart")
-    assert "resuming" not in proc.stderr
+    assert "from its checkpoint" not in proc.stderr
     card = json.loads((out / "model.card.json").read_text())
     assert card["training"]["learning_rate"] == 1e-3
-    assert card["training"]["epochs_run"] == 6
+    assert card["training"]["epochs_run"] == 2
+    assert card["training"]["resumed"] == []
 
 
 def _weights(model_path: Path) -> list[np.ndarray]:
