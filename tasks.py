@@ -33,8 +33,11 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, **kw)
 
 
-def setup(extras: str) -> None:
-    """Create the virtual environment and install crnn into it, once per pyproject change."""
+def setup(extras: str, pre: list[str] | None = None) -> None:
+    """Create the virtual environment and install crnn into it, once per pyproject change.
+
+    ``pre`` are pinned requirements installed before crnn, so that its extras resolve to them.
+    """
     if sys.version_info < (3, 11):
         sys.exit(f"crnn needs Python >= 3.11; this is {sys.version.split()[0]}")
     stamp = VENV / f".crnn-installed-{extras or 'base'}"
@@ -47,6 +50,8 @@ def setup(extras: str) -> None:
     t0 = time.time()
     say("installing crnn and its dependencies (tensorflow, keras, snakemake, ...)")
     run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    if pre:
+        run([str(PY), "-m", "pip", "install", "--quiet", *pre])
     target = f".[{extras}]" if extras else "."
     run([str(PY), "-m", "pip", "install", "--quiet", "-e", target])
     stamp.write_text(digest)
@@ -79,7 +84,10 @@ def demo(args: list[str]) -> None:
 
 
 def test(args: list[str]) -> None:
-    setup("test")
+    # The test extra pulls in PyTorch (for the backend tests). Installed first with this exact
+    # pin, pip takes the CPU-only wheel that this machine's package mirror holds; left to
+    # resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
+    setup("test", pre=["torch==2.13.0"])
     run([str(PY), "-m", "pytest", *args])
 
 

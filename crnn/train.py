@@ -8,15 +8,25 @@ target false-positive rate on the validation background and writes:
 
 * ``model.keras``      the model (Keras 3 format, loadable in safe mode);
 * ``model.card.json``  the model card (see :mod:`crnn.modelcard`);
-* ``history.csv``      loss and AUC per epoch, training and validation.
+* ``history.csv``      loss and AUC per epoch, training and validation (rewritten after every
+  epoch, so a killed run keeps its history).
+
+The splits are held in memory, or streamed chunk by chunk from disk when they exceed the memory
+budget (:class:`crnn.stream.TraceStream`; setting ``streaming``). After every epoch a checkpoint
+goes to ``output_dir/checkpoint/`` (:class:`_Checkpoint`); started again with the same settings
+and data, training resumes from it, and with other settings it refuses unless ``restart``. The
+checkpoint is removed once the outputs are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import logging
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +35,13 @@ from typing import Any
 import numpy as np
 
 from crnn import __version__
-from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output
+from crnn.errors import CrnnError, MissingFieldError
+from crnn.fileutil import atomic_output, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import from_mapping, load_mapping, to_mapping
-from crnn.tracefile import read_traces
+from crnn.stream import DEFAULT_CHUNK_TRACES, TraceStream
+from crnn.tracefile import LABELS, TraceFile, read_traces
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,15 @@ class TrainingSettings:
     #: false-positive rate on the validation background that sets the working point
     target_fpr: float = 1e-3
     class_weight: bool = True
+    #: "always": read the splits chunk by chunk from disk (memory does not grow with their size);
+    #: "never": hold them in memory; "auto": stream when they exceed ``memory_budget_mb``
+    streaming: str = "auto"
+    #: memory (MB) that the traces of the train + validation splits may take in memory (float32)
+    memory_budget_mb: float = 2048.0
+    #: deterministic kernels (TensorFlow op determinism): same seed, same weights
+    deterministic: bool = True
+    #: write a checkpoint every epoch into ``output_dir/checkpoint`` and resume from it
+    checkpoint: bool = True
 
 
 @dataclass(frozen=True)
@@ -57,11 +77,20 @@ class TrainSettings:
     training: TrainingSettings = field(default_factory=TrainingSettings)
 
 
+STREAMING = ("auto", "always", "never")
+CHECKPOINT_DIR = "checkpoint"
+#: training settings that may change between a checkpoint and its resumption
+RESUMABLE_CHANGES = ("max_time_s",)
+
+
 def configure_threads(threads: int) -> None:
-    """Limit the backend's CPU threads (TensorFlow only; other backends use their defaults)."""
+    """Limit the backend's CPU threads (TensorFlow and PyTorch; JAX reads XLA_FLAGS at start-up)."""
     import keras
 
-    if threads > 0 and keras.backend.backend() == "tensorflow":
+    if threads <= 0:
+        return
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         try:
@@ -69,6 +98,32 @@ def configure_threads(threads: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
         except RuntimeError:  # already initialised in this process
             log.debug("TensorFlow threads already configured")
+    elif backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        log.debug("backend %s: threads are not set by crnn (use XLA_FLAGS for JAX)", backend)
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """Ask the backend for deterministic kernels (TensorFlow: op determinism; PyTorch: deterministic algorithms).
+
+    JAX on the CPU is deterministic already. Seeds are set separately (keras.utils.set_random_seed).
+    """
+    if not deterministic:
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    elif backend == "torch":
+        import torch
+
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def report_devices() -> list[str]:
@@ -81,10 +136,23 @@ def report_devices() -> list[str]:
     import keras
 
     gpus: list[str] = []
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
 
-        gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+            gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+        elif backend == "jax":
+            import jax
+
+            gpus = [str(d) for d in jax.devices() if d.platform != "cpu"]
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                gpus = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    except RuntimeError as exc:  # a backend that cannot list its devices: train where it runs
+        log.debug("could not list %s devices: %s", backend, exc)
     given = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     if gpus:
         log.info("training on GPU(s) %s (CUDA_VISIBLE_DEVICES=%s)", ", ".join(gpus), given or "unset")
@@ -93,11 +161,64 @@ def report_devices() -> list[str]:
             "this job was given GPU(s) CUDA_VISIBLE_DEVICES=%s, but %s sees none, so training runs on the "
             "CPUs; install a GPU build (pip install 'tensorflow[and-cuda]' in place of tensorflow-cpu, see "
             "docs/hpc.md) or request no GPU",
-            given, keras.backend.backend(),
+            given, backend,
         )
     else:
         log.info("training on the CPU")
     return gpus or ["CPU"]
+
+
+@dataclass
+class _Split:
+    """What training needs to know about a split before reading its traces."""
+
+    path: Path
+    n_traces: int
+    shape: tuple[int, int]
+    sampling_rate_hz: float
+    unit: str
+    attrs: dict[str, Any]
+    labels: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        return self.n_traces * self.shape[0] * self.shape[1] * 4
+
+
+def _open_split(path: str | Path, what: str, *, scan: bool) -> _Split:
+    """Check a split's layout and labels; with ``scan``, also check every trace value chunk by chunk."""
+    with TraceFile(path) as tf:
+        if not tf.has_labels:
+            raise MissingFieldError(
+                str(path), LABELS, tf.meta_names, expected="int8 per-trace labels, 1 = air-shower pulse present"
+            )
+        labels = tf.read_meta(LABELS)
+        if len(np.unique(labels)) < 2:
+            msg = f"{path}: the {what} split needs both labels 0 and 1"
+            raise CrnnError(msg)
+        if scan:  # streaming: find NaN/Inf now, not in the middle of an epoch
+            for start in range(0, tf.n_traces, DEFAULT_CHUNK_TRACES):
+                tf.read_traces(start, min(start + DEFAULT_CHUNK_TRACES, tf.n_traces))
+        return _Split(Path(path), tf.n_traces, (tf.n_channels, tf.n_samples), tf.sampling_rate_hz, tf.unit,
+                      dict(tf.attrs), labels)
+
+
+def _choose_streaming(training: TrainingSettings, train_path: str | Path, val_path: str | Path) -> bool:
+    if training.streaming not in STREAMING:
+        msg = f"training settings: streaming must be one of {', '.join(STREAMING)}; found {training.streaming!r}"
+        raise CrnnError(msg)
+    if training.streaming != "auto":
+        return training.streaming == "always"
+    nbytes = 0
+    for path in (train_path, val_path):
+        with TraceFile(path) as tf:
+            nbytes += tf.n_traces * tf.n_channels * tf.n_samples * 4
+    stream = nbytes > training.memory_budget_mb * 1e6
+    log.info(
+        "splits hold %.0f MB of traces, memory budget %.0f MB: %s", nbytes / 1e6, training.memory_budget_mb,
+        "streaming them from disk" if stream else "reading them into memory",
+    )
+    return stream
 
 
 def train(
@@ -110,67 +231,126 @@ def train(
     seed: int = 1,
     name: str = "model",
     threads: int = 0,
+    restart: bool = False,
 ) -> Path:
-    """Train and save ``output_dir/model.keras`` with its card and ``history.csv``."""
+    """Train and save ``output_dir/model.keras`` with its card and ``history.csv``.
+
+    With ``training.checkpoint``, the state after every epoch goes to ``output_dir/checkpoint``;
+    a later call with the same settings and data resumes from it (``restart=True`` discards it).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     from crnn.models import build_classifier
 
+    stream = _choose_streaming(training, train_path, val_path)
     configure_threads(threads)
+    configure_determinism(training.deterministic)
     devices = report_devices()
-    train_data = read_traces(train_path, require_labels=True)
-    val_data = read_traces(val_path, require_labels=True)
-    for what, data in (("training", train_data), ("validation", val_data)):
-        if len(np.unique(data.labels)) < 2:
-            msg = f"{train_path if what == 'training' else val_path}: the {what} split needs both labels 0 and 1"
-            raise CrnnError(msg)
-    if val_data.traces.shape[1:] != train_data.traces.shape[1:]:
-        msg = f"{val_path}: traces of shape {val_data.traces.shape[1:]} differ from {train_path} ({train_data.traces.shape[1:]})"
+    train_split = _open_split(train_path, "training", scan=stream)
+    val_split = _open_split(val_path, "validation", scan=stream)
+    if val_split.shape != train_split.shape:
+        msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
         raise CrnnError(msg)
-    if not np.isclose(val_data.sampling_rate_hz, train_data.sampling_rate_hz):
-        msg = f"{val_path}: sampling rate {val_data.sampling_rate_hz:g} Hz differs from {train_path} ({train_data.sampling_rate_hz:g} Hz)"
+    if not np.isclose(val_split.sampling_rate_hz, train_split.sampling_rate_hz):
+        msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
+               f"({train_split.sampling_rate_hz:g} Hz)")
         raise CrnnError(msg)
+    train_sha = file_sha256(train_path)
+    val_sha = file_sha256(val_path)
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_id = {
+        "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
+        "data": {"train_sha256": train_sha, "val_sha256": val_sha},
+    }
+    checkpoint = _Checkpoint(out / CHECKPOINT_DIR, run_id) if training.checkpoint else None
+    if restart and (out / CHECKPOINT_DIR).exists():
+        log.info("--restart: discarding the checkpoint in %s", out / CHECKPOINT_DIR)
+        shutil.rmtree(out / CHECKPOINT_DIR)
+    state = checkpoint.load() if checkpoint else None
 
     keras.utils.set_random_seed(seed)
-    input_shape = train_data.traces.shape[1:]
-    model = build_classifier(input_shape, model_settings, name=name)
-    model.compile(
-        optimizer=keras.optimizers.Adam(training.learning_rate),
-        loss="binary_crossentropy",
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+    input_shape = train_split.shape
+    early = _EarlyStopping(training.early_stopping_patience)
+    reduce_lr = _ReduceLR(training.reduce_lr_patience)
+    history_rows: list[dict[str, float]] = []
+    initial_epoch = 0
+    time_before_s = 0.0
+    resumes: list[dict[str, Any]] = []
+    if state is None:
+        model = build_classifier(input_shape, model_settings, name=name)
+        model.compile(
+            optimizer=keras.optimizers.Adam(training.learning_rate),
+            loss="binary_crossentropy",
+            metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+    else:
+        model = keras.models.load_model(state["model_path"])
+        model.optimizer.learning_rate = state["learning_rate"]
+        initial_epoch = int(state["epoch"])
+        history_rows = list(state["history"])
+        time_before_s = float(state["train_time_s"])
+        early.set_state(state["early_stopping"], state["best_weights"])
+        reduce_lr.set_state(state["reduce_lr"])
+        resumes = [*state.get("resumes", []), {"epoch": initial_epoch, "utc": _utc_now()}]
+        log.info(
+            "resuming %s from its checkpoint after epoch %d of %d (%s)",
+            name, initial_epoch, training.epochs, out / CHECKPOINT_DIR,
+        )
     n_params = model.count_params()
     log.info("model %s: %d parameters, input shape %s", name, n_params, input_shape)
 
-    y = train_data.labels.astype(np.float32)
     class_weight = None
     if training.class_weight:
-        pos = float(y.mean())
+        pos = float(train_split.labels.mean())
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    history_rows: list[dict[str, float]] = []
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=training.early_stopping_patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=training.reduce_lr_patience),
-        _History(history_rows),
-    ]
-    if training.max_time_s > 0:
-        callbacks.append(_TimeLimit(training.max_time_s))
+    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, out / "history.csv")]
+    limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
+    if limit is not None:
+        callbacks.append(limit)
+    if checkpoint is not None:
+        callbacks.append(_SaveCheckpoint(checkpoint, early, reduce_lr, history_rows, time_before_s, resumes))
+    verbose = 1 if sys.stderr.isatty() else 2
+    stopped = bool(state and state.get("stopped"))
     t0 = time.perf_counter()
-    model.fit(
-        train_data.traces, y,
-        validation_data=(val_data.traces, val_data.labels.astype(np.float32)),
-        batch_size=training.batch_size, epochs=training.epochs, class_weight=class_weight,
-        callbacks=callbacks, verbose=2, shuffle=True,
-    )
-    train_time_s = time.perf_counter() - t0
+    val_data = None
+    streams: list[TraceStream] = []
+    if initial_epoch < training.epochs and not stopped:
+        if stream:
+            train_stream = TraceStream(train_path, training.batch_size, shuffle=True, seed=seed,
+                                       start_epoch=initial_epoch, class_weight=class_weight)
+            val_stream = TraceStream(val_path, training.batch_size, shuffle=False)
+            streams = [train_stream, val_stream]
+            fit_args: dict[str, Any] = {"x": train_stream, "validation_data": val_stream, "shuffle": False}
+        else:
+            train_data = read_traces(train_path, require_labels=True)
+            val_data = read_traces(val_path, require_labels=True)
+            fit_args = {
+                "x": train_data.traces, "y": train_data.labels.astype(np.float32),
+                "validation_data": (val_data.traces, val_data.labels.astype(np.float32)),
+                "batch_size": training.batch_size, "class_weight": class_weight, "shuffle": True,
+            }
+            del train_data
+        try:
+            model.fit(**fit_args, epochs=training.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                      verbose=verbose)
+        finally:
+            for s in streams:
+                s.close()
+            del fit_args
+    else:
+        log.info("the checkpoint is of a finished training (%d epochs): writing the outputs", initial_epoch)
+        early.restore(model)
+    train_time_s = time_before_s + (time.perf_counter() - t0)
 
-    val_scores = model.predict(val_data.traces, batch_size=2048, verbose=0).reshape(-1)
-    background = val_scores[val_data.labels == 0]
+    if val_data is not None:
+        val_scores = model.predict(val_data.traces, batch_size=2048, verbose=0).reshape(-1)
+    else:
+        val_scores = _predict_file(model, val_path)
+    val_labels = val_split.labels
+    background = val_scores[val_labels == 0]
     threshold = threshold_at_fpr(background, training.target_fpr)
     if threshold is None:
         threshold = float(background.max())
@@ -178,22 +358,17 @@ def train(
             "validation split has only %d background traces: cannot resolve FPR %g; "
             "working point set at the largest background score", background.size, training.target_fpr,
         )
-    signal = val_scores[val_data.labels == 1]
+    signal = val_scores[val_labels == 1]
     from sklearn.metrics import roc_auc_score
 
-    val_auc = float(roc_auc_score(val_data.labels, val_scores))
+    val_auc = float(roc_auc_score(val_labels, val_scores))
     model_path = out / "model.keras"
     with atomic_output(model_path) as tmp:
         model.save(tmp, overwrite=True)
-    history_path = out / "history.csv"
-    with atomic_output(history_path) as tmp, open(tmp, "w", newline="") as f:
-        keys = list(history_rows[0]) if history_rows else ["epoch"]
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history_rows)
+    _write_history(out / "history.csv", history_rows)
     card = {
         "name": name,
-        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_utc": _utc_now(),
         "crnn_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
@@ -201,9 +376,9 @@ def train(
         "input_layout": "(N, C, T): traces, channels, samples",
         "n_channels": int(input_shape[0]),
         "n_samples": int(input_shape[1]),
-        "sampling_rate_hz": train_data.sampling_rate_hz,
-        "band_hz": train_data.attrs.get("band_hz"),
-        "unit_trained": train_data.unit,
+        "sampling_rate_hz": train_split.sampling_rate_hz,
+        "band_hz": train_split.attrs.get("band_hz"),
+        "unit_trained": train_split.unit,
         "normalisation": "each trace divided by its RMS over channels and samples (TraceNormalization layer): "
         "scores do not depend on gain or unit",
         "output": "probability that an air-shower pulse is present (sigmoid)",
@@ -211,12 +386,12 @@ def train(
         "n_parameters": int(n_params),
         "training": {**to_mapping(training), "seed": seed, "epochs_run": len(history_rows),
                      "train_time_s": round(train_time_s, 1), "threads": threads,
-                     "devices": devices},
+                     "devices": devices, "streamed": stream, "resumed": resumes},
         "data": {
-            "train": {"path": str(train_path), "sha256": file_sha256(train_path), "n_traces": train_data.n_traces,
-                      "n_signal": int(train_data.labels.sum())},
-            "val": {"path": str(val_path), "sha256": file_sha256(val_path), "n_traces": val_data.n_traces,
-                    "n_signal": int(val_data.labels.sum())},
+            "train": {"path": str(train_path), "sha256": train_sha, "n_traces": train_split.n_traces,
+                      "n_signal": int(train_split.labels.sum())},
+            "val": {"path": str(val_path), "sha256": val_sha, "n_traces": val_split.n_traces,
+                    "n_signal": int(val_labels.sum())},
         },
         "metrics": {"val_auc": val_auc, "val_loss_best": min((r["val_loss"] for r in history_rows), default=None)},
         "working_point": {
@@ -231,8 +406,32 @@ def train(
         "model_sha256": file_sha256(model_path),
     }
     write_card(model_path, card)
+    if checkpoint is not None:
+        checkpoint.remove()
     log.info("saved %s (val AUC %.4f, threshold %.4g at FPR %g)", model_path, val_auc, threshold, training.target_fpr)
     return model_path
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _predict_file(model: Any, path: str | Path, chunk_size: int = DEFAULT_CHUNK_TRACES) -> np.ndarray:
+    """Scores of every trace of a file, read and predicted chunk by chunk (memory set by the chunk)."""
+    scores = []
+    with TraceFile(path) as tf:
+        for start in range(0, tf.n_traces, chunk_size):
+            x = tf.read_traces(start, min(start + chunk_size, tf.n_traces))
+            scores.append(np.asarray(model.predict(x, batch_size=2048, verbose=0)).reshape(-1))
+    return np.concatenate(scores)
+
+
+def _write_history(path: Path, rows: list[dict[str, float]]) -> None:
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        keys = list(dict.fromkeys(k for r in rows for k in r)) if rows else ["epoch"]
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _working_points(background: np.ndarray, signal: np.ndarray, fprs: tuple[float, ...]) -> list[dict[str, Any]]:
@@ -247,6 +446,87 @@ def _working_points(background: np.ndarray, signal: np.ndarray, fprs: tuple[floa
     return points
 
 
+class _Checkpoint:
+    """The files of ``output_dir/checkpoint``: the model after the last completed epoch and its state.
+
+    * ``epoch-NNNN.keras``: model, optimizer state (Adam moments, step count) after epoch NNNN;
+    * ``best-NNNN.npz``: the weights of the best epoch so far (early stopping restores them);
+    * ``state.json``: epoch, history rows, early-stopping and learning-rate state, training time
+      so far, seed, the settings and the SHA-256 of the data. Written last and atomically, it
+      names the two files above: a run killed while writing a checkpoint resumes from the
+      previous one.
+    """
+
+    VERSION = 1
+
+    def __init__(self, folder: Path, run_id: dict[str, Any]) -> None:
+        self.folder = folder
+        self.run_id = run_id
+        self.state_path = folder / "state.json"
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        try:
+            state = json.loads(self.state_path.read_text())
+            saved = state["run"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            msg = (f"{self.state_path}: not a readable crnn checkpoint ({exc}); run again with --restart to "
+                   "discard it and start over")
+            raise CrnnError(msg) from exc
+        changed = _differences(saved, self.run_id)
+        if changed:
+            msg = (
+                f"{self.folder}: the checkpoint here is of another training run (changed: {', '.join(changed)}); "
+                "resume only with the same settings and data, or run again with --restart to discard it "
+                "and start over"
+            )
+            raise CrnnError(msg)
+        model_path = self.folder / state["model_file"]
+        best_path = self.folder / state["best_weights_file"]
+        for p in (model_path, best_path):
+            if not p.exists():
+                msg = f"{self.state_path}: names {p.name}, which is missing; run again with --restart"
+                raise CrnnError(msg)
+        with np.load(best_path) as npz:
+            state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        state["model_path"] = str(model_path)
+        return state
+
+    def save(self, model: Any, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        epoch = int(state["epoch"])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        model_file = f"epoch-{epoch:04d}.keras"
+        best_file = f"best-{epoch:04d}.npz"
+        with atomic_output(self.folder / model_file) as tmp:
+            model.save(tmp, overwrite=True)
+        weights = best_weights if best_weights is not None else model.get_weights()
+        with atomic_output(self.folder / best_file) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **{f"w{i}": w for i, w in enumerate(weights)})
+        state = {"version": self.VERSION, "run": self.run_id, "model_file": model_file,
+                 "best_weights_file": best_file, **state}
+        write_json(self.state_path, state)
+        for old in self.folder.iterdir():
+            if old.name not in ("state.json", model_file, best_file) and not old.name.startswith("."):
+                old.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings or data that differ between two run descriptions."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(saved) | set(now)):
+            name = f"{prefix}{key}"
+            if name.split(".")[-1] in RESUMABLE_CHANGES:
+                continue
+            out += _differences(saved.get(key), now.get(key), f"{name}.")
+        return out
+    return [] if saved == now else [prefix.rstrip(".")]
+
+
 def _keras_callback_base() -> type:
     import keras
 
@@ -254,9 +534,12 @@ def _keras_callback_base() -> type:
 
 
 class _History(_keras_callback_base()):  # type: ignore[misc]
-    def __init__(self, rows: list[dict[str, float]]) -> None:
+    """Collect one row per epoch and rewrite ``history.csv`` after each (a killed run keeps its history)."""
+
+    def __init__(self, rows: list[dict[str, float]], path: Path | None = None) -> None:
         super().__init__()
         self.rows = rows
+        self.path = path
         self._t = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -266,18 +549,155 @@ class _History(_keras_callback_base()):  # type: ignore[misc]
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
         row["epoch_time_s"] = round(time.perf_counter() - self._t, 2)
         self.rows.append(row)
+        if self.path is not None:
+            _write_history(self.path, self.rows)
+
+
+class _EarlyStopping(_keras_callback_base()):  # type: ignore[misc]
+    """Keras' EarlyStopping on ``val_loss`` with restored best weights, with a state that a checkpoint keeps."""
+
+    def __init__(self, patience: int) -> None:
+        super().__init__()
+        self.patience = patience
+        self.wait = 0
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.stopped_epoch = -1
+        self.best_weights: list[np.ndarray] | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+
+    def set_state(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+        self.wait = int(state["wait"])
+        self.best = state["best"]
+        self.best_epoch = int(state["best_epoch"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.best_weights = best_weights
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        current = (logs or {}).get("val_loss")
+        if current is None:
+            return
+        current = float(current)
+        if self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self.best is None or current < self.best:
+            self.best = current
+            self.best_epoch = epoch
+            self.best_weights = self.model.get_weights()
+            self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, self.best_epoch + 1)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self.restore(self.model)
+
+    def restore(self, model: Any) -> None:
+        if self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+
+class _ReduceLR(_keras_callback_base()):  # type: ignore[misc]
+    """Keras' ReduceLROnPlateau on ``val_loss`` (factor 0.5, min_delta 1e-4), with a checkpointable state."""
+
+    def __init__(self, patience: int, factor: float = 0.5, min_delta: float = 1e-4) -> None:
+        super().__init__()
+        self.patience = patience
+        self.factor = factor
+        self.min_delta = min_delta
+        self.wait = 0
+        self.best: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"wait": self.wait, "best": self.best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.wait = int(state["wait"])
+        self.best = state["best"]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        import keras
+
+        logs = logs if logs is not None else {}
+        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = lr
+        current = logs.get("val_loss")
+        if current is None:
+            return
+        current = float(current)
+        if self.best is None or current < self.best - self.min_delta:
+            self.best = current
+            self.wait = 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.model.optimizer.learning_rate = lr * self.factor
+            log.info("epoch %d: learning rate reduced to %.3g", epoch + 1, lr * self.factor)
+            self.wait = 0
 
 
 class _TimeLimit(_keras_callback_base()):  # type: ignore[misc]
-    def __init__(self, max_time_s: float) -> None:
+    """Stop after the epoch during which the training time passed ``max_time_s``.
+
+    The time counts across resumptions: ``already_s`` is the training time of the earlier
+    runs (from the checkpoint); the time between a kill and the restart does not count.
+    """
+
+    def __init__(self, max_time_s: float, already_s: float = 0.0) -> None:
         super().__init__()
         self.max_time_s = max_time_s
+        self.already_s = already_s
+        self._t0 = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        return self.already_s + time.perf_counter() - self._t0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.elapsed_s() > self.max_time_s:
+            log.info("time limit of %.0f s reached after epoch %d: stopping", self.max_time_s, epoch + 1)
+            self.model.stop_training = True
+
+
+class _SaveCheckpoint(_keras_callback_base()):  # type: ignore[misc]
+    """Write the checkpoint at the end of every epoch (after the other callbacks have updated)."""
+
+    def __init__(self, checkpoint: _Checkpoint, early: _EarlyStopping, reduce_lr: _ReduceLR,
+                 rows: list[dict[str, float]], already_s: float, resumes: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.checkpoint = checkpoint
+        self.early = early
+        self.reduce_lr = reduce_lr
+        self.rows = rows
+        self.already_s = already_s
+        self.resumes = resumes
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if time.perf_counter() - self._t0 > self.max_time_s:
-            log.info("time limit of %.0f s reached after epoch %d: stopping", self.max_time_s, epoch + 1)
-            self.model.stop_training = True
+        import keras
+
+        t = time.perf_counter()
+        state = {
+            "epoch": epoch + 1,
+            "stopped": bool(self.model.stop_training),
+            "history": self.rows,
+            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            "early_stopping": self.early.state(),
+            "reduce_lr": self.reduce_lr.state(),
+            "train_time_s": self.already_s + time.perf_counter() - self._t0,
+            "seed": self.checkpoint.run_id["settings"]["seed"],
+            "rng": "keras.utils.set_random_seed(seed) at start; the streamed shuffle order is a function "
+                   "of (seed, epoch); the in-memory shuffle and dropout restart from the seed on resumption",
+            "resumes": self.resumes,
+            "saved_utc": _utc_now(),
+        }
+        self.checkpoint.save(self.model, state, self.early.best_weights)
+        log.debug("checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - t)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -291,6 +711,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="maximum epochs (overrides --training)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0 = all)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard a checkpoint in --output-dir and start over (default: resume from it)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -307,7 +729,7 @@ def run(args: argparse.Namespace) -> None:
     training = from_mapping(TrainingSettings, training_map, "training settings")
     train(
         args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
-        seed=args.seed, name=args.name, threads=args.threads,
+        seed=args.seed, name=args.name, threads=args.threads, restart=args.restart,
     )
 
 

@@ -149,6 +149,17 @@ def simulate_runtime(wildcards, attempt):
     return math.ceil((10 + n / 100_000) * attempt)
 
 
+def train_mem_mb(wildcards, input, attempt):
+    """2000 MB + 3 x the splits when they are held in memory; streamed splits (streaming: always, or
+    auto with splits above training.memory_budget_mb) are read chunk by chunk, so they add nothing."""
+    training = config["training"]
+    size_mb = input.size_mb
+    streamed = training["streaming"] == "always" or (
+        training["streaming"] == "auto" and size_mb > training["memory_budget_mb"]
+    )
+    return math.ceil((2000 + (0 if streamed else 3 * size_mb)) * attempt)
+
+
 def train_runtime(wildcards, attempt):
     """training.max_time_s plus 15 minutes for loading and the final evaluation; 24 h without a limit."""
     limit_s = config["training"]["max_time_s"]

@@ -12,7 +12,7 @@ rule train_classifier:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=mem_mb(2000, per_input_mb=3),
+        mem_mb=train_mem_mb,
         runtime=train_runtime,
     log:
         "logs/train_classifier/{model}.log",

@@ -1,0 +1,241 @@
+"""Training control: kill and resume, refusal to resume another run, determinism, streamed input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, run_crnn
+
+from crnn.errors import CrnnError
+from crnn.tracefile import TraceSet, write_traces
+
+SMALL_MODEL = {"units": 8, "conv_filters": 8}
+
+
+def _start_train(splits: dict[str, Path], out: Path, training: dict, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "crnn", "train", "--train", str(splits["train"]), "--val", str(splits["val"]),
+           "-o", str(out), "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1",
+           *extra]
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+
+
+def _kill_after_first_checkpoint(proc: subprocess.Popen, out: Path, timeout_s: float = 120) -> int:
+    """SIGKILL ``proc`` as soon as a checkpoint exists; return the epoch the checkpoint holds."""
+    state = out / "checkpoint" / "state.json"
+    t0 = time.monotonic()
+    while not state.exists():
+        assert proc.poll() is None, f"training ended before its first checkpoint:\n{proc.stdout.read()[-3000:]}"
+        assert time.monotonic() - t0 < timeout_s, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    return json.loads(state.read_text())["epoch"]
+
+
+def _history(out: Path) -> list[dict[str, str]]:
+    with open(out / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _history_epochs(out: Path) -> list[int]:
+    return [int(r["epoch"]) for r in _history(out)]
+
+
+def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, splits):
+    # patience above the epoch count: the run always ends after `epochs` epochs
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10, "streaming": "always"}
+    killed = tmp_path / "killed"
+    proc = _start_train(splits, killed, training)
+    saved_epoch = _kill_after_first_checkpoint(proc, killed)
+    assert 1 <= saved_epoch < 6
+    assert not (killed / "model.keras").exists()
+    # the history of the killed run was written progressively, one row per finished epoch
+    assert _history_epochs(killed)[:saved_epoch] == list(range(1, saved_epoch + 1))
+
+    proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", killed,
+                    "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
+    resumed = [line for line in proc.stderr.splitlines() if " from its checkpoint after epoch " in line]
+    assert len(resumed) == 1, proc.stderr[-2000:]
+    k = int(resumed[0].split("after epoch ")[1].split()[0])
+    assert k >= 1
+
+    whole = tmp_path / "whole"
+    proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", whole,
+                    "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
+    assert "from its checkpoint" not in proc.stderr
+    card_k = json.loads((killed / "model.card.json").read_text())
+    card_w = json.loads((whole / "model.card.json").read_text())
+    assert card_k["training"]["epochs_run"] == card_w["training"]["epochs_run"] == 6
+    assert _history_epochs(killed) == _history_epochs(whole) == list(range(1, 7))
+    assert card_k["training"]["resumed"][0]["epoch"] == k
+    assert card_w["training"]["resumed"] == []
+    # the epochs before the kill are the same epochs (same seed, deterministic kernels)
+    rows_k, rows_w = _history(killed), _history(whole)
+    assert [r["loss"] for r in rows_k[:k]] == [r["loss"] for r in rows_w[:k]]
+    # a finished run removes its checkpoint
+    assert not (killed / "checkpoint").exists()
+    assert not (whole / "checkpoint").exists()
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, splits):
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
+    out = tmp_path / "run"
+    _kill_after_first_checkpoint(_start_train(splits, out, training), out)
+
+    changed = {**training, "epochs": 2, "learning_rate": 1e-3}
+    args = ["train", "--train", splits["train"], "--val", splits["val"], "-o", out,
+            "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(changed), "--threads", "1"]
+    proc = run_crnn(*args, check=False)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()[-1]
+    assert "checkpoint" in err and "--restart" in err
+    assert "changed: settings.training.epochs, settings.training.learning_rate)" in err
+    assert not (out / "model.keras").exists()
+    assert (out / "checkpoint" / "state.json").exists()  # kept for a resume with the right settings
+
+    proc = run_crnn(*args, "--restart")
+    assert "from its checkpoint" not in proc.stderr
+    card = json.loads((out / "model.card.json").read_text())
+    assert card["training"]["learning_rate"] == 1e-3
+    assert card["training"]["epochs_run"] == 2
+    assert card["training"]["resumed"] == []
+
+
+def _weights(model_path: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.models.load_model(model_path).get_weights()
+
+
+@pytest.mark.parametrize("streaming", ["never", "always"])
+def test_same_seed_gives_identical_weights(tmp_path, splits, streaming):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    settings = ModelSettings(**SMALL_MODEL)
+    training = TrainingSettings(epochs=2, batch_size=128, streaming=streaming)
+    paths = [
+        train(splits["train"], splits["val"], tmp_path / name, model_settings=settings, training=training, seed=seed)
+        for name, seed in (("a", 5), ("b", 5), ("c", 6))
+    ]
+    a, b, c = (_weights(p) for p in paths)
+    assert len(a) == len(b) > 0
+    for wa, wb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert any(not np.array_equal(wa, wc) for wa, wc in zip(a, c, strict=True))
+
+
+def test_streamed_and_in_memory_training_both_learn(tmp_path, splits):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    cards = {}
+    for streaming in ("never", "always"):
+        path = train(splits["train"], splits["val"], tmp_path / streaming,
+                     model_settings=ModelSettings(units=16, conv_filters=8),
+                     training=TrainingSettings(epochs=3, batch_size=64, streaming=streaming), seed=2)
+        cards[streaming] = json.loads(path.with_suffix(".card.json").read_text())
+    assert cards["never"]["training"]["streamed"] is False
+    assert cards["always"]["training"]["streamed"] is True
+    for card in cards.values():
+        assert card["metrics"]["val_auc"] > 0.7
+        assert card["training"]["epochs_run"] == 3
+    assert abs(cards["never"]["metrics"]["val_auc"] - cards["always"]["metrics"]["val_auc"]) < 0.1
+    # streaming 'auto' picks streaming when the splits exceed the memory budget
+    path = train(splits["train"], splits["val"], tmp_path / "auto", model_settings=ModelSettings(**SMALL_MODEL),
+                 training=TrainingSettings(epochs=1, batch_size=128, memory_budget_mb=1.0), seed=2)
+    assert json.loads(path.with_suffix(".card.json").read_text())["training"]["streamed"] is True
+
+
+def test_unknown_streaming_mode_is_an_error(tmp_path, splits):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    with pytest.raises(CrnnError, match="streaming must be one of auto, always, never; found 'yes'"):
+        train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(),
+              training=TrainingSettings(streaming="yes"))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def numbered_file(tmp_path_factory) -> Path:
+    """10,000 traces whose first sample is the trace's index; label = index % 3 == 0."""
+    n = 10_000
+    x = np.zeros((n, 2, 8), dtype=np.float32)
+    x[:, 0, 0] = np.arange(n)
+    labels = (np.arange(n) % 3 == 0).astype(np.int8)
+    path = tmp_path_factory.mktemp("numbered") / "numbered.h5"
+    write_traces(path, TraceSet(x, 180e6, "V", {"labels": labels}))
+    return path
+
+
+def _epoch(ds) -> tuple[list[np.ndarray], list[tuple]]:
+    ids, batches = [], []
+    for i in range(len(ds)):
+        batch = ds[i]
+        batches.append(batch)
+        ids.append(batch[0][:, 0, 0].astype(np.int64))
+        assert len(ds._windows) <= 2  # the window served and the one read ahead
+    return ids, batches
+
+
+def test_stream_visits_every_trace_once_per_epoch_with_a_cross_chunk_shuffle(numbered_file):
+    from crnn.stream import TraceStream
+
+    chunk = 1000
+    ds = TraceStream(numbered_file, 64, shuffle=True, seed=4, chunk_size=chunk, buffer_chunks=3,
+                     class_weight={0: 0.75, 1: 1.5})
+    try:
+        ids0, batches = _epoch(ds)
+        flat0 = np.concatenate(ids0)
+        np.testing.assert_array_equal(np.sort(flat0), np.arange(10_000))
+        assert not np.array_equal(flat0, np.arange(10_000))
+        # labels and sample weights travel with their traces
+        for (x, y, w), ids in zip(batches, ids0, strict=True):
+            np.testing.assert_array_equal(y, (ids % 3 == 0).astype(np.float32))
+            np.testing.assert_array_equal(w, np.where(ids % 3 == 0, 1.5, 0.75).astype(np.float32))
+            assert x.dtype == np.float32 and x.shape[1:] == (2, 8)
+        # a batch mixes traces of several chunks, and the chunk order itself is shuffled
+        chunks_per_batch = [len(np.unique(ids // chunk)) for ids in ids0]
+        assert min(chunks_per_batch) > 1
+        assert sorted(np.unique(ids0[0] // chunk)) != [0, 1, 2]
+        # after a full pass, batch 0 starts the next epoch: again every trace once, in another order
+        ids1, _ = _epoch(ds)
+        flat1 = np.concatenate(ids1)
+        np.testing.assert_array_equal(np.sort(flat1), np.arange(10_000))
+        assert not np.array_equal(flat0, flat1)
+        assert ds.epoch == 1
+    finally:
+        ds.close()
+    # the order is a function of (seed, epoch): a stream started at epoch 1 (a resumed run) repeats it
+    again = TraceStream(numbered_file, 64, shuffle=True, seed=4, chunk_size=chunk, buffer_chunks=3, start_epoch=1)
+    try:
+        np.testing.assert_array_equal(np.concatenate(_epoch(again)[0]), flat1)
+    finally:
+        again.close()
+
+
+def test_stream_without_shuffle_reads_in_file_order(numbered_file):
+    from crnn.stream import TraceStream
+
+    ds = TraceStream(numbered_file, 1000, shuffle=False, chunk_size=4096, with_labels=False)
+    try:
+        assert len(ds) == 12  # chunks of 4096 + 4096 + 1808 traces, each cut into batches of at most 1000
+        out = [ds[i] for i in range(len(ds))]
+        assert all(len(b) == 1 for b in out)
+        np.testing.assert_array_equal(np.concatenate([b[0][:, 0, 0] for b in out]), np.arange(10_000))
+        with pytest.raises(IndexError):
+            ds[len(ds)]
+    finally:
+        ds.close()
