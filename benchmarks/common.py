@@ -205,3 +205,26 @@ def measurements_table(result: dict[str, Any]) -> str:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+# -- a small default-shaped model, for suites that need one and were given none --------------------
+def train_small_model(out_dir: str | Path, settings: Any, *, n_train: int = 2000, n_val: int = 1000,
+                      epochs: int = 1, seed: int = 11, name: str = "model") -> Path:
+    """Train a default-shaped model quickly with ``crnn.train.train`` on freshly simulated traces.
+
+    Its weights are barely trained: enough for timing (the speed does not depend on the weights)
+    and for a smoke test of the quality suite, not for quality figures.
+    """
+    from crnn.simulate import SimulationSettings, simulate
+    from crnn.train import TrainingSettings, train
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_h5, val_h5 = out / "train.h5", out / "val.h5"
+    simulate(SimulationSettings(n_traces=n_train), train_h5, seed=seed)
+    simulate(SimulationSettings(n_traces=n_val), val_h5, seed=seed + 1)
+    model = train(train_h5, val_h5, out / name, model_settings=settings,
+                  training=TrainingSettings(epochs=epochs), seed=seed, name=name)
+    train_h5.unlink()
+    val_h5.unlink()
+    return model
