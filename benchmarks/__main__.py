@@ -57,6 +57,11 @@ def build_parser(suites: dict[str, ModuleType]) -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None,
                    help="folder for the JSON results (default benchmarks/results; a temporary folder with --quick)")
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--label", default="",
+                   help="tag of this machine kind: writes <suite>-<label>.json and the docs section bench:<suite>-<label>")
+    p.add_argument("--render-from", metavar="DIR", default=None,
+                   help="run nothing: rebuild the docs sections from the JSON results in DIR (e.g. fetched from "
+                        "another machine; with --label for <suite>-<label>.json)")
     p.add_argument("--docs", default=str(DOCS), help=argparse.SUPPRESS)
     for name, mod in suites.items():
         group = p.add_argument_group(f"suite {name}")
@@ -127,6 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(tempfile.mkdtemp(prefix="crnn-bench-")) if args.quick else RESULTS)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_docs = not (args.quick or args.no_docs)
+    key = (lambda s: f"{s}-{args.label}") if args.label else (lambda s: s)
+    if args.render_from:
+        for suite in chosen:
+            path = Path(args.render_from) / f"{key(suite)}.json"
+            if path.exists():
+                update_docs(Path(args.docs), key(suite), section(key(suite), suites[suite], json.loads(path.read_text())))
+                print(f"[bench] {key(suite)}: docs section rebuilt from {path}", flush=True)
+        return 0
     failed = []
     t_all = time.perf_counter()
     for suite in chosen:
@@ -141,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(suite)
             continue
         result = finish(raw, suite, mod, args, time.perf_counter() - t0)
-        path = out_dir / f"{suite}.json"
+        path = out_dir / f"{key(suite)}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(mod.markdown(result).strip(), flush=True)
         if write_docs:
-            update_docs(Path(args.docs), suite, section(suite, mod, result))
+            update_docs(Path(args.docs), key(suite), section(key(suite), mod, result))
         print(f"[bench] {suite}: done in {result['wall_time_s']:.0f} s -> {path}", flush=True)
     print(f"[bench] {len(chosen) - len(failed)} of {len(chosen)} suites done in {time.perf_counter() - t_all:.0f} s"
           + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
                          f"epoch on 2,000 simulated traces ({time.perf_counter() - t0:.0f} s) to be timed")
         clf = load_classifier(model)
         x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
-        clf.predict(x[:4096], sampling_rate_hz=clf.sampling_rate_hz)  # trace the function once
+        # trace/compile once for a full batch and for the last, shorter one
+        clf.predict(x[: 4096 + n % 4096], sampling_rate_hz=clf.sampling_rate_hz)
         rates = []
         for _ in range(repeat):
             t = time.perf_counter()
