@@ -102,7 +102,7 @@ def section(suite: str, mod: ModuleType, result: dict) -> str:
 
 def update_docs(path: Path, suite: str, text: str) -> None:
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- bench:{re.escape(suite)} -->.*?<!-- /bench:{re.escape(suite)} -->", re.S)
+    pattern = re.compile(rf"<!-- bench:{re.escape(suite)} -->.*?<!-- /bench:{re.escape(suite)} -->", re.DOTALL)
     if pattern.search(doc):
         doc = pattern.sub(lambda _m: text, doc, count=1)
     else:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             raw = mod.run(args, args.quick)
-        except Exception:
+        except Exception:  # noqa: BLE001 - one suite's failure must not stop the others; reported and counted
             traceback.print_exc()
             print(f"[bench] {suite}: FAILED", flush=True)
             failed.append(suite)

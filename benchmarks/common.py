@@ -62,7 +62,7 @@ def _version(module: str) -> str | None:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:  # not installed
+    except Exception:  # noqa: BLE001 - not installed (PackageNotFoundError) or broken metadata: version unknown
         return None
 
 
@@ -70,7 +70,9 @@ def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        # changes to the code that is timed (not to docs or results) mark the commit
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "crnn", "benchmarks/*.py",
+                                "config", "workflow", "Snakefile", "pyproject.toml"], cwd=REPO,
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
         return out + ("+changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -130,7 +132,7 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str 
         "print(json.dumps([p.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
     )
     proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=timeout)
+                          timeout=timeout, check=False)
     try:
         rc, dt, rss_kb = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -143,6 +145,15 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str 
 
 def self_peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# Peak RSS of the running process, for code run in a child (``python -c``). VmHWM belongs to the
+# process's own memory map; ru_maxrss would carry over the RSS of a large parent at fork + exec.
+PEAK_RSS_KB = (
+    "(lambda: next((int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')), None)"
+    " if __import__('os').path.exists('/proc/self/status')"
+    " else __import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss)()"
+)
 
 
 def crnn_cmd(*args: str) -> list[str]:

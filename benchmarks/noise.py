@@ -15,7 +15,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.common import env_with, fmt, measurement, measurements_table
+from benchmarks.common import PEAK_RSS_KB, env_with, fmt, measurement, measurements_table
 
 NAME = "noise"
 DEFAULT_REPEAT = 3
@@ -30,11 +30,11 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     repeat = args.repeat or DEFAULT_REPEAT
     every = max(1, -(-n // 1000) // 10)  # blocks between two memory readings (10 readings)
     code = (
-        "import json, resource, time;"
+        "import json, time;"
         "from crnn.simulate import BLOCK_SIZE, SimulationSettings, Simulator;"
         "sim = Simulator(SimulationSettings(signal_fraction=0.0, cw_lines=(), transients=()), seed=1);"
         f"n = {n}; t = time.perf_counter(); rss = [];"
-        f"[rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) for k in range(-(-n // BLOCK_SIZE))"
+        f"[rss.append({PEAK_RSS_KB}) for k in range(-(-n // BLOCK_SIZE))"
         f" if sim.block(k) is not None and (k + 1) % {every} == 0];"
         "dt = time.perf_counter() - t;"
         "print(json.dumps({'dt': dt, 'rss_kb': rss}))"

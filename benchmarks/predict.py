@@ -39,10 +39,9 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     import keras
     import numpy as np
 
+    from benchmarks.train import model_settings
     from crnn.classifier import load_classifier
     from crnn.simulate import SimulationSettings, simulate
-
-    from benchmarks.train import model_settings
 
     n = 2_000 if quick else args.predict_traces
     repeat = args.repeat or DEFAULT_REPEAT

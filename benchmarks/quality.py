@@ -17,6 +17,7 @@ reports the baselines alone; ``--quick`` trains tiny default-shaped models for t
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -72,10 +73,9 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
+    from benchmarks.train import model_settings
     from crnn.baselines import baseline_scores
     from crnn.metrics import operating_point, summarise
-
-    from benchmarks.train import model_settings
 
     n = 1_000 if quick else args.quality_traces  # 1,000 background traces: the least that resolves FPR 1e-3
     n_boot = 0 if quick else args.quality_bootstrap
@@ -153,7 +153,7 @@ def _wp(wp: dict[str, Any]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     edges = result["snr_edges"]
-    bins = [f"{a:g}-{b:g}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    bins = [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)]
     head = (
         f"Fixed benchmark set: {result['n_background']:,} background traces ({result['n_background_transient']:,} "
         f"with a transient) and {result['n_signal']:,} signal traces (SNR 2-10), default acquisition, seeds "

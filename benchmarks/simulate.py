@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import env_with, measurement, measurements_table
+from benchmarks.common import PEAK_RSS_KB, env_with, measurement, measurements_table
 
 NAME = "simulate"
 DEFAULT_REPEAT = 3
@@ -32,11 +32,11 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         for i in range(repeat):
             out = Path(tmp) / f"sim{i}.h5"
             code = (
-                "import time, resource, json;"
+                "import time, json;"
                 "from crnn.simulate import SimulationSettings, simulate;"
                 f"t=time.perf_counter(); simulate(SimulationSettings(n_traces={n}), {str(out)!r}, seed={i});"
                 "dt=time.perf_counter()-t;"
-                "print(json.dumps({'dt': dt, 'rss_kb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))"
+                f"print(json.dumps({{'dt': dt, 'rss_kb': {PEAK_RSS_KB}}}))"
             )
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                   env=env_with())

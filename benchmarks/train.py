@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-cells", default="gru,lstm", help="train: models of config/config.yaml to time")
     p.add_argument("--config", default=str(REPO / "config" / "config.yaml"), help="train, quality: config file")
     p.add_argument("--no-peer", action="store_true", help="train: skip the PyTorch peer")
+    p.add_argument("--peer-omp-wait", choices=("auto", "passive", "default"), default="auto",
+                   help="train: OMP_WAIT_POLICY of PyTorch's OpenMP threads; auto = PASSIVE when the load average "
+                        "exceeds the cores (spinning OpenMP threads collapse on an oversubscribed CPU), else unset")
 
 
 def model_settings(config: str | Path, name: str):
@@ -186,6 +188,10 @@ def have_torch() -> bool:
 
 def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # before any OpenMP runtime is loaded (torch; TensorFlow itself uses its own thread pool)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if args.peer_omp_wait == "passive" or (args.peer_omp_wait == "auto" and load > cores()):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import numpy as np
 
     from crnn.train import configure_threads
@@ -246,6 +252,7 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     return {
         "n_traces": n, "batch_size": batch, "learning_rate": lr, "threads": threads, "repeat": repeat,
         "keras_backend": keras.backend.backend(), "peer": peer, "note": note, "models": models,
+        "load_average_at_start": round(load, 2), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "measurements": measurements,
     }
 
@@ -277,6 +284,9 @@ def markdown(result: dict[str, Any]) -> str:
     for name, info in result["models"].items():
         if info.get("params_note"):
             text += f"\n\nParameters of {name}: {info['params_note']}."
+    if result.get("peer"):
+        text += (f"\n\nLoad average at the start: {result.get('load_average_at_start')} on {result['threads']} threads; "
+                 f"OMP_WAIT_POLICY of the peer: {result.get('omp_wait_policy', 'unset')}.")
     if result.get("note"):
         text += f"\n\n{result['note']}."
     return text
