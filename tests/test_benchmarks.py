@@ -53,9 +53,8 @@ def test_every_suite_has_the_interface():
 
 def test_torch_peer_has_the_shape_of_the_crnn_model():
     torch = pytest.importorskip("torch")
-    from crnn.models import ModelSettings, build_classifier
-
     from benchmarks.train import torch_peer
+    from crnn.models import ModelSettings, build_classifier
 
     for cell in ("gru", "lstm"):
         s = ModelSettings(cell=cell)
