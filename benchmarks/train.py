@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         for k, ts in times.items():
             measurements.append(measurement(label[k], "traces/s", [n / t for t in ts], model=name, runner=k))
         if peer:
-            for k in ("crnn", "crnn_loss_only"):
+            for k in [k for k in runners if k != "torch"]:
                 ratios = [tp / tc for tc, tp in zip(times[k], times["torch"], strict=True)]
                 measurements.append(measurement(f"{label[k]} / PyTorch peer", "ratio", ratios, model=name,
                                                 runner=f"{k}/torch"))
