@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from benchmarks.common import REPO, machine, summary
+from benchmarks.common import REPO, git_commit, machine, summary
 
 # Order of a full run. train_memory is another helper's module: registered when it exists.
 SUITES = ("simulate", "noise", "ingest", "train", "train_memory", "predict", "quality", "pipeline")
@@ -77,12 +77,14 @@ def command_line(suite: str, argv: list[str]) -> str:
 def finish(result: dict, suite: str, mod: ModuleType, args: argparse.Namespace, seconds: float) -> dict:
     for m in result.get("measurements", []):
         m["stats"] = summary(m["values"])
+    info = machine()
+    info["git_commit"] = args.start_commit  # the code that ran: the checkout when the run started
     result = {
         "suite": suite,
         "quick": bool(args.quick),
         "command": command_line(suite, args.argv),
         "wall_time_s": round(seconds, 1),
-        "machine": machine(),
+        "machine": info,
         **result,
     }
     return result
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(suites).parse_args(argv)
     args.argv = argv
+    args.start_commit = git_commit()
     chosen = args.suites or list(suites)
     unknown = [s for s in chosen if s not in suites]
     if unknown:
