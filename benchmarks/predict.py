@@ -1,0 +1,98 @@
+"""Suite ``predict``: inference traces/s of a default-shaped model, model alone and end to end.
+
+* model alone: ``crnn.classifier.Classifier.predict`` on (N, 2, 500) float32 traces in memory,
+  after one call that traces the function;
+* end to end: ``crnn predict`` in a subprocess, from a canonical HDF5 file of simulated traces to
+  an ``.h5`` output, including the start-up and the loading of the model (peak RSS measured).
+
+The model is ``--model`` or, without one, a default-shaped model (``models.gru`` of
+config/config.yaml) trained for one epoch on a few thousand traces: the speed does not depend on
+the weights. Runs under any Keras backend; the end-to-end path runs in the same backend
+(``KERAS_BACKEND`` is passed on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import crnn_cmd, env_with, fmt, measurement, measurements_table, run_measured, train_small_model
+
+NAME = "predict"
+DEFAULT_REPEAT = 3
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None,
+                   help="predict: model to time (default: train a default-shaped model for one epoch)")
+    p.add_argument("--predict-traces", type=int, default=50_000, help="predict: traces per run")
+    p.add_argument("--predict-model-name", default="gru", help="predict: models.<name> of --config to build")
+
+
+def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import numpy as np
+
+    from benchmarks.train import model_settings
+    from crnn.classifier import load_classifier
+    from crnn.simulate import SimulationSettings, simulate
+
+    n = 2_000 if quick else args.predict_traces
+    repeat = args.repeat or DEFAULT_REPEAT
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = args.model
+        if model is None:
+            settings = model_settings(args.config, args.predict_model_name)
+            t0 = time.perf_counter()
+            model = str(train_small_model(Path(tmp) / "model", settings, name=args.predict_model_name))
+            notes.append(f"no --model given: a default-shaped {args.predict_model_name} model was trained for one "
+                         f"epoch on 2,000 simulated traces ({time.perf_counter() - t0:.0f} s) to be timed")
+        clf = load_classifier(model)
+        x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
+        # trace/compile once for a full batch and for the last, shorter one
+        clf.predict(x[: 4096 + n % 4096], sampling_rate_hz=clf.sampling_rate_hz)
+        rates = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
+            rates.append(n / (time.perf_counter() - t))
+        src = Path(tmp) / "in.h5"
+        simulate(SimulationSettings(n_traces=n), src, seed=1)
+        e2e, peaks = [], []
+        env = env_with(KERAS_BACKEND=keras.backend.backend())
+        for i in range(repeat):
+            out = Path(tmp) / f"out{i}.h5"
+            dt, rss = run_measured(crnn_cmd("predict", "-m", model, "-i", str(src), "-o", str(out)), env=env)
+            out.unlink()
+            e2e.append(n / dt)
+            peaks.append(rss)
+        card = clf.card
+    return {
+        "model": args.model or "trained for the benchmark", "model_settings": card.get("model"),
+        "n_parameters": card.get("n_parameters"), "n_traces": n, "repeat": repeat,
+        "keras_backend": keras.backend.backend(), "notes": notes, "python": sys.version.split()[0],
+        "measurements": [
+            measurement("model alone (crnn.classifier, batch 4,096)", "traces/s", rates),
+            measurement("end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading", "traces/s", e2e),
+            measurement("end to end: peak RSS", "MiB", peaks),
+        ],
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    s = result.get("model_settings") or {}
+    text = (
+        f"Model {result['model']} ({s.get('cell')}, {s.get('units')} units, conv {s.get('conv_filters')} filters "
+        f"stride {s.get('conv_strides')}, {fmt(result.get('n_parameters'))} parameters), {result['n_traces']:,} "
+        f"(N, 2, 500) float32 traces per run, Keras backend {result['keras_backend']}.\n\n" + measurements_table(result)
+    )
+    for note in result.get("notes", []):
+        text += f"\n\nNote: {note}."
+    return text
