@@ -5,7 +5,7 @@ Simulates two training splits of N and ``--factor`` x N traces (default 50,000 a
 for one epoch on each with ``streaming: always`` in a subprocess, and reports the peak resident
 memory (``ru_maxrss``) of each subprocess and their ratio (target: <= 1.10).
 
-    python -m benchmarks.memory [--n-traces 50000] [--factor 4] [--repeat 1] [--quick]
+    python -m benchmarks train_memory [--memory-traces 50000] [--memory-factor 4] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ print("RESULT " + json.dumps({"rc": rc, "rss_kb": resource.getrusage(resource.RU
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--n-traces", type=int, default=50_000, help="traces of the smaller training split (default 50,000)")
-    p.add_argument("--factor", type=int, default=4, help="the larger split has factor x n-traces (default 4)")
-    p.add_argument("--n-val", type=int, default=5_000, help="traces of the validation split (default 5,000)")
-    p.add_argument("--repeat", type=int, default=1, help="trainings per split size (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads of the training (0 = all)")
+    p.add_argument("--memory-traces", type=int, default=50_000,
+                   help="train_memory: traces of the smaller training split (default 50,000)")
+    p.add_argument("--memory-factor", type=int, default=4,
+                   help="train_memory: the larger split has this many times the traces (default 4)")
+    p.add_argument("--memory-val", type=int, default=5_000, help="train_memory: traces of the validation split")
+    p.add_argument("--memory-threads", type=int, default=0, help="train_memory: CPU threads of the training (0 = all)")
 
 
 def _train_child(train: Path, val: Path, out: Path, threads: int) -> dict[str, float]:
@@ -62,9 +63,9 @@ def run(args: argparse.Namespace, quick: bool) -> dict:
     from crnn.simulate import SimulationSettings, simulate
     from crnn.tracefile import TraceFile
 
-    n_small = QUICK_N if quick else args.n_traces
-    n_val = min(args.n_val, max(500, n_small // 2))
-    sizes = {"N": n_small, f"{args.factor}N": args.factor * n_small}
+    n_small = QUICK_N if quick else args.memory_traces
+    n_val = min(args.memory_val, max(500, n_small // 2))
+    sizes = {"N": n_small, f"{args.memory_factor}N": args.memory_factor * n_small}
     rss: dict[str, list[float]] = {k: [] for k in sizes}
     seconds: dict[str, list[float]] = {k: [] for k in sizes}
     file_mb: dict[str, float] = {}
@@ -77,12 +78,12 @@ def run(args: argparse.Namespace, quick: bool) -> dict:
             with TraceFile(d / f"train_{label}.h5") as tf:
                 file_mb[label] = tf.n_traces * tf.n_channels * tf.n_samples * 4 / 1e6
         simulate_s = time.perf_counter() - t0
-        for r in range(max(1, args.repeat)):
+        for r in range(max(1, args.repeat or 1)):
             for label in sizes:
-                res = _train_child(d / f"train_{label}.h5", d / "val.h5", d / f"out_{label}_{r}", args.threads)
+                res = _train_child(d / f"train_{label}.h5", d / "val.h5", d / f"out_{label}_{r}", args.memory_threads)
                 rss[label].append(res["rss_kb"] / 1024)
                 seconds[label].append(res["dt"])
-    big = f"{args.factor}N"
+    big = f"{args.memory_factor}N"
     ratios = [b / s for s, b in zip(rss["N"], rss[big], strict=True)]
     return {
         "suite": NAME,
@@ -120,15 +121,3 @@ def markdown(result: dict) -> str:
         f"the ratio {verdict} the target of <= {result['target_ratio']:.2f}."
     )
     return head + "\n\n" + "\n".join(rows) + "\n"
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    p.add_argument("--quick", action="store_true", help=f"small splits ({QUICK_N:,} traces) for a smoke test")
-    args = p.parse_args(argv)
-    print(json.dumps(run(args, args.quick), indent=2))
-
-
-if __name__ == "__main__":
-    main()
