@@ -67,6 +67,9 @@ class TrainingSettings:
     deterministic: bool = True
     #: write a checkpoint every epoch into ``output_dir/checkpoint`` and resume from it
     checkpoint: bool = True
+    #: float16 compute with float32 weights (Keras' "mixed_float16" policy): for GPUs with tensor
+    #: cores; slower on CPUs. The RMS normalisation and the output layer stay float32.
+    mixed_precision: bool = False
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,12 @@ def train(
     time_before_s = 0.0
     resumes: list[dict[str, Any]] = []
     if state is None:
-        model = build_classifier(input_shape, model_settings, name=name)
+        previous_policy = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16" if training.mixed_precision else "float32")
+        try:  # the layers keep the policy they were built with; the global one is put back
+            model = build_classifier(input_shape, model_settings, name=name)
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
         model.compile(
             optimizer=keras.optimizers.Adam(training.learning_rate),
             loss="binary_crossentropy",
@@ -386,7 +394,8 @@ def train(
         "n_parameters": int(n_params),
         "training": {**to_mapping(training), "seed": seed, "epochs_run": len(history_rows),
                      "train_time_s": round(train_time_s, 1), "threads": threads,
-                     "devices": devices, "streamed": stream, "resumed": resumes},
+                     "devices": devices, "streamed": stream, "resumed": resumes,
+                     "dtype_policy": "mixed_float16" if training.mixed_precision else "float32"},
         "data": {
             "train": {"path": str(train_path), "sha256": train_sha, "n_traces": train_split.n_traces,
                       "n_signal": int(train_split.labels.sum())},
