@@ -53,7 +53,7 @@ class TrainingSettings:
     learning_rate: float = 2e-3
     early_stopping_patience: int = 4
     reduce_lr_patience: int = 2
-    #: stop after the epoch during which this much wall time (s) has passed; 0 = no limit
+    #: wall-time limit (s): no epoch is started that would end past it (0 = no limit)
     max_time_s: float = 0.0
     #: false-positive rate on the validation background that sets the working point
     target_fpr: float = 1e-3
@@ -652,10 +652,13 @@ class _ReduceLR(_keras_callback_base()):  # type: ignore[misc]
 
 
 class _TimeLimit(_keras_callback_base()):  # type: ignore[misc]
-    """Stop after the epoch during which the training time passed ``max_time_s``.
+    """Stop before an epoch that would end past ``max_time_s`` of training time.
 
-    The time counts across resumptions: ``already_s`` is the training time of the earlier
-    runs (from the checkpoint); the time between a kill and the restart does not count.
+    After each epoch, the next one is predicted to take as long as the longest so far; training
+    stops when that would end past the limit (or the limit has passed already), so a run stays
+    within ``max_time_s`` unless its epochs slow down. The time counts across resumptions:
+    ``already_s`` is the training time of the earlier runs (from the checkpoint); the time
+    between a kill and the restart does not count.
     """
 
     def __init__(self, max_time_s: float, already_s: float = 0.0) -> None:
@@ -663,13 +666,23 @@ class _TimeLimit(_keras_callback_base()):  # type: ignore[misc]
         self.max_time_s = max_time_s
         self.already_s = already_s
         self._t0 = time.perf_counter()
+        self._epoch_t0 = self._t0
+        self._longest_epoch_s = 0.0
 
     def elapsed_s(self) -> float:
         return self.already_s + time.perf_counter() - self._t0
 
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_t0 = time.perf_counter()
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if self.elapsed_s() > self.max_time_s:
-            log.info("time limit of %.0f s reached after epoch %d: stopping", self.max_time_s, epoch + 1)
+        self._longest_epoch_s = max(self._longest_epoch_s, time.perf_counter() - self._epoch_t0)
+        elapsed = self.elapsed_s()
+        if elapsed + self._longest_epoch_s > self.max_time_s:
+            log.info(
+                "time limit of %.0f s: %.0f s used after epoch %d, and another epoch takes about %.0f s: stopping",
+                self.max_time_s, elapsed, epoch + 1, self._longest_epoch_s,
+            )
             self.model.stop_training = True
 
 
