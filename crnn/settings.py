@@ -76,7 +76,12 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where)
+        for option in non_none[:-1]:  # the first member that takes the value (e.g. int | tuple[int, ...])
+            try:
+                return _coerce(value, option, where)
+            except CrnnError:
+                pass
+        return _coerce(value, non_none[-1], where)
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return from_mapping(hint, value, where)  # type: ignore[arg-type]
     if origin is tuple:
