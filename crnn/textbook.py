@@ -10,6 +10,12 @@ prints the model's test accuracy at a score threshold of 0.5 (the exercise's ``m
 accuracy; the crnn working point, set at a false-positive rate, is a different threshold), its
 training FLOPs (epochs run x training traces x per-trace training FLOPs, from its card) and the
 textbook budget (100 epochs x 36,000 traces x the BiLSTM's per-trace training FLOPs).
+
+``python -m crnn.textbook --baseline matched_filter --val val.h5 --test test.h5 --noise train.h5
+--settings config/presets/textbook.yaml`` scores a classical trigger instead (the matched filter
+built from the simulation's pulse model: close to the best any method can do in this Gaussian
+noise); a trigger has no natural threshold, so its threshold is the one with the best accuracy on
+the validation split.
 """
 
 from __future__ import annotations
@@ -90,15 +96,67 @@ def compare(model_path: str, test_path: str, threshold: float = 0.5) -> dict[str
     }
 
 
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold with the highest accuracy of ``score > threshold`` (among the scores themselves)."""
+    order = np.argsort(scores)
+    s, y = np.asarray(scores)[order], (np.asarray(labels)[order] == 1)
+    # threshold at s[i]: traces 0..i are called background, i+1.. signal
+    correct = np.cumsum(~y) + (y.sum() - np.cumsum(y))
+    return float(s[int(np.argmax(correct))])
+
+
+def baseline_accuracy(
+    name: str, val_path: str, test_path: str, noise_path: str, settings_path: str, max_noise_traces: int = 4000
+) -> dict[str, Any]:
+    """Accuracy on the test split of classical trigger ``name``, its threshold set on the validation split."""
+    from sklearn.metrics import roc_auc_score
+
+    from crnn.baselines import BaselineSettings, SignalModel, baseline_scores
+    from crnn.settings import from_mapping, load_mapping
+    from crnn.simulate import SimulationSettings
+    from crnn.tracefile import read_traces
+
+    mapping = load_mapping(settings_path)
+    sim = from_mapping(SimulationSettings, mapping.get("simulate", mapping), "simulate settings")
+    noise = read_traces(noise_path, require_labels=True)
+    noise_traces = noise.traces[noise.labels == 0][:max_noise_traces]
+    val = read_traces(val_path, require_labels=True)
+    test = read_traces(test_path, require_labels=True)
+    kw = {"noise_traces": noise_traces, "signal_model": SignalModel(sim.receiver, sim.pulse)}
+    s_val = baseline_scores(name, val.traces, val.sampling_rate_hz, BaselineSettings(), **kw)
+    s_test = baseline_scores(name, test.traces, test.sampling_rate_hz, BaselineSettings(), **kw)
+    threshold = best_threshold(s_val, val.labels)
+    return {
+        "baseline": name, "test": str(test_path), "n_test": int(test.n_traces),
+        "threshold": threshold, "threshold_from": "best accuracy on the validation split",
+        "val_accuracy": accuracy_at(s_val, val.labels, threshold),
+        "test_accuracy": accuracy_at(s_test, test.labels, threshold),
+        "test_auc": float(roc_auc_score(test.labels, s_test)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
+    from crnn.baselines import BASELINES
+
     p = argparse.ArgumentParser(prog="python -m crnn.textbook", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a trained model.keras (with its card) or its folder")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="a trained model.keras (with its card) or its folder")
+    g.add_argument("--baseline", choices=BASELINES, help="a classical trigger (needs --val, --noise, --settings)")
     p.add_argument("--test", required=True, help="test split (canonical file with labels)")
-    p.add_argument("--threshold", type=float, default=0.5, help="score threshold of the accuracy (default 0.5)")
+    p.add_argument("--threshold", type=float, default=0.5, help="model: score threshold of the accuracy (default 0.5)")
+    p.add_argument("--val", help="baseline: validation split that sets the threshold")
+    p.add_argument("--noise", help="baseline: file whose label-0 traces give the noise spectrum (the train split)")
+    p.add_argument("--settings", help="baseline: simulate settings, or a config/preset with a simulate section")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        result = compare(args.model, args.test, args.threshold)
+        if args.model:
+            result = compare(args.model, args.test, args.threshold)
+        else:
+            missing = [f"--{k}" for k in ("val", "noise", "settings") if not getattr(args, k)]
+            if missing:
+                raise CrnnError(f"--baseline needs {', '.join(missing)}")
+            result = baseline_accuracy(args.baseline, args.val, args.test, args.noise, args.settings)
     except CrnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

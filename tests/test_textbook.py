@@ -23,7 +23,7 @@ from crnn.noise import ReceiverSettings, StationaryNoise
 from crnn.pulse import PulseModel, PulseSettings, amplitude_for_snr
 from crnn.settings import from_mapping, to_mapping
 from crnn.simulate import SimulationSettings, Simulator, simulate
-from crnn.textbook import TEXTBOOK_MODEL, accuracy_at, textbook_training_flops
+from crnn.textbook import TEXTBOOK_MODEL, accuracy_at, baseline_accuracy, best_threshold, textbook_training_flops
 from crnn.tracefile import read_traces
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -67,8 +67,10 @@ def test_units_take_an_int_or_one_entry_per_layer():
     assert [layer.units for layer in m.layers if isinstance(layer, keras.layers.GRU)] == [8, 4]
     with pytest.raises(ValueError, match=r"units \[8, 4\] give 2 recurrent layers, but recurrent_layers is 3"):
         build_classifier((1, 64), ModelSettings(units=(8, 4), recurrent_layers=3))
-    with pytest.raises(CrnnError, match="units"):
+    with pytest.raises(CrnnError, match=r"settings.units: expected an integer or a list, got 'many'"):
         from_mapping(ModelSettings, {"units": "many"})
+    with pytest.raises(CrnnError, match=r"settings.units: expected an integer or a list, got \[8, 2.5\]"):
+        from_mapping(ModelSettings, {"units": [8, 2.5]})
     node = SCHEMA["properties"]["models"]["additionalProperties"]
     for units in (64, [32, 64, 10]):
         jsonschema.validate({"units": units, "readout": "flatten"}, node)
@@ -200,3 +202,25 @@ def test_textbook_flops_and_the_cli(capsys, tiny_model):
 def test_accuracy_at_threshold():
     assert accuracy_at(np.array([0.1, 0.6, 0.7, 0.4]), np.array([0, 1, 0, 1])) == 0.5
     assert accuracy_at(np.array([0.1, 0.6]), np.array([0, 1]), threshold=0.7) == 0.5
+
+
+def test_best_threshold_maximises_accuracy():
+    scores = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.9])
+    labels = np.array([0, 0, 1, 0, 1, 1])
+    t = best_threshold(scores, labels)
+    assert accuracy_at(scores, labels, t) == max(accuracy_at(scores, labels, c) for c in scores) == 5 / 6
+
+
+def test_matched_filter_accuracy_on_exercise_like_data(tmp_path):
+    """The comparison's classical reference: at SNR 6 the matched filter separates nearly all traces."""
+    from crnn.dataset import build_dataset
+
+    settings = dataclasses.replace(EXERCISE_SIM, n_traces=3000, snr_range=(6.0, 6.0))
+    simulate(settings, tmp_path / "sim.h5", seed=4)
+    parts = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
+    build_dataset([tmp_path / "sim.h5"], parts, fractions=(0.4, 0.3, 0.3), seed=1)
+    (tmp_path / "sim.json").write_text(json.dumps({"simulate": to_mapping(settings)}))
+    mf = baseline_accuracy("matched_filter", parts["val"], parts["test"], parts["train"], str(tmp_path / "sim.json"))
+    amp = baseline_accuracy("amplitude", parts["val"], parts["test"], parts["train"], str(tmp_path / "sim.json"))
+    assert mf["n_test"] == 900 and mf["test_accuracy"] > 0.97 and mf["test_auc"] > 0.99
+    assert amp["test_accuracy"] < mf["test_accuracy"]
