@@ -147,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
 
             if not os.path.exists(args.model):
                 raise CrnnError(f"{args.model}: model file not found")
-            model = keras.saving.load_model(args.model, compile=False, safe_mode=True)
+            try:
+                model = keras.saving.load_model(args.model, compile=False, safe_mode=True)
+            except (ValueError, OSError) as exc:
+                raise CrnnError(f"{args.model}: cannot load the model (Keras safe mode): {exc}") from exc
             n_traces, epochs = _card_defaults(args.model)
         else:
             from crnn.models import ModelSettings, build_classifier
@@ -156,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.input_shape:
                 raise CrnnError("--settings needs --input-shape CHANNELS SAMPLES")
             settings = from_mapping(ModelSettings, load_mapping(args.settings), "model settings")
-            try:
-                model = build_classifier(tuple(args.input_shape), settings)
-            except ValueError as exc:
-                raise CrnnError(f"model settings: {exc}") from exc
+            model = build_classifier(tuple(args.input_shape), settings)
         n_traces = args.traces if args.traces is not None else n_traces
         epochs = args.epochs if args.epochs is not None else epochs
         per_layer = layer_flops(model)

@@ -11,8 +11,10 @@ its last recurrent state learns it slowly; pooling the recurrent outputs over ti
 default) learns it in an epoch. ``flatten`` feeds the whole output sequence to the dense layer, as
 the textbook exercise's BiLSTM does (Erdmann et al., Exercise 9.2; see docs/textbook.md):
 ``ModelSettings(cell="lstm", units=(32, 64, 10), bidirectional=True, conv_filters=0,
-dropout=0.3, readout="flatten")`` is that model, 95,873 parameters for (1, 500) traces. RNN layers keep the settings that allow the fused cuDNN kernels
-(tanh/sigmoid activations, no recurrent dropout, ``unroll=False``, ``use_bias=True``).
+dropout=0.3, readout="flatten")`` is that model, 95,873 parameters for (1, 500) traces.
+
+RNN layers keep the settings that allow the fused cuDNN kernels (tanh/sigmoid activations, no
+recurrent dropout, ``unroll=False``, ``use_bias=True``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import keras
 from keras import layers, ops
+
+from crnn.errors import CrnnError
 
 READOUTS = ("max", "mean", "last", "flatten")
 CELLS = ("gru", "lstm")
@@ -70,23 +74,23 @@ class ModelSettings:
         return tuple(self.units)
 
     def check(self) -> None:
-        """Raise ValueError for settings that cannot make a model."""
+        """Raise CrnnError for settings that cannot make a model."""
         if self.cell not in CELLS:
             msg = f"model cell must be one of {CELLS}, got {self.cell!r}"
-            raise ValueError(msg)
+            raise CrnnError(msg)
         if self.readout not in READOUTS:
             msg = f"model readout must be one of {READOUTS}, got {self.readout!r}"
-            raise ValueError(msg)
+            raise CrnnError(msg)
         if not isinstance(self.units, int):
             if not self.units:
-                raise ValueError("model units: a list of units needs at least one entry")
+                raise CrnnError("model units: a list of units needs at least one entry")
             if self.recurrent_layers not in (1, len(self.units)):
                 msg = (f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
                        f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree")
-                raise ValueError(msg)
+                raise CrnnError(msg)
         if any(u < 1 for u in self.layer_units) or self.recurrent_layers < 1:
             msg = f"model units and recurrent_layers must be >= 1, got {self.units!r} and {self.recurrent_layers}"
-            raise ValueError(msg)
+            raise CrnnError(msg)
 
 
 def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name: str | None = None) -> keras.Model:

@@ -65,7 +65,7 @@ def test_units_take_an_int_or_one_entry_per_layer():
     assert from_mapping(ModelSettings, {"units": [8, 4], "recurrent_layers": 2}).layer_units == (8, 4)
     m = build_classifier((1, 64), ModelSettings(units=(8, 4), conv_filters=0))
     assert [layer.units for layer in m.layers if isinstance(layer, keras.layers.GRU)] == [8, 4]
-    with pytest.raises(ValueError, match=r"units \[8, 4\] give 2 recurrent layers, but recurrent_layers is 3"):
+    with pytest.raises(CrnnError, match=r"units \[8, 4\] give 2 recurrent layers, but recurrent_layers is 3"):
         build_classifier((1, 64), ModelSettings(units=(8, 4), recurrent_layers=3))
     with pytest.raises(CrnnError, match=r"settings.units: expected an integer or a list, got 'many'"):
         from_mapping(ModelSettings, {"units": "many"})
