@@ -116,7 +116,7 @@ def test_a_model_must_match_its_card(tmp_path, tiny_model):
 
 def test_incompatible_traces_are_refused_with_what_the_model_expects(tiny_model):
     clf = load_classifier(tiny_model)
-    with pytest.raises(CrnnError, match="trained on 1.8e\\+08 Hz traces"):
+    with pytest.raises(CrnnError, match=r"trained on 1.8e\+08 Hz traces"):
         clf.predict(np.ones((2, 2, 600), np.float32), sampling_rate_hz=200e6, resample=False)
     with pytest.raises(CrnnError, match=r"3 channel\(s\), but model model.keras expects 2"):
         clf.predict(np.ones((2, 3, 500), np.float32), sampling_rate_hz=180e6)
