@@ -8,8 +8,13 @@ air-shower pulse is present.
 
 The read-out matters: a pulse of a few samples in 500 is a needle, and a network read out from
 its last recurrent state learns it slowly; pooling the recurrent outputs over time (``max``, the
-default) learns it in an epoch. RNN layers keep the settings that allow the fused cuDNN kernels
-(tanh/sigmoid activations, no recurrent dropout, ``unroll=False``, ``use_bias=True``).
+default) learns it in an epoch. ``flatten`` feeds the whole output sequence to the dense layer, as
+the textbook exercise's BiLSTM does (Erdmann et al., Exercise 9.2; see docs/textbook.md):
+``ModelSettings(cell="lstm", units=(32, 64, 10), bidirectional=True, conv_filters=0,
+dropout=0.3, readout="flatten")`` is that model, 95,873 parameters for (1, 500) traces.
+
+RNN layers keep the settings that allow the fused cuDNN kernels (tanh/sigmoid activations, no
+recurrent dropout, ``unroll=False``, ``use_bias=True``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-READOUTS = ("max", "mean", "last")
+from crnn.errors import CrnnError
+
+READOUTS = ("max", "mean", "last", "flatten")
 CELLS = ("gru", "lstm")
 
 
@@ -46,7 +53,10 @@ class ModelSettings:
     """Architecture of a sequence-to-one classifier (one entry of the config's ``models``)."""
 
     cell: str = "gru"
-    units: int = 64
+    #: units of every recurrent layer, or a list with the units of each layer (then the list sets
+    #: the number of layers)
+    units: int | tuple[int, ...] = 64
+    #: number of stacked recurrent layers (with a list of units: its length, or left at 1)
     recurrent_layers: int = 1
     bidirectional: bool = False
     #: filters of the convolutional front end; 0 disables it
@@ -56,15 +66,36 @@ class ModelSettings:
     dropout: float = 0.1
     readout: str = "max"
 
+    @property
+    def layer_units(self) -> tuple[int, ...]:
+        """Units of each recurrent layer, first to last."""
+        if isinstance(self.units, int):
+            return (self.units,) * self.recurrent_layers
+        return tuple(self.units)
+
+    def check(self) -> None:
+        """Raise CrnnError for settings that cannot make a model."""
+        if self.cell not in CELLS:
+            msg = f"model cell must be one of {CELLS}, got {self.cell!r}"
+            raise CrnnError(msg)
+        if self.readout not in READOUTS:
+            msg = f"model readout must be one of {READOUTS}, got {self.readout!r}"
+            raise CrnnError(msg)
+        if not isinstance(self.units, int):
+            if not self.units:
+                raise CrnnError("model units: a list of units needs at least one entry")
+            if self.recurrent_layers not in (1, len(self.units)):
+                msg = (f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
+                       f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree")
+                raise CrnnError(msg)
+        if any(u < 1 for u in self.layer_units) or self.recurrent_layers < 1:
+            msg = f"model units and recurrent_layers must be >= 1, got {self.units!r} and {self.recurrent_layers}"
+            raise CrnnError(msg)
+
 
 def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name: str | None = None) -> keras.Model:
     """Build the classifier for traces of shape ``input_shape`` = (channels, samples)."""
-    if settings.cell not in CELLS:
-        msg = f"model cell must be one of {CELLS}, got {settings.cell!r}"
-        raise ValueError(msg)
-    if settings.readout not in READOUTS:
-        msg = f"model readout must be one of {READOUTS}, got {settings.readout!r}"
-        raise ValueError(msg)
+    settings.check()
     inputs = keras.Input(shape=tuple(input_shape), name="traces")
     x = TraceNormalization(name="normalise")(inputs)
     x = layers.Permute((2, 1), name="time_major")(x)
@@ -78,10 +109,11 @@ def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name
             padding="same", activation="relu", name="conv_2",
         )(x)
     rnn_cls = layers.GRU if settings.cell == "gru" else layers.LSTM
-    for i in range(settings.recurrent_layers):
-        last = i == settings.recurrent_layers - 1
+    units = settings.layer_units
+    for i, n_units in enumerate(units):
+        last = i == len(units) - 1
         seq = not (last and settings.readout == "last")
-        rnn = rnn_cls(settings.units, return_sequences=seq, name=f"{settings.cell}_{i + 1}")
+        rnn = rnn_cls(n_units, return_sequences=seq, name=f"{settings.cell}_{i + 1}")
         if settings.bidirectional:
             rnn = layers.Bidirectional(rnn, name=f"bi_{settings.cell}_{i + 1}")
         x = rnn(x)
@@ -89,6 +121,8 @@ def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name
         x = layers.GlobalMaxPooling1D(name="max_over_time")(x)
     elif settings.readout == "mean":
         x = layers.GlobalAveragePooling1D(name="mean_over_time")(x)
+    elif settings.readout == "flatten":
+        x = layers.Flatten(name="flatten")(x)
     if settings.dropout > 0:
         x = layers.Dropout(settings.dropout, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="score")(x)

@@ -4,6 +4,13 @@ In the frequency domain the pulse is |E(f)| = 10^(b f) with a random spectral sl
 constant phase phi0 (pulse shape from symmetric to antisymmetric) and a linear phase that sets
 the arrival time; the receiver's band-pass (magnitude and phase) then shapes it. The pulse is
 split over the channels along a random polarisation direction and scaled to the requested SNR.
+
+Two SNR definitions set the pulse amplitude (:data:`SNR_DEFINITIONS`):
+
+* ``noise_rms`` (crnn's default): peak |signal| / RMS of the background alone;
+* ``trace_rms`` (the textbook exercise, Erdmann et al., "Deep Learning for Physics Research",
+  Exercise 9.2): peak |signal| / RMS of the measured trace, signal plus background. The pulse
+  itself raises the RMS, so the amplitude solves a quadratic (:func:`amplitude_for_snr`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from crnn.noise import ReceiverSettings, _random_directions
+
+#: SNR definitions: peak |signal| over the RMS of the background, or of the whole trace
+SNR_DEFINITIONS = ("noise_rms", "trace_rms")
 
 
 @dataclass(frozen=True)
@@ -60,3 +70,36 @@ class PulseModel:
         else:
             pol = np.full(n_traces, np.nan)
         return Pulses(out, t_peak, pol, slope[:, 0], phase[:, 0])
+
+
+def amplitude_for_snr(
+    background: np.ndarray, waveforms: np.ndarray, snr: np.ndarray, definition: str = "noise_rms"
+) -> np.ndarray:
+    """Amplitudes ``a`` (one per trace) that give ``background + a * waveforms`` the SNR ``snr``.
+
+    ``waveforms`` (n, C, T) have a peak |x| of 1, so peak |signal| = ``a``. With ``noise_rms``,
+    a = snr * RMS(background). With ``trace_rms``, a = snr * RMS(background + a * waveforms): with
+    B = <b^2>, X = <b p>, P = <p^2> (means over channels and samples) that is
+    a^2 (1 - snr^2 P) - 2 snr^2 X a - snr^2 B = 0, whose one positive root is taken. It exists
+    while snr^2 P < 1, i.e. while snr < 1 / RMS(p): a pulse cannot be "stronger" than a trace made
+    of nothing but itself.
+    """
+    if definition not in SNR_DEFINITIONS:
+        msg = f"snr_definition must be one of {SNR_DEFINITIONS}, got {definition!r}"
+        raise ValueError(msg)
+    b = background.astype(np.float64)
+    p = waveforms.astype(np.float64)
+    s = np.asarray(snr, dtype=np.float64)
+    big_b = np.mean(b**2, axis=(1, 2))
+    if definition == "noise_rms":
+        return s * np.sqrt(big_b)
+    cross = np.mean(b * p, axis=(1, 2))
+    power = np.mean(p**2, axis=(1, 2))
+    lead = 1.0 - s**2 * power
+    if np.any(lead <= 0):
+        worst = float(np.max(s * np.sqrt(power)))
+        msg = (f"snr_definition trace_rms: SNR {float(np.max(s)):g} is out of reach for these pulses "
+               f"(needs SNR < 1 / RMS of the unit-peak pulse; SNR x RMS reaches {worst:.3g} >= 1)")
+        raise ValueError(msg)
+    s2 = s**2
+    return (s2 * cross + np.sqrt(s2**2 * cross**2 + lead * s2 * big_b)) / lead

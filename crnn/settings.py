@@ -69,6 +69,9 @@ def to_mapping(obj: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(obj), default=list))
 
 
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -76,7 +79,16 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], where)
+        if len(non_none) == 1:
+            return _coerce(value, non_none[0], where)
+        for option in non_none:  # the first member that takes the value (e.g. int | tuple[int, ...])
+            try:
+                return _coerce(value, option, where)
+            except CrnnError:
+                pass
+        kinds = " or ".join(_KIND.get(typing.get_origin(o) or o, getattr(o, "__name__", str(o))) for o in non_none)
+        msg = f"{where}: expected {kinds}, got {value!r}"
+        raise CrnnError(msg)
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return from_mapping(hint, value, where)  # type: ignore[arg-type]
     if origin is tuple:

@@ -4,10 +4,12 @@ Writes one canonical trace file. A fraction ``signal_fraction`` of the traces ca
 (``labels`` = 1); every trace gets the same kind of background, including CW lines and
 transients, so that the interference alone never gives the label away.
 
-SNR (written per trace as ``snr``): the peak |signal| over all channels and samples divided by
-``noise_rms``, the RMS of the trace's background (galactic + thermal noise and CW lines, over all
-channels and samples; transients and the pulse itself are not included). Noise-only traces have
-``snr`` = 0.
+SNR (written per trace as ``snr``), set by ``snr_definition``: with ``noise_rms`` (the default)
+the peak |signal| over all channels and samples divided by ``noise_rms``, the RMS of the trace's
+background (galactic + thermal noise and CW lines, over all channels and samples; transients and
+the pulse itself are not included); with ``trace_rms`` (the textbook exercise's definition) the
+peak |signal| divided by the RMS of the whole trace, pulse, noise and interference included (before
+any digitisation). Noise-only traces have ``snr`` = 0.
 
 Traces are made in blocks of :data:`BLOCK_SIZE`; block ``k`` uses the generator
 ``default_rng([seed, k])``, so the output does not depend on how it is chunked or parallelised.
@@ -36,7 +38,7 @@ from crnn.noise import (
     add_cw_lines,
     transient_waveforms,
 )
-from crnn.pulse import PulseModel, PulseSettings
+from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
 from crnn.settings import from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter, read_traces
 
@@ -60,6 +62,9 @@ class SimulationSettings:
     n_traces: int = 280_000
     signal_fraction: float = 0.5
     snr_range: tuple[float, float] = (2.0, 10.0)
+    #: noise_rms: peak |signal| / RMS of the background; trace_rms: / RMS of the whole trace
+    #: (signal + background, as in the textbook exercise)
+    snr_definition: str = "noise_rms"
     receiver: ReceiverSettings = field(default_factory=ReceiverSettings)
     noise_temperature_k: float = 40.0
     galactic_noise: bool = True
@@ -90,6 +95,9 @@ class SimulationSettings:
         lo, hi = self.snr_range
         if not 0 < lo <= hi:
             raise CrnnError(f"simulate: snr_range must satisfy 0 < min <= max, got {list(self.snr_range)}")
+        if self.snr_definition not in SNR_DEFINITIONS:
+            msg = f"simulate: snr_definition must be one of {', '.join(SNR_DEFINITIONS)}, got {self.snr_definition!r}"
+            raise CrnnError(msg)
         f_lo, f_hi = r.band_hz
         if not 0 < f_lo < f_hi < r.sampling_rate_hz / 2:
             msg = (
@@ -162,10 +170,14 @@ class Simulator:
         if not 0 < n_traces <= BLOCK_SIZE:
             msg = f"simulate: a block holds 1..{BLOCK_SIZE} traces, got {n_traces}"
             raise CrnnError(msg)
-        full = self._draw(index)
+        full, _ = self.draw_with_signals(index)
         return full.subset(slice(0, n_traces)) if n_traces < BLOCK_SIZE else full
 
-    def _draw(self, index: int) -> TraceSet:
+    def draw_with_signals(self, index: int) -> tuple[TraceSet, np.ndarray]:
+        """All BLOCK_SIZE traces of block ``index`` and their true signal part (zeros without a pulse).
+
+        The signal part is in volts at the receiver output, before any digitisation.
+        """
         n = BLOCK_SIZE
         s, r = self.settings, self.settings.receiver
         rng = np.random.default_rng([self.seed, index])
@@ -196,7 +208,16 @@ class Simulator:
         sig = np.nonzero(labels)[0]
         pulses = self.pulses.generate(sig.size, rng)
         traces = background
-        traces[sig] += (pulses.waveforms * (snr[sig] * noise_rms[sig])[:, None, None]).astype(np.float32)
+        if s.snr_definition == "noise_rms":  # background RMS before the transients were added
+            amplitude = snr[sig] * noise_rms[sig]
+        else:  # the whole trace as it is now (noise, CW lines, transients) plus the pulse itself
+            try:
+                amplitude = amplitude_for_snr(background[sig], pulses.waveforms, snr[sig], s.snr_definition)
+            except ValueError as exc:
+                raise CrnnError(f"simulate: {exc}") from exc
+        signals = np.zeros_like(traces)
+        signals[sig] = (pulses.waveforms * amplitude[:, None, None]).astype(np.float32)
+        traces[sig] += signals[sig]
         scale = 1.0
         if r.adc_bits > 0:
             traces = r.digitise(traces).astype(np.float32)
@@ -221,7 +242,7 @@ class Simulator:
             "measured_index": measured_index,
         }
         assert tuple(meta) == META_NAMES
-        return TraceSet(traces.astype(np.float32, copy=False), r.sampling_rate_hz, s.unit, meta)
+        return TraceSet(traces.astype(np.float32, copy=False), r.sampling_rate_hz, s.unit, meta), signals
 
 
 #: Per-trace datasets of a simulation, in the order they are created (``crnn merge`` keeps it).
@@ -234,6 +255,11 @@ RUN_ATTRS = (
     "crnn_version", "crnn_stage", "seed", "band_hz", "settings_json", "expected_noise_rms_v", "transient_kinds",
     "snr_definition", "adc_lsb_v",
 )
+#: The file attribute ``snr_definition`` for each setting of ``snr_definition``.
+SNR_DEFINITION_TEXT = {
+    "noise_rms": "max |signal| over channels and samples / RMS of the background (no transients)",
+    "trace_rms": "max |signal| over channels and samples / RMS of the whole trace (signal + background)",
+}
 #: Extra attributes of a chunk file: its index, the number of chunks and its first trace.
 CHUNK_ATTRS = ("chunk", "n_chunks", "first_trace")
 
@@ -269,7 +295,7 @@ def simulate(
         to_mapping(settings),
         sim.noise.expected_rms_v,
         ["none", *[f.kind for f in settings.transients]],
-        "max |signal| over channels and samples / RMS of the background (no transients)",
+        SNR_DEFINITION_TEXT[settings.snr_definition],
         r.lsb_v if r.adc_bits else 0.0,
     ), strict=True))
     n_blocks = -(-settings.n_traces // BLOCK_SIZE)

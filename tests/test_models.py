@@ -13,7 +13,7 @@ from crnn.models import ModelSettings, build_classifier
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("readout", ["max", "last"])
+@pytest.mark.parametrize("readout", ["max", "last", "flatten"])
 def test_builders_return_functional_models(cell, readout):
     m = build_classifier((2, 500), ModelSettings(cell=cell, units=8, conv_filters=4, readout=readout))
     assert isinstance(m, keras.Model) and m.input_shape == (None, 2, 500) and m.output_shape == (None, 1)
@@ -30,6 +30,12 @@ def test_rnn_layers_keep_cudnn_compatible_settings():
     for r in rnns:
         assert r.activation is keras.activations.tanh and r.recurrent_activation is keras.activations.sigmoid
         assert r.recurrent_dropout == 0 and not r.unroll and r.use_bias
+
+
+def test_flatten_readout_sees_every_step_of_the_last_layer():
+    m = build_classifier((1, 100), ModelSettings(units=(6, 3), conv_filters=0, readout="flatten", dropout=0.0))
+    assert tuple(m.get_layer("flatten").output.shape) == (None, 100 * 3)
+    assert m.get_layer("score").kernel.shape == (300, 1)
 
 
 def test_no_front_end_keeps_the_full_sequence():
@@ -110,7 +116,7 @@ def test_a_model_must_match_its_card(tmp_path, tiny_model):
 
 def test_incompatible_traces_are_refused_with_what_the_model_expects(tiny_model):
     clf = load_classifier(tiny_model)
-    with pytest.raises(CrnnError, match="trained on 1.8e\\+08 Hz traces"):
+    with pytest.raises(CrnnError, match=r"trained on 1.8e\+08 Hz traces"):
         clf.predict(np.ones((2, 2, 600), np.float32), sampling_rate_hz=200e6, resample=False)
     with pytest.raises(CrnnError, match=r"3 channel\(s\), but model model.keras expects 2"):
         clf.predict(np.ones((2, 3, 500), np.float32), sampling_rate_hz=180e6)
