@@ -97,7 +97,8 @@ def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name
     """Build the classifier for traces of shape ``input_shape`` = (channels, samples)."""
     settings.check()
     inputs = keras.Input(shape=tuple(input_shape), name="traces")
-    x = TraceNormalization(name="normalise")(inputs)
+    # float32 whatever the dtype policy: squares of traces in volts (1e-10) underflow in float16
+    x = TraceNormalization(name="normalise", dtype="float32")(inputs)
     x = layers.Permute((2, 1), name="time_major")(x)
     if settings.conv_filters > 0:
         x = layers.Conv1D(

@@ -239,3 +239,51 @@ def test_stream_without_shuffle_reads_in_file_order(numbered_file):
             ds[len(ds)]
     finally:
         ds.close()
+
+
+def test_mixed_precision_keeps_normalisation_and_output_in_float32(tmp_path, splits):
+    import keras
+
+    from crnn.classifier import load_classifier
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    path = train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(**SMALL_MODEL),
+                 training=TrainingSettings(epochs=1, batch_size=128, mixed_precision=True), seed=4)
+    # the global policy is put back for whatever runs next in this process
+    assert keras.config.dtype_policy().name == "float32"
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert card["training"]["dtype_policy"] == "mixed_float16"
+    clf = load_classifier(path)
+    dtypes = {layer.name: layer.dtype_policy.compute_dtype for layer in clf.model.layers}
+    assert dtypes["normalise"] == "float32" and dtypes["score"] == "float32"
+    assert dtypes["conv_1"] == "float16"
+    from crnn.tracefile import read_traces
+
+    test = read_traces(splits["val"])
+    volts = test.traces[:256]
+    scores = clf.predict(volts, sampling_rate_hz=test.sampling_rate_hz)
+    assert np.all(np.isfinite(scores)) and np.ptp(scores) > 0
+    # traces in volts square to ~1e-10, below float16's range: the float32 normalisation keeps
+    # the scores the same for microvolts and for volts (float16 rounding of the normalised input)
+    scaled = clf.predict(volts * 1e6, sampling_rate_hz=test.sampling_rate_hz)
+    np.testing.assert_allclose(scaled, scores, atol=1e-3)
+
+
+def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    path = train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(**SMALL_MODEL),
+                 training=TrainingSettings(epochs=50, batch_size=128, max_time_s=1e-3, checkpoint=False), seed=4)
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    # one epoch is always run; the next would end past the limit
+    assert card["training"]["epochs_run"] == 1
+    epoch_s = float(_history(tmp_path)[0]["epoch_time_s"])
+    budget = 3 * epoch_s + 1.0
+    path = train(splits["train"], splits["val"], tmp_path / "b", model_settings=ModelSettings(**SMALL_MODEL),
+                 training=TrainingSettings(epochs=50, batch_size=128, max_time_s=budget,
+                                           early_stopping_patience=50, checkpoint=False), seed=4)
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert 1 < card["training"]["epochs_run"] < 50
+    assert card["training"]["train_time_s"] <= budget + 2 * epoch_s
