@@ -14,7 +14,9 @@ the weights. Runs under any Keras backend; the end-to-end path runs in the same 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +34,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="predict: model to time (default: train a default-shaped model for one epoch)")
     p.add_argument("--predict-traces", type=int, default=50_000, help="predict: traces per run")
     p.add_argument("--predict-model-name", default="gru", help="predict: models.<name> of --config to build")
+
+
+PARALLEL_CHILD = """
+import json, sys, time
+import numpy as np
+from crnn.classifier import configure_parallel_inference, load_classifier
+streams = configure_parallel_inference()
+clf = load_classifier(sys.argv[1], streams=streams)
+n, repeat = int(sys.argv[2]), int(sys.argv[3])
+x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
+clf.predict(x[: 4096 + n % 4096], sampling_rate_hz=clf.sampling_rate_hz)
+rates = []
+for _ in range(repeat):
+    t = time.perf_counter()
+    clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
+    rates.append(n / (time.perf_counter() - t))
+print("RESULT " + json.dumps({"streams": streams, "rates": rates}))
+"""
 
 
 def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
@@ -63,6 +83,15 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             t = time.perf_counter()
             clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
             rates.append(n / (time.perf_counter() - t))
+        # as `crnn predict` scores: batches side by side, in a process of its own (TensorFlow's thread
+        # pools are set before it starts)
+        proc = subprocess.run([sys.executable, "-c", PARALLEL_CHILD, model, str(n), str(repeat)], capture_output=True,
+                              text=True, check=False, env=env_with(KERAS_BACKEND=keras.backend.backend()))
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            msg = f"parallel scoring failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+            raise RuntimeError(msg)
+        parallel = json.loads(line[7:])
         src = Path(tmp) / "in.h5"
         simulate(SimulationSettings(n_traces=n), src, seed=1)
         e2e, peaks = [], []
@@ -80,6 +109,8 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         "keras_backend": keras.backend.backend(), "notes": notes, "python": sys.version.split()[0],
         "measurements": [
             measurement("model alone (crnn.classifier, batch 4,096)", "traces/s", rates),
+            measurement(f"model alone, {parallel['streams']} batches of 1,024 side by side (as crnn predict)", "traces/s",
+                        parallel["rates"]),
             measurement("end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading", "traces/s", e2e),
             measurement("end to end: peak RSS", "MiB", peaks),
         ],

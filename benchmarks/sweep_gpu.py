@@ -40,7 +40,8 @@ from crnn.tracefile import read_traces  # noqa: E402
 t0 = time.time()
 data = {}
 SCALE = float(os.environ.get("SCALE", "1"))
-for name, n, seed in (("train", 340_000, 11), ("val", 20_000, 12), ("test", 200_000, 13)):
+N_TRAIN = int(os.environ.get("TRAIN_TRACES", "340000"))  # the first N_TRAIN traces of the same file
+for name, n, seed in (("train", N_TRAIN, 11), ("val", 20_000, 12), ("test", 200_000, 13)):
     n = int(n * SCALE) // 1000 * 1000 or 1000
     p = f"/tmp/{name}.h5"
     simulate(SimulationSettings(n_traces=n), p, seed=seed)
@@ -99,6 +100,8 @@ CONFIGS = [
     ("gru64s8k15_168k", dict(cell="gru", conv_strides=8, conv_kernel_size=15), 168_000, 10, 256, 2e-3),
     ("gru64s8k15_168k_b512", dict(cell="gru", conv_strides=8, conv_kernel_size=15), 168_000, 12, 512, 2e-3),
     ("lstm64s8k15_168k_lr1e3", dict(cell="lstm", conv_strides=8, conv_kernel_size=15), 168_000, 10, 256, 1e-3),
+    ("gru64s12k15_168k", dict(cell="gru", conv_strides=12, conv_kernel_size=15), 168_000, 8, 256, 2e-3),
+    ("gru64s16k17_168k", dict(cell="gru", conv_strides=16, conv_kernel_size=17), 168_000, 8, 256, 2e-3),
 ]
 only = os.environ.get("ONLY")
 xva, yva, _ = data["val"]
@@ -115,7 +118,8 @@ for tag, kw, n, epochs, bs, lr in CONFIGS:
     cbs = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2), Eval(tag, n)]
     model.fit(xtr_all[:n], ytr_all[:n], validation_data=(xva, yva), batch_size=bs, epochs=epochs,
               verbose=0, callbacks=cbs, shuffle=True)
-    if keras.backend.backend() == "jax" and tag in ("gru64s4_168k", "gru64s8_168k", "gru32s8_168k", "gru64s8k15_168k", "lstm64s8k15_168k_lr1e3"):
+    if keras.backend.backend() == "jax" and tag in ("gru64s4_168k", "gru64s8_168k", "gru32s8_168k", "gru64s8k15_168k", "lstm64s8k15_168k_lr1e3",
+                                                            "gru64s12k15_168k", "gru64s16k17_168k"):
         import jax
 
         fn = jax.jit(lambda v, x: model.stateless_call(v[0], v[1], x, training=False)[0])
@@ -132,8 +136,10 @@ for tag, kw, n, epochs, bs, lr in CONFIGS:
         emit({"tag": tag, "infer_jit_traces_per_s": round(16384 / np.median(ts_)),
               "infer_predict_traces_per_s": round(len(xte) / (time.time() - t1))})
 
-# plain PyTorch cuDNN peer of the default GRU shape, for reference
+# plain PyTorch cuDNN peer of the default GRU shape, for reference (NO_PEER=1 skips it)
 try:
+    if os.environ.get("NO_PEER"):
+        raise ImportError("NO_PEER set")
     import torch
     from torch import nn
 

@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.classifier import load_classifier
+from crnn.classifier import configure_parallel_inference, load_classifier
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
@@ -91,6 +91,7 @@ def predict_files(
     pad: bool = False,
     chunk_size: int = 8192,
     trust_model: bool = False,
+    parallel: bool = False,
 ) -> Path:
     out = Path(output)
     if out.suffix not in SUFFIXES:
@@ -100,7 +101,8 @@ def predict_files(
         msg = "predict: give either --threshold or --working-point, not both"
         raise CrnnError(msg)
     files = expand_inputs([str(i) for i in inputs])
-    clf = load_classifier(model, safe_mode=not trust_model)
+    streams = configure_parallel_inference() if parallel else 1
+    clf = load_classifier(model, safe_mode=not trust_model, streams=streams)
     thr = clf.threshold_at(working_point) if working_point is not None else (
         clf.threshold if threshold is None else float(threshold))
     conv = Conversion(channels=channels, polarisations=polarisations)
@@ -218,6 +220,7 @@ def run(args: argparse.Namespace) -> None:
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
         run_file=args.run_file, threshold=args.threshold, working_point=args.working_point, overlap=args.overlap,
         resample=not args.no_resample, pad=args.pad, chunk_size=args.chunk_size, trust_model=args.trust_model,
+        parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
     )
 
 

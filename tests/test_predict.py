@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -185,3 +188,39 @@ def test_python_api_three_lines(tiny_model):
         scores = clf.predict(f["traces"][:10], sampling_rate_hz=f["traces"].attrs["sampling_rate_hz"])
     assert scores.shape == (10,) and np.all((scores >= 0) & (scores <= 1))
     assert clf.card["n_samples"] == 500
+
+
+PARALLEL_CHILD = """
+import json, sys
+import numpy as np
+from crnn.classifier import configure_parallel_inference, load_classifier
+streams = configure_parallel_inference(2)
+clf = load_classifier(sys.argv[1], streams=streams)
+x = np.random.default_rng(5).standard_normal((5000, clf.n_channels, clf.n_samples), dtype=np.float32)
+side_by_side = clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
+clf.streams = 1
+one_by_one = clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
+print("RESULT " + json.dumps({"streams": streams, "max_diff": float(np.abs(side_by_side - one_by_one).max()),
+                              "n": int(side_by_side.size), "spread": float(np.ptp(one_by_one))}))
+"""
+
+
+def test_batches_scored_side_by_side_give_the_same_scores_in_input_order(tiny_model):
+    proc = subprocess.run([sys.executable, "-c", PARALLEL_CHILD, str(tiny_model)], capture_output=True, text=True,
+                          check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    assert proc.returncode == 0 and line, proc.stderr[-3000:]
+    result = json.loads(line[7:])
+    # a fresh process: TensorFlow's thread pools could be set, so two streams are in use
+    assert result["streams"] == 2
+    assert result["n"] == 5000 and result["spread"] > 0
+    # same windows, same order (5 batches of 1,024 traces, out of order would differ by far more)
+    assert result["max_diff"] < 1e-5
+
+
+def test_parallel_inference_is_refused_quietly_once_tensorflow_runs(tiny_model):
+    from crnn.classifier import configure_parallel_inference, load_classifier
+
+    clf = load_classifier(tiny_model)  # TensorFlow runs in this process from here on
+    clf.predict(np.zeros((2, clf.n_channels, clf.n_samples), np.float32) + 1.0, sampling_rate_hz=clf.sampling_rate_hz)
+    assert configure_parallel_inference(2) == 1
