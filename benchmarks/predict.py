@@ -36,11 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predict-model-name", default="gru", help="predict: models.<name> of --config to build")
 
 
-PARALLEL_CHILD = """
+# times the model alone in a process of its own: one batch at a time on all threads ("serial"), or
+# batches side by side as `crnn predict` scores them ("parallel": thread pools set before TensorFlow starts)
+MODEL_ALONE_CHILD = """
 import json, sys, time
 import numpy as np
 from crnn.classifier import configure_parallel_inference, load_classifier
-streams = configure_parallel_inference()
+streams = configure_parallel_inference() if sys.argv[4] == "parallel" else 1
 clf = load_classifier(sys.argv[1], streams=streams)
 n, repeat = int(sys.argv[2]), int(sys.argv[3])
 x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
@@ -54,13 +56,22 @@ print("RESULT " + json.dumps({"streams": streams, "rates": rates}))
 """
 
 
+def _time_model_alone(model: str, n: int, repeat: int, mode: str, env: dict[str, str]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-c", MODEL_ALONE_CHILD, model, str(n), str(repeat), mode],
+                          capture_output=True, text=True, check=False, env=env)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        msg = f"timing the model alone ({mode}) failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+        raise RuntimeError(msg)
+    return json.loads(line[7:])
+
+
 def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
-    import numpy as np
 
     from benchmarks.train import model_settings
-    from crnn.classifier import load_classifier
+    from crnn.modelcard import read_card, resolve_model_path
     from crnn.simulate import SimulationSettings, simulate
 
     n = 2_000 if quick else args.predict_traces
@@ -74,35 +85,19 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             model = str(train_small_model(Path(tmp) / "model", settings, name=args.predict_model_name))
             notes.append(f"no --model given: a default-shaped {args.predict_model_name} model was trained for one "
                          f"epoch on 2,000 simulated traces ({time.perf_counter() - t0:.0f} s) to be timed")
-        clf = load_classifier(model)
-        x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
-        # trace/compile once for a full batch and for the last, shorter one
-        clf.predict(x[: 4096 + n % 4096], sampling_rate_hz=clf.sampling_rate_hz)
-        rates = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            clf.predict(x, sampling_rate_hz=clf.sampling_rate_hz)
-            rates.append(n / (time.perf_counter() - t))
-        # as `crnn predict` scores: batches side by side, in a process of its own (TensorFlow's thread
-        # pools are set before it starts)
-        proc = subprocess.run([sys.executable, "-c", PARALLEL_CHILD, model, str(n), str(repeat)], capture_output=True,
-                              text=True, check=False, env=env_with(KERAS_BACKEND=keras.backend.backend()))
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            msg = f"parallel scoring failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
-            raise RuntimeError(msg)
-        parallel = json.loads(line[7:])
+        env = env_with(KERAS_BACKEND=keras.backend.backend())
+        serial, parallel = (_time_model_alone(model, n, repeat, mode, env) for mode in ("serial", "parallel"))
+        rates = serial["rates"]
         src = Path(tmp) / "in.h5"
         simulate(SimulationSettings(n_traces=n), src, seed=1)
         e2e, peaks = [], []
-        env = env_with(KERAS_BACKEND=keras.backend.backend())
         for i in range(repeat):
             out = Path(tmp) / f"out{i}.h5"
             dt, rss = run_measured(crnn_cmd("predict", "-m", model, "-i", str(src), "-o", str(out)), env=env)
             out.unlink()
             e2e.append(n / dt)
             peaks.append(rss)
-        card = clf.card
+        card = read_card(resolve_model_path(model))
     return {
         "model": args.model or "trained for the benchmark", "model_settings": card.get("model"),
         "n_parameters": card.get("n_parameters"), "n_traces": n, "repeat": repeat,
