@@ -188,8 +188,8 @@ class _Split:
         return self.n_traces * self.shape[0] * self.shape[1] * 4
 
 
-def _open_split(path: str | Path, what: str, *, scan: bool) -> _Split:
-    """Check a split's layout and labels; with ``scan``, also check every trace value chunk by chunk."""
+def _open_split(path: str | Path, what: str) -> _Split:
+    """Check a split's layout and labels (the traces are not read)."""
     with TraceFile(path) as tf:
         if not tf.has_labels:
             raise MissingFieldError(
@@ -199,23 +199,23 @@ def _open_split(path: str | Path, what: str, *, scan: bool) -> _Split:
         if len(np.unique(labels)) < 2:
             msg = f"{path}: the {what} split needs both labels 0 and 1"
             raise CrnnError(msg)
-        if scan:  # streaming: find NaN/Inf now, not in the middle of an epoch
-            for start in range(0, tf.n_traces, DEFAULT_CHUNK_TRACES):
-                tf.read_traces(start, min(start + DEFAULT_CHUNK_TRACES, tf.n_traces))
         return _Split(Path(path), tf.n_traces, (tf.n_channels, tf.n_samples), tf.sampling_rate_hz, tf.unit,
                       dict(tf.attrs), labels)
 
 
-def _choose_streaming(training: TrainingSettings, train_path: str | Path, val_path: str | Path) -> bool:
+def _scan_traces(path: Path) -> None:
+    """Read every trace chunk by chunk: a streamed run finds NaN/Inf now, not in the middle of an epoch."""
+    with TraceFile(path) as tf:
+        for start in range(0, tf.n_traces, DEFAULT_CHUNK_TRACES):
+            tf.read_traces(start, min(start + DEFAULT_CHUNK_TRACES, tf.n_traces))
+
+
+def _choose_streaming(training: TrainingSettings, nbytes: int) -> bool:
     if training.streaming not in STREAMING:
         msg = f"training settings: streaming must be one of {', '.join(STREAMING)}; found {training.streaming!r}"
         raise CrnnError(msg)
     if training.streaming != "auto":
         return training.streaming == "always"
-    nbytes = 0
-    for path in (train_path, val_path):
-        with TraceFile(path) as tf:
-            nbytes += tf.n_traces * tf.n_channels * tf.n_samples * 4
     stream = nbytes > training.memory_budget_mb * 1e6
     log.info(
         "splits hold %.0f MB of traces, memory budget %.0f MB: %s", nbytes / 1e6, training.memory_budget_mb,
@@ -246,12 +246,11 @@ def train(
 
     from crnn.models import build_classifier
 
-    stream = _choose_streaming(training, train_path, val_path)
     configure_threads(threads)
     configure_determinism(training.deterministic)
     devices = report_devices()
-    train_split = _open_split(train_path, "training", scan=stream)
-    val_split = _open_split(val_path, "validation", scan=stream)
+    train_split = _open_split(train_path, "training")
+    val_split = _open_split(val_path, "validation")
     if val_split.shape != train_split.shape:
         msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
         raise CrnnError(msg)
@@ -259,6 +258,10 @@ def train(
         msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
                f"({train_split.sampling_rate_hz:g} Hz)")
         raise CrnnError(msg)
+    stream = _choose_streaming(training, train_split.nbytes + val_split.nbytes)
+    if stream:
+        for split in (train_split, val_split):
+            _scan_traces(split.path)
     train_sha = file_sha256(train_path)
     val_sha = file_sha256(val_path)
 
