@@ -286,4 +286,5 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
                                            early_stopping_patience=50, checkpoint=False), seed=4)
     card = json.loads(path.with_suffix(".card.json").read_text())
     assert 1 < card["training"]["epochs_run"] < 50
-    assert card["training"]["train_time_s"] <= budget + 2 * epoch_s
+    # no epoch is started that would end past the limit (the longest epoch so far is the estimate)
+    assert card["training"]["train_time_s"] <= budget + 0.25 * epoch_s
