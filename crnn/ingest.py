@@ -28,6 +28,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,10 @@ class Conversion:
     channels: tuple[int, ...] | None = None
     polarisations: tuple[str, ...] = ("north_south", "east_west")
     label: int | None = None
+    # a detector response (crnn.responses spec, or a list of one per channel) folded in at the input rate,
+    # before resampling; a field in V/m becomes a voltage in V (the effective length is in the gain)
+    response: Any = None
+    response_base_dir: str | None = None
 
 
 def detect_format(path: Path) -> str:
@@ -162,6 +167,16 @@ def ingest(
         msg = (f"ingest: band_hz {list(band)} must lie inside (0, {min(rate_in, rate_out) / 2:g} Hz), the Nyquist "
                f"frequency of the input ({rate_in:g} Hz) and output ({rate_out:g} Hz) rates")
         raise CrnnError(msg)
+    responses = None
+    if conv.response is not None:
+        import json
+
+        from crnn.responses import apply_response, build_channel_responses, transfer_matrix
+
+        unit_in = info["unit"]
+        info = {**info, "unit": "V" if unit_in == "V/m" else unit_in,
+                "attrs": {**info.get("attrs", {}), "response_json": json.dumps(conv.response),
+                          "unit_before_response": unit_in}}
     writer: TraceWriter | None = None
     n = 0
     n_samples = conv.n_samples
@@ -175,6 +190,12 @@ def ingest(
                 field = "traces" if kind in ("canonical", "coreas") else f"branch {info.get('branch', 'trace')!r}"
                 msg = f"{where}: {field} holds NaN or Inf at trace {n + i}; expected finite numbers"
                 raise CrnnError(msg)
+            if conv.response is not None:
+                if responses is None:
+                    responses = build_channel_responses(conv.response, x.shape[1], rate_in,
+                                                        base_dir=conv.response_base_dir)
+                h = transfer_matrix(responses, np.fft.rfftfreq(x.shape[-1], 1.0 / rate_in))
+                x = apply_response(x.astype(np.float64), h, rate_in).astype(np.float64)
             if rate_out != rate_in or band is not None:
                 x = resample(x, rate_in, rate_out, band_hz=band, filter_order=conv.filter_order)
             if n_samples is None:
@@ -229,7 +250,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
                    help="CoREAS: electric-field components to keep (north_south, east_west, vertical)")
     c.add_argument("--label", type=int, choices=(0, 1), help="give every trace this label")
+    c.add_argument("--response", help="detector response folded in before resampling: a JSON/YAML spec "
+                   "(crnn.responses; a list = one per channel) or a .json/.yaml file; V/m becomes V")
     p.add_argument("--chunk-size", type=int, default=4096, help="traces per chunk (default 4096)")
+
+
+def _response_args(text_or_path: str | None) -> dict[str, Any]:
+    """``--response``: an inline JSON/YAML spec or a .json/.yaml file (whose folder resolves table paths)."""
+    if not text_or_path:
+        return {}
+    import yaml
+
+    p = Path(text_or_path)
+    base = None
+    if len(text_or_path) < 4096 and p.suffix in (".json", ".yaml", ".yml"):
+        if not p.exists():
+            msg = f"{p}: response file not found (--response)"
+            raise CrnnError(msg)
+        text_or_path, base = p.read_text(), str(p.resolve().parent)
+    try:
+        spec = yaml.safe_load(text_or_path)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        msg = f"--response: neither JSON nor YAML: {exc}"
+        raise CrnnError(msg) from exc
+    if not isinstance(spec, (dict, list)):
+        msg = f"--response: expected a mapping with key 'family' (or a list of them), got {spec!r}"
+        raise CrnnError(msg)
+    return {"response": spec, "response_base_dir": base}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -238,7 +285,7 @@ def run(args: argparse.Namespace) -> None:
         resample_hz=args.resample_hz, band_hz=tuple(args.band_hz) if args.band_hz else None,
         filter_order=args.filter_order, n_samples=args.n_samples,
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
-        label=args.label,
+        label=args.label, **_response_args(args.response),
     )
     ingest(args.input, args.output, fmt=args.format, root=root, conversion=conv, chunk_size=args.chunk_size,
            run_file=args.run_file)

@@ -422,3 +422,39 @@ def test_real_magnitude_only_tables(responses_dir, caplog):
         R.build_response({"family": "table", "file": "surface_placeholder.csv", **{
             k: v for k, v in REAL["surface_placeholder.csv"].items() if k != "negative_gain"}},
             sampling_rate_hz=RATE, base_dir=responses_dir)
+
+
+# ------------------------------------------------------------------ ingest folds a response in
+def test_ingest_coreas_folds_a_response_and_becomes_volts(tmp_path):
+    from crnn.ingest import Conversion, _response_args, ingest
+    from crnn.resample import resample
+    from crnn.tracefile import read_traces
+
+    src = Path(__file__).resolve().parents[1] / "data" / "example_coreas.hdf5"
+    spec = [{"family": "chain", "parts": [{"family": "gain", "gain_db": 20 * np.log10(2.0)},  # 2 m effective length
+                                          {"family": "resonance", "frequency_hz": 59e6, "q": 5.0}]},
+            {"family": "delay", "delay_s": 20e-9}]
+    conv = Conversion(resample_hz=180e6, band_hz=(30e6, 80e6), response=spec)
+    out = ingest(src, tmp_path / "v.h5", conversion=conv)
+    data = read_traces(out)
+    assert data.unit == "V"
+    with h5py.File(out) as f:
+        assert f["traces"].attrs.get("unit", f.attrs.get("unit")) == "V"
+        assert "resonance" in f.attrs["response_json"] and f.attrs["unit_before_response"] == "V/m"
+    field = read_traces(ingest(src, tmp_path / "e.h5", conversion=Conversion()))
+    rate = field.sampling_rate_hz
+    rs = R.build_channel_responses(spec, 2, rate)
+    h = R.transfer_matrix(rs, np.fft.rfftfreq(field.traces.shape[-1], 1 / rate))
+    expected = resample(R.apply_response(field.traces.astype(np.float64), h, rate).astype(np.float64), rate, 180e6,
+                        band_hz=(30e6, 80e6))
+    np.testing.assert_allclose(data.traces, expected, rtol=1e-3, atol=1e-6 * np.abs(expected).max())
+    assert np.abs(data.traces).max() > 0
+    plain = read_traces(ingest(src, tmp_path / "p.h5", conversion=Conversion(resample_hz=180e6, band_hz=(30e6, 80e6))))
+    assert plain.unit == "V/m" and not np.allclose(plain.traces, data.traces)
+    # --response: inline YAML or a file whose folder resolves table paths
+    assert _response_args('{family: gain, gain_db: 3}') == {"response": {"family": "gain", "gain_db": 3},
+                                                           "response_base_dir": None}
+    (tmp_path / "r.yaml").write_text("family: delay\ndelay_s: 1.0e-8\n")
+    assert _response_args(str(tmp_path / "r.yaml"))["response_base_dir"] == str(tmp_path.resolve())
+    with pytest.raises(CrnnError, match="unknown family"):
+        ingest(src, tmp_path / "x.h5", conversion=Conversion(response={"family": "nope"}))
