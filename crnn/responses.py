@@ -551,6 +551,10 @@ def _read_csv(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
         header = list(spec.columns)
     n_cols = max((len(t) for _, t in rows), default=0)
     names = header if header is not None else [str(j) for j in range(n_cols)]
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names):  # repeated header names become 'name.1', 'name.2' (as pandas does)
+        seen[name] = seen.get(name, -1) + 1
+        names[j] = f"{name}.{seen[name]}" if seen[name] else name
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(names):
         values = []
@@ -559,7 +563,7 @@ def _read_csv(path: Path, spec: TableSpec) -> dict[str, np.ndarray]:
                 msg = f"{path}: column {name!r} is missing at row {row}; expected {len(names)} columns"
                 raise CrnnError(msg)
             values.append(_cell(path, tokens[j], row, j, name))
-        out.setdefault(name, np.asarray(values, dtype=np.float64))
+        out[name] = np.asarray(values, dtype=np.float64)
     out["__rows__"] = np.asarray([r for r, _ in rows])
     return out
 

@@ -290,6 +290,10 @@ def test_unknown_column_lists_available_and_missing_file(tmp_path):
     msg = str(exc.value)
     assert str(p) in msg and "'gain_dB'" in msg and msg.index("'gain_db'") < msg.index("'frequency_hz'")
     assert "did you mean 'gain_db'" in msg
+    dup = _write_table(tmp_path, "dup.csv", "f, v, v\n1e6,1,0\n2e6,2,0\n3e6,3,0\n4e6,4,0\n")
+    r = R.build_response({"family": "table", "file": str(dup), "frequency_column": "f", "gain_column": 1,
+                          "phase_column": "v.1"}, sampling_rate_hz=RATE)
+    assert np.abs(r.transfer(np.array([2e6])))[0] == 2.0
     with pytest.raises(CrnnError, match=r"nope\.csv: response table not found"):
         R.build_response({"family": "table", "file": "nope.csv"}, sampling_rate_hz=RATE, base_dir=tmp_path)
 
