@@ -14,13 +14,14 @@ part can be modulated over the sidereal day: its power is scaled by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from crnn.errors import CrnnError
 from crnn.physics import bandpass_response, cane_sky_temperature_k, noise_voltage_psd_v2_per_hz
 
-TRANSIENT_KINDS = ("ringing", "pulse_train", "burst")
+TRANSIENT_KINDS = ("ringing", "pulse_train", "burst", "chirp")
 
 
 @dataclass(frozen=True)
@@ -85,16 +86,39 @@ class ReceiverSettings:
     adc_bits: int = 0
     #: the ADC maps [-full_scale, +full_scale] V onto its 2^bits counts; beyond, it clips
     adc_full_scale_v: float = 0.9
+    #: RF chain after the antenna (a response spec of crnn.responses, or a list of one per channel);
+    #: None = the analog Butterworth band-pass of band_hz and filter_order
+    chain_response: Any = None
+    #: antenna term before the chain (a response spec or a list per channel); None = flat
+    antenna_response: Any = None
 
     @property
     def frequencies_hz(self) -> np.ndarray:
         return np.fft.rfftfreq(self.n_samples, 1.0 / self.sampling_rate_hz)
 
+    def _transfer(self, spec: Any, default: np.ndarray) -> np.ndarray:
+        """(C, F) transfer functions of a spec (or per-channel list of specs); ``default`` for None."""
+        if spec is None:
+            return np.repeat(default[None, :], self.n_channels, axis=0)
+        from crnn.responses import build_channel_responses, transfer_matrix
+
+        parts = build_channel_responses(spec, self.n_channels, self.sampling_rate_hz)
+        return transfer_matrix(parts, self.frequencies_hz)
+
+    def chain_transfer(self) -> np.ndarray:
+        """(C, F) complex response of the RF chain (gain included), per channel and rfft bin."""
+        f = self.frequencies_hz
+        default = bandpass_response(f, self.band_hz, self.filter_order)
+        return self._transfer(self.chain_response, default) * 10 ** (self.gain_db / 20)
+
+    def antenna_transfer(self) -> np.ndarray:
+        """(C, F) complex antenna term, per channel and rfft bin (flat by default)."""
+        return self._transfer(self.antenna_response, np.ones(len(self.frequencies_hz), dtype=np.complex128))
+
     @property
     def response(self) -> np.ndarray:
-        """Complex band-pass response times the amplitude gain, per rfft bin."""
-        h = bandpass_response(self.frequencies_hz, self.band_hz, self.filter_order)
-        return h * 10 ** (self.gain_db / 20)
+        """Complex response of the whole signal path (antenna x chain, gain included) of channel 0."""
+        return self.antenna_transfer()[0] * self.chain_transfer()[0]
 
     @property
     def lsb_v(self) -> float:
@@ -112,7 +136,8 @@ class ReceiverSettings:
 
 
 class StationaryNoise:
-    """Galactic (Cane sky) plus thermal noise, band-limited by the receiver."""
+    """Galactic (Cane sky) plus receiver noise: the sky through antenna and chain, the receiver
+    noise through the chain only (it enters after the antenna)."""
 
     def __init__(
         self,
@@ -126,24 +151,40 @@ class StationaryNoise:
         self.receiver = receiver
         self.sidereal = sidereal or SiderealSettings()
         f = receiver.frequencies_hz
-        t_gal = galactic_scale * cane_sky_temperature_k(f) if galactic else np.zeros_like(f)
-        t_sys = np.full_like(f, float(noise_temperature_k))
-        t_gal[0] = t_sys[0] = 0.0  # no DC
-        self.temperature_k = t_gal + t_sys
-        self.psd_v2_per_hz = noise_voltage_psd_v2_per_hz(self.temperature_k, receiver.load_resistance_ohm)
-        gain2 = np.abs(receiver.response) ** 2
-        norm = receiver.sampling_rate_hz * receiver.n_samples / 4
-        # variance of the real (and of the imaginary) part per bin, galactic and thermal apart
-        self._var_gal = noise_voltage_psd_v2_per_hz(t_gal, receiver.load_resistance_ohm) * gain2 * norm
-        self._var_sys = noise_voltage_psd_v2_per_hz(t_sys, receiver.load_resistance_ohm) * gain2 * norm
-        self._phase = np.exp(1j * np.angle(receiver.response)).astype(np.complex64)
-        self._gain2 = gain2
+        self.noise_temperature_k = float(noise_temperature_k)
+        self.galactic_scale = float(galactic_scale)
+        t_sky = cane_sky_temperature_k(f) if galactic else np.zeros_like(f)
+        t_sky[0] = 0.0  # no DC
+        self.sky_temperature_k = t_sky
+        self._antenna2 = np.abs(receiver.antenna_transfer()) ** 2  # (C, F)
+        self._chain2 = np.abs(receiver.chain_transfer()) ** 2
+        self._kr = noise_voltage_psd_v2_per_hz(1.0, receiver.load_resistance_ohm)
         self._df = receiver.sampling_rate_hz / receiver.n_samples
+        # variance of the real (and of the imaginary) part of an rfft bin per unit of S_v
+        self._norm = receiver.sampling_rate_hz * receiver.n_samples / 4
+
+    def _psd(self, antenna2, chain2, t_receiver_k, sky_factor) -> np.ndarray:
+        """One-sided voltage PSD after the chain: k_B R (g T_sky |A|^2 + T_rec) |C|^2."""
+        psd = self._kr * (sky_factor * self.sky_temperature_k * antenna2 + t_receiver_k) * chain2
+        psd[..., 0] = 0.0
+        return psd
+
+    @property
+    def temperature_k(self) -> np.ndarray:
+        """System temperature per rfft bin before the chain, with a flat antenna: g T_sky + T_rec."""
+        t = self.galactic_scale * self.sky_temperature_k + self.noise_temperature_k
+        t[0] = 0.0
+        return t
+
+    @property
+    def psd_v2_per_hz(self) -> np.ndarray:
+        """Voltage PSD k_B T R of :attr:`temperature_k` across the load (before antenna term and chain)."""
+        return self._kr * self.temperature_k
 
     @property
     def expected_rms_v(self) -> float:
-        """Expected RMS voltage after the receiver, sidereal mean: sqrt(sum S_v |H|^2 df)."""
-        s = self.psd_v2_per_hz * self._gain2
+        """Expected RMS voltage after the fixed receiver (channel mean, sidereal mean): sqrt(sum S_v df)."""
+        s = self._psd(self._antenna2, self._chain2, self.noise_temperature_k, self.galactic_scale).mean(axis=0)
         w = np.ones_like(s)
         w[0] = 0.0
         if self.receiver.n_samples % 2 == 0:
@@ -155,34 +196,56 @@ class StationaryNoise:
         return 1.0 + s.modulation_fraction * np.cos(2 * np.pi * (lst_hours - s.peak_lst_hours) / 24.0)
 
     def generate(
-        self, n_traces: int, rng: np.random.Generator, *, lst_hours: np.ndarray | None = None
+        self, n_traces: int, rng: np.random.Generator, *, lst_hours: np.ndarray | None = None, detector: Any = None
     ) -> np.ndarray:
-        """Noise of shape (n_traces, n_channels, n_samples), float32, in volts after the receiver."""
+        """Noise of shape (n_traces, n_channels, n_samples), float32, in volts after the receiver.
+
+        ``detector`` (a :class:`crnn.detector.DetectorDraw`) gives each trace its own antenna,
+        chain, receiver temperature and galactic scale; None = the fixed receiver of the settings.
+        Stationary Gaussian noise does not depend on the phase of the path, only on its gain.
+        """
         r = self.receiver
-        n_bins = len(self._var_gal)
-        if lst_hours is None:
-            scale = np.sqrt(self._var_gal + self._var_sys)[None, None, :]
+        if detector is None:
+            antenna2, chain2 = self._antenna2[None], self._chain2[None]
+            t_rec, sky = np.float64(self.noise_temperature_k), np.full((1, 1, 1), self.galactic_scale)
         else:
-            factor = self.galactic_power_factor(np.asarray(lst_hours))[:, None, None]
-            scale = np.sqrt(factor * self._var_gal + self._var_sys)
+            antenna2, chain2 = np.abs(detector.antenna) ** 2, np.abs(detector.chain) ** 2
+            t_rec = np.asarray(detector.noise_temperature_k, dtype=float)[:, None, None]
+            sky = np.asarray(detector.galactic_scale, dtype=float)[:, None, None]
+        if lst_hours is not None:
+            sky = sky * self.galactic_power_factor(np.asarray(lst_hours))[:, None, None]
+        scale = np.sqrt(self._psd(antenna2, chain2, t_rec, sky) * self._norm).astype(np.float32)
+        n_bins = len(self.sky_temperature_k)
         z = rng.standard_normal((n_traces, r.n_channels, n_bins, 2), dtype=np.float32)
         spec = z.view(np.complex64)[..., 0]
-        spec *= (scale * self._phase).astype(np.complex64)  # keep the filter's phase, as for pulses
-        spec[..., 0] = 0.0
-        return np.fft.irfft(spec, n=r.n_samples, axis=-1)
+        spec *= scale
+        return np.fft.irfft(spec, n=r.n_samples, axis=-1).astype(np.float32)
+
+
+def _add_line(traces, idx, frequency_hz, amplitude, amp_drift, f_drift, phase, sampling_rate_hz) -> None:
+    """Add one sine per trace ``idx`` (arrays of per-trace values, shape (k, 1, 1); phase (k, C, 1))."""
+    t = traces.shape[-1]
+    tt = (np.arange(t) / sampling_rate_hz)[None, None, :]
+    duration_s = t / sampling_rate_hz
+    # cycles as float64 (hundreds of cycles per trace), reduced mod 1 before the float32 sine
+    cycles = np.mod(frequency_hz * tt + 0.5 * (f_drift / duration_s) * tt**2, 1.0).astype(np.float32)
+    envelope = (1 + amp_drift * (tt / duration_s - 0.5) * 2).astype(np.float32)
+    wave = np.sin(np.float32(2 * np.pi) * cycles + np.asarray(phase, dtype=np.float32))
+    traces[idx] += (np.asarray(amplitude, dtype=np.float32) * envelope) * wave
 
 
 def add_cw_lines(
     traces: np.ndarray,
     lines: tuple[CWLine, ...],
-    noise_rms: float,
+    noise_rms: float | np.ndarray,
     sampling_rate_hz: float,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Add CW lines in place (independent random phase per channel); returns lines per trace."""
-    n, c, t = traces.shape
-    time_s = (np.arange(t) / sampling_rate_hz).astype(np.float32)
-    duration_s = t / sampling_rate_hz
+    """Add CW lines in place (independent random phase per channel); returns lines per trace.
+
+    ``noise_rms``: the unit of the line amplitudes, one number or one per trace."""
+    n, c, _ = traces.shape
+    rms = np.broadcast_to(np.asarray(noise_rms, dtype=float), (n,))[:, None, None]
     count = np.zeros(n, dtype=np.int8)
     for line in lines:
         present = rng.random(n) < line.probability
@@ -191,13 +254,41 @@ def add_cw_lines(
         f_drift = rng.uniform(-1, 1, size=(n, 1, 1)) * line.frequency_drift_hz
         idx = np.nonzero(present)[0]
         if idx.size:
-            tt = time_s[None, None, :]
-            chirp = line.frequency_hz * tt + 0.5 * (f_drift[idx] / duration_s) * tt**2
-            envelope = 1 + amp_drift[idx] * (tt / duration_s - 0.5) * 2
-            traces[idx] += (line.amplitude_rel_noise * noise_rms * envelope
-                            * np.sin(2 * np.pi * chirp + phase[idx])).astype(traces.dtype)
+            _add_line(traces, idx, line.frequency_hz, line.amplitude_rel_noise * rms[idx], amp_drift[idx],
+                      f_drift[idx], phase[idx], sampling_rate_hz)
         count += present.astype(np.int8)
     return count
+
+
+def add_random_cw_lines(
+    traces: np.ndarray, settings: Any, band_hz: tuple[float, float], noise_rms: np.ndarray,
+    sampling_rate_hz: float, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Add per-trace random CW lines in place (``settings``: crnn.detector.RandomCWSettings).
+
+    Returns the number of lines per trace and the frequency of the strongest (NaN without a line)."""
+    n, c, _ = traces.shape
+    lo, hi = band_hz
+    margin = settings.band_margin_fraction * (hi - lo)
+    f_lo, f_hi = max(lo - margin, 1.0), min(hi + margin, 0.49 * sampling_rate_hz)
+    count = rng.integers(settings.n_lines[0], settings.n_lines[1] + 1, size=n)
+    strongest = np.full(n, np.nan, dtype=np.float32)
+    best = np.zeros(n)
+    log_amp = np.log(settings.amplitude_rel_noise)
+    rms = np.asarray(noise_rms, dtype=float)
+    for k in range(int(settings.n_lines[1])):
+        freq = rng.uniform(f_lo, f_hi, size=n)
+        amp = np.exp(rng.uniform(*log_amp, size=n))
+        phase = rng.uniform(0, 2 * np.pi, size=(n, c, 1))
+        amp_drift = rng.uniform(-1, 1, size=(n, 1, 1)) * settings.amplitude_drift
+        f_drift = rng.uniform(-1, 1, size=(n, 1, 1)) * settings.frequency_drift_hz
+        idx = np.nonzero(k < count)[0]
+        if idx.size:
+            _add_line(traces, idx, freq[idx, None, None], (amp * rms)[idx, None, None], amp_drift[idx],
+                      f_drift[idx], phase[idx], sampling_rate_hz)
+            better = idx[amp[idx] > best[idx]]
+            best[better], strongest[better] = amp[better], freq[better]
+    return count.astype(np.int8), strongest
 
 
 def _transient_shapes(
@@ -227,20 +318,31 @@ def _transient_shapes(
         duration = rng.uniform(*form.duration_s, size=(n, 1))
         envelope = np.where((dt >= 0) & (dt <= duration), np.sin(np.pi * np.clip(dt / duration, 0, 1)) ** 2, 0.0)
         return envelope * rng.standard_normal((n, r.n_samples))
+    if form.kind == "chirp":
+        duration = rng.uniform(*form.duration_s, size=(n, 1))
+        f0, f1 = (rng.uniform(*r.band_hz, size=(n, 1)) for _ in range(2))
+        phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+        x = np.clip(dt / duration, 0, 1)
+        envelope = np.where((dt >= 0) & (dt <= duration), np.sin(np.pi * x) ** 2, 0.0)
+        return envelope * np.sin(2 * np.pi * (f0 * dt + 0.5 * (f1 - f0) / duration * dt**2) + phase)
     msg = f"simulate: unknown transient kind {form.kind!r}; expected one of {TRANSIENT_KINDS}"
     raise CrnnError(msg)
 
 
 def transient_waveforms(
-    n_traces: int, receiver: ReceiverSettings, form: TransientForm, rng: np.random.Generator
+    n_traces: int, receiver: ReceiverSettings, form: TransientForm, rng: np.random.Generator,
+    path: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Unit-peak transients of one kind through the receiver, split over channels, shape (n, C, T)."""
+    """Unit-peak transients of one kind through the receiver, split over channels, shape (n, C, T).
+
+    ``path``: transfer functions (n or 1, C or 1, F) of each trace's antenna and chain (default:
+    the fixed receiver's)."""
     r = receiver
     wave = _transient_shapes(form, n_traces, r, rng)
-    spec = np.fft.rfft(wave, axis=-1) * r.response / np.max(np.abs(r.response))
-    wave = np.fft.irfft(spec, n=r.n_samples, axis=-1)
+    h = r.response[None, None, :] if path is None else path
     direction = _random_directions(n_traces, r.n_channels, rng)
-    out = direction[:, :, None] * wave[:, None, :]
+    spec = np.fft.rfft(wave, axis=-1)[:, None, :] * direction[:, :, None] * h
+    out = np.fft.irfft(spec, n=r.n_samples, axis=-1)
     peak = np.max(np.abs(out), axis=(1, 2), keepdims=True)
     return out / np.where(peak > 0, peak, 1.0)
 

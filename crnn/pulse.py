@@ -31,6 +31,11 @@ class PulseSettings:
     spectral_slope_log10_per_hz: tuple[float, float] = (-1e-8, 0.0)
     #: range of the arrival time, as a fraction of the trace length
     arrival_fraction_range: tuple[float, float] = (0.1, 0.8)
+    #: pulse library: a canonical trace file of air-shower field pulses (e.g. CoREAS converted with
+    #: crnn ingest) at the receiver's sampling rate, channels and length; None = analytic pulses only
+    library_file: str | None = None
+    #: fraction of the pulses taken from the library (the rest are analytic)
+    library_fraction: float = 1.0
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Pulses:
     polarisation_angle_rad: np.ndarray  # atan2(ch1, ch0); NaN with one channel
     spectral_slope_log10_per_hz: np.ndarray
     phase_rad: np.ndarray
+    library_index: np.ndarray  # index of the library pulse; -1 = analytic
 
 
 class PulseModel:
@@ -50,26 +56,71 @@ class PulseModel:
         self.settings = settings
         self._f = receiver.frequencies_hz
         self._h = receiver.response
+        self.library = self._load_library()
 
-    def generate(self, n_traces: int, rng: np.random.Generator) -> Pulses:
+    def _load_library(self) -> np.ndarray | None:
+        """rfft spectra (L, C, F) of the library pulses, each shifted to its peak at t = 0."""
+        from crnn.errors import CrnnError
+        from crnn.tracefile import read_traces
+
+        s, r = self.settings, self.receiver
+        if s.library_file is None:
+            return None
+        if not 0 <= s.library_fraction <= 1:
+            raise CrnnError(f"simulate: pulse.library_fraction must be in [0, 1], got {s.library_fraction}")
+        data = read_traces(s.library_file)
+        where = s.library_file
+        if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
+            msg = (f"{where}: pulse library sampled at {data.sampling_rate_hz:g} Hz, the receiver at "
+                   f"{r.sampling_rate_hz:g} Hz; convert it with crnn ingest --resample-hz")
+            raise CrnnError(msg)
+        if data.traces.shape[1:] != (r.n_channels, r.n_samples):
+            msg = (f"{where}: pulse library traces have (channels, samples) = {data.traces.shape[1:]}, the receiver "
+                   f"({r.n_channels}, {r.n_samples}); convert them with crnn ingest --polarisations/--n-samples")
+            raise CrnnError(msg)
+        x = data.traces.astype(np.float64)
+        peak = np.max(np.abs(x), axis=(1, 2))
+        if np.any(~np.isfinite(x)) or np.any(peak <= 0):
+            raise CrnnError(f"{where}: traces: pulse library traces must be finite and not all zero")
+        t_peak = np.argmax(np.max(np.abs(x), axis=1), axis=-1) / r.sampling_rate_hz
+        spec = np.fft.rfft(x / peak[:, None, None], axis=-1)
+        return spec * np.exp(2j * np.pi * self._f[None, None, :] * t_peak[:, None, None])
+
+    def generate(self, n_traces: int, rng: np.random.Generator, path: np.ndarray | None = None) -> Pulses:
+        """``n_traces`` unit-peak pulses; ``path`` (n or 1, C or 1, F): each trace's antenna x chain
+        (default: the fixed receiver's)."""
         r, s = self.receiver, self.settings
         duration_s = r.n_samples / r.sampling_rate_hz
         slope = rng.uniform(*s.spectral_slope_log10_per_hz, size=(n_traces, 1))
         phase = rng.uniform(0, 2 * np.pi, size=(n_traces, 1))
         t0 = rng.uniform(*s.arrival_fraction_range, size=(n_traces, 1)) * duration_s
-        spec = 10 ** (slope * self._f) * np.exp(1j * (phase - 2 * np.pi * self._f * t0)) * self._h
-        spec[:, 0] = 0.0
-        wave = np.fft.irfft(spec, n=r.n_samples, axis=-1)
         direction = _random_directions(n_traces, r.n_channels, rng)
-        out = direction[:, :, None] * wave[:, None, :]
+        h = self._h[None, None, :] if path is None else path
+        shift = np.exp(-2j * np.pi * self._f * t0)  # (n, F)
+        spec = (10 ** (slope * self._f) * np.exp(1j * phase) * shift)[:, None, :] * direction[:, :, None]
+        library_index = np.full(n_traces, -1, dtype=np.int32)
+        if self.library is not None:
+            use = rng.random(n_traces) < s.library_fraction
+            pick = rng.integers(0, len(self.library), size=n_traces)
+            sign = rng.choice((-1.0, 1.0), size=n_traces)
+            idx = np.nonzero(use)[0]
+            spec[idx] = self.library[pick[idx]] * (sign[idx, None] * shift[idx])[:, None, :]
+            library_index[idx] = pick[idx]
+            slope[idx] = np.nan
+            phase[idx] = np.nan
+        spec = spec * h
+        spec[..., 0] = 0.0
+        out = np.fft.irfft(spec, n=r.n_samples, axis=-1)
         peak = np.max(np.abs(out), axis=(1, 2))
         out /= np.where(peak > 0, peak, 1.0)[:, None, None]
         t_peak = np.argmax(np.max(np.abs(out), axis=1), axis=-1) / r.sampling_rate_hz
         if r.n_channels >= 2:
-            pol = np.arctan2(direction[:, 1], direction[:, 0])
+            at = np.argmax(np.max(np.abs(out), axis=1), axis=-1)
+            amp = out[np.arange(n_traces), :, at]
+            pol = np.where(library_index < 0, np.arctan2(direction[:, 1], direction[:, 0]), np.arctan2(amp[:, 1], amp[:, 0]))
         else:
             pol = np.full(n_traces, np.nan)
-        return Pulses(out, t_peak, pol, slope[:, 0], phase[:, 0])
+        return Pulses(out, t_peak, pol, slope[:, 0], phase[:, 0], library_index)
 
 
 def amplitude_for_snr(

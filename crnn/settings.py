@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import types
 import typing
@@ -52,7 +53,7 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
     """Build dataclass ``cls`` from ``mapping``; unknown keys raise with a suggestion."""
     mapping = dict(mapping or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in mapping.items():
         if key not in fields:
@@ -62,6 +63,11 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
             raise CrnnError(msg)
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def to_mapping(obj: Any) -> dict[str, Any]:

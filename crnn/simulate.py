@@ -11,8 +11,14 @@ the pulse itself are not included); with ``trace_rms`` (the textbook exercise's 
 peak |signal| divided by the RMS of the whole trace, pulse, noise and interference included (before
 any digitisation). Noise-only traces have ``snr`` = 0.
 
-Traces are made in blocks of :data:`BLOCK_SIZE`; block ``k`` uses the generator
-``default_rng([seed, k])``, so the output does not depend on how it is chunked or parallelised.
+The detector (antenna, RF chain, receiver temperature, galactic scale) is fixed or, with
+``randomise.enabled`` (the default), drawn per trace from configured ranges (:mod:`crnn.detector`);
+every drawn parameter is written per trace (:data:`crnn.detector.PARAMETER_NAMES`).
+
+Traces are made in blocks of :data:`BLOCK_SIZE`; each component of block ``k`` (detector, noise,
+CW lines, measured background, transients, labels and SNR, pulses) draws from its own generator
+``default_rng([seed, k, component])`` (:data:`COMPONENTS`), so adding a CW line changes no label,
+and the output does not depend on how it is chunked or parallelised.
 A run can therefore be split into chunks of whole blocks (``--chunk I --n-chunks N``), each made
 by its own job, and ``crnn merge`` joins the chunk files into exactly the file of a single run.
 """
@@ -27,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from crnn import __version__
+from crnn.detector import PARAMETER_NAMES, Detector, RandomiseSettings
 from crnn.errors import CrnnError
 from crnn.noise import (
     TRANSIENT_KINDS,
@@ -36,6 +43,7 @@ from crnn.noise import (
     StationaryNoise,
     TransientForm,
     add_cw_lines,
+    add_random_cw_lines,
     transient_waveforms,
 )
 from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
@@ -44,6 +52,8 @@ from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter, read_
 
 log = logging.getLogger(__name__)
 BLOCK_SIZE = 1000
+#: the random components of a block, each with its own generator default_rng([seed, block, code])
+COMPONENTS = {"detector": 1, "noise": 2, "cw": 3, "measured": 4, "transients": 5, "labels": 6, "pulses": 7}
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,8 @@ class SimulationSettings:
     )
     pulse: PulseSettings = field(default_factory=PulseSettings)
     background: BackgroundSettings = field(default_factory=BackgroundSettings)
+    #: ranges of the randomised detector (enabled: every trace its own antenna, chain and noise)
+    randomise: RandomiseSettings = field(default_factory=RandomiseSettings)
 
     @property
     def unit(self) -> str:
@@ -133,8 +145,16 @@ class Simulator:
             galactic_scale=settings.galactic_scale,
             sidereal=settings.sidereal,
         )
+        self.detector = Detector(
+            settings.receiver, settings.randomise, noise_temperature_k=settings.noise_temperature_k,
+            galactic=settings.galactic_noise, galactic_scale=settings.galactic_scale,
+        )
         self.pulses = PulseModel(settings.receiver, settings.pulse)
         self.measured = self._load_measured()
+
+    def rng(self, index: int, component: str) -> np.random.Generator:
+        """The generator of one component of block ``index``."""
+        return np.random.default_rng([self.seed, index, COMPONENTS[component]])
 
     def _load_measured(self) -> np.ndarray | None:
         """Measured background in volts at the receiver output, shape (M, C, T)."""
@@ -180,12 +200,25 @@ class Simulator:
         """
         n = BLOCK_SIZE
         s, r = self.settings, self.settings.receiver
-        rng = np.random.default_rng([self.seed, index])
+        det = self.detector.draw(n, self.rng(index, "detector"))
+        rng = self.rng(index, "noise")
         lst = rng.uniform(*s.sidereal.lst_hours, size=n)
-        background = self.noise.generate(n, rng, lst_hours=lst if s.sidereal.modulation_fraction else None)
-        n_cw = add_cw_lines(background, s.cw_lines, self.noise.expected_rms_v, r.sampling_rate_hz, rng)
+        background = self.noise.generate(
+            n, rng, lst_hours=lst if s.sidereal.modulation_fraction else None,
+            detector=det if s.randomise.enabled else None,
+        )
+        stationary_rms = np.sqrt(np.mean(background.astype(np.float64) ** 2, axis=(1, 2)))
+        rng = self.rng(index, "cw")
+        n_cw = add_cw_lines(background, s.cw_lines, stationary_rms, r.sampling_rate_hz, rng)
+        cw_frequency = np.full(n, np.nan, dtype=np.float32)
+        if s.randomise.enabled:
+            extra, cw_frequency = add_random_cw_lines(
+                background, s.randomise.cw, r.band_hz, stationary_rms, r.sampling_rate_hz, rng
+            )
+            n_cw = (n_cw + extra).astype(np.int8)
         measured_index = np.full(n, -1, dtype=np.int32)
         if self.measured is not None:
+            rng = self.rng(index, "measured")
             use = rng.random(n) < s.background.measured_fraction
             pick = rng.integers(0, len(self.measured), size=n)
             background[use] = self.measured[pick[use]]
@@ -194,19 +227,23 @@ class Simulator:
         simulated = measured_index < 0
         noise_rms = np.sqrt(np.mean(background.astype(np.float64) ** 2, axis=(1, 2)))
         transient_kind = np.zeros(n, dtype=np.int8)
+        path = det.path
+        rng = self.rng(index, "transients")
         for code, form in enumerate(s.transients, start=1):
             present = (rng.random(n) < form.probability) & simulated
             amp = rng.uniform(*form.amplitude_rel_noise, size=n)
             idx = np.nonzero(present)[0]
             if idx.size:
-                wave = transient_waveforms(idx.size, r, form, rng)
+                sub = path if path.shape[0] == 1 else path[idx]
+                wave = transient_waveforms(idx.size, r, form, rng, path=sub)
                 background[idx] += (wave * (amp[idx] * noise_rms[idx])[:, None, None]).astype(np.float32)
                 transient_kind[idx] = code
 
+        rng = self.rng(index, "labels")
         labels = (rng.random(n) < s.signal_fraction).astype(np.int8)
         snr = (rng.uniform(*s.snr_range, size=n) * labels).astype(np.float32)
         sig = np.nonzero(labels)[0]
-        pulses = self.pulses.generate(sig.size, rng)
+        pulses = self.pulses.generate(sig.size, self.rng(index, "pulses"), path=path if path.shape[0] == 1 else path[sig])
         traces = background
         if s.snr_definition == "noise_rms":  # background RMS before the transients were added
             amplitude = snr[sig] * noise_rms[sig]
@@ -228,6 +265,11 @@ class Simulator:
             out[sig] = values
             return out
 
+        def per_signal_int(values: np.ndarray) -> np.ndarray:
+            out = np.full(n, -1, dtype=np.int32)
+            out[sig] = values
+            return out
+
         meta = {  # in the order of META_NAMES
             LABELS: labels,
             SNR: snr,
@@ -240,6 +282,9 @@ class Simulator:
             "n_cw_lines": n_cw,
             "lst_hours": lst.astype(np.float32),
             "measured_index": measured_index,
+            "pulse_library_index": per_signal_int(pulses.library_index),
+            "cw_frequency_hz": cw_frequency,
+            **det.params,
         }
         assert tuple(meta) == META_NAMES
         return TraceSet(traces.astype(np.float32, copy=False), r.sampling_rate_hz, s.unit, meta), signals
@@ -248,7 +293,8 @@ class Simulator:
 #: Per-trace datasets of a simulation, in the order they are created (``crnn merge`` keeps it).
 META_NAMES = (
     LABELS, SNR, "noise_rms", "pulse_time_s", "polarisation_angle_rad", "spectral_slope_log10_per_hz",
-    "has_transient", "transient_kind", "n_cw_lines", "lst_hours", "measured_index",
+    "has_transient", "transient_kind", "n_cw_lines", "lst_hours", "measured_index", "pulse_library_index",
+    "cw_frequency_hz", *PARAMETER_NAMES,
 )
 #: File attributes of a simulation, in the order they are written (``crnn merge`` keeps it).
 RUN_ATTRS = (

@@ -118,9 +118,11 @@ def test_baselines_on_pure_noise_and_on_a_strong_pulse():
 
 def test_matched_filter_beats_the_envelope_in_gaussian_noise():
     """Without transients and CW lines the matched filter is the near-ideal trigger."""
+    from crnn.detector import RandomiseSettings
     from crnn.simulate import SimulationSettings, Simulator
 
-    settings = SimulationSettings(cw_lines=(), transients=(), snr_range=(2.0, 6.0))
+    fixed = RandomiseSettings(enabled=False)  # the detector the templates are made for
+    settings = SimulationSettings(cw_lines=(), transients=(), snr_range=(2.0, 6.0), randomise=fixed)
     sim = Simulator(settings, seed=9)
     data, noise = sim.block(0), sim.block(1)
     y = data.labels

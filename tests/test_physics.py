@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crnn.detector import RandomiseSettings
 from crnn.errors import CrnnError
 from crnn.noise import CWLine, ReceiverSettings, SiderealSettings, StationaryNoise, TransientForm, add_cw_lines
 from crnn.physics import bandpass_response, cane_sky_temperature_k, noise_voltage_psd_v2_per_hz
@@ -144,7 +145,7 @@ def test_cw_lines_have_the_configured_frequency_amplitude_and_drift():
 
 
 def test_cw_lines_and_transients_appear_at_configured_rates():
-    sim = Simulator(SimulationSettings(), seed=3)
+    sim = Simulator(SimulationSettings(randomise=RandomiseSettings(enabled=False)), seed=3)
     data = [sim.block(k) for k in range(10)]
     kind = np.concatenate([d.meta["transient_kind"] for d in data])
     n = kind.size
