@@ -3,7 +3,8 @@
 >>> from crnn import load_classifier
 >>> clf = load_classifier("results/models/gru/model.keras")
 >>> scores = clf.predict(traces, sampling_rate_hz=180e6)   # traces: (N, C, T) or (N, T)
->>> clf.card["working_point"]
+>>> clf.card["working_point"]      # clf.threshold: its threshold (calibrated after crnn calibrate)
+>>> clf.calibration                # the card's calibration block, or None
 
 What :meth:`Classifier.predict` does with traces that differ from the training data:
 
@@ -62,7 +63,81 @@ class Classifier:
 
     @property
     def threshold(self) -> float:
+        """Threshold of the card's working point: the calibrated one after ``crnn calibrate``."""
         return float(self.card["working_point"]["threshold"])
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The card's ``calibration`` block (written by ``crnn calibrate``), or None."""
+        return self.card.get("calibration")
+
+    @property
+    def training_threshold(self) -> float:
+        """Threshold chosen on the training run's validation background (also after calibration)."""
+        return float(self.card.get("training_working_point", self.card["working_point"])["threshold"])
+
+    def working_point_text(self) -> str:
+        wp = self.card["working_point"]
+        return (f"threshold {float(wp['threshold']):.4g} of the card's working point at FPR "
+                f"{float(wp['target_fpr']):g}, chosen on {wp.get('chosen_on', 'validation background')}")
+
+    def calibration_status(
+        self, path: str | os.PathLike[str] | None, shape: tuple[int, ...], sampling_rate_hz: float, unit: str | None,
+        band_hz: Any = None,
+    ) -> str:
+        """Whether the working point was calibrated for data like this input, in words.
+
+        "calibrated on this file" when ``path`` is one of the calibration files (same SHA-256);
+        "calibrated on <file> (N traces)" when the input has the calibration's rate, channels,
+        length and unit (and band, when both the input and the calibration record one); otherwise
+        "not calibrated for this data: ...".
+        """
+        cal = self.calibration
+        if not cal:
+            return ("not calibrated for this data: the working point comes from the training validation split; "
+                    "run crnn calibrate on noise of this detector")
+        if path is not None and Path(path).is_file():
+            size = Path(path).stat().st_size
+            sha = None
+            for f in cal.get("files", []):
+                if f.get("size_bytes", size) == size:
+                    sha = sha or file_sha256(path)
+                    if sha == f.get("sha256"):
+                        return "calibrated on this file"
+        c, t = (1, shape[-1]) if len(shape) == 2 else (shape[1], shape[2])
+        names = ", ".join(Path(f["path"]).name for f in cal.get("files", []))
+        band = [float(b) for b in np.ravel(band_hz)] if band_hz is not None else None
+        cal_band = cal.get("band_hz")
+        same_band = band is None or cal_band is None or (
+            len(band) == 2 and np.allclose(band, cal_band, rtol=1e-6, atol=0))
+        if (np.isclose(sampling_rate_hz, cal["sampling_rate_hz"], rtol=1e-6, atol=0) and c == cal["n_channels"]
+                and t == cal["n_samples"] and (unit is None or unit == cal.get("unit")) and same_band):
+            return f"calibrated on {names} ({cal['n_traces']} traces)"
+        bands = f", band {cal_band}" if cal_band is not None and band is not None else ""
+        this_band = f", band {band}" if bands else ""
+        return (f"not calibrated for this data: the working point comes from {names} "
+                f"({cal['sampling_rate_hz']:g} Hz, {cal['n_channels']} x {cal['n_samples']}, "
+                f"{cal.get('unit')}{bands}), "
+                f"this input is {sampling_rate_hz:g} Hz, {c} x {t}, {unit}{this_band}; "
+                f"run crnn calibrate on noise of this detector")
+
+    def input_mismatches(self, sampling_rate_hz: float, unit: str | None, band_hz: Any = None) -> list[str]:
+        """One sentence for each of band, sampling rate and unit in which the input differs from the card."""
+        notes = []
+        card_band = self.card.get("band_hz")
+        if band_hz is not None and card_band is not None:
+            band = [float(b) for b in np.ravel(band_hz)]
+            if len(band) != 2 or not np.allclose(band, card_band, rtol=1e-6, atol=0):
+                notes.append(f"band_hz {band} differs from the model's {list(card_band)} (training data)")
+        if not np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0):
+            notes.append(f"sampling rate {sampling_rate_hz:g} Hz differs from the model's "
+                         f"{self.sampling_rate_hz:g} Hz: resampled to {self.sampling_rate_hz:g} Hz (band {card_band})")
+        trained = self.card.get("unit_trained", "V")
+        if unit is not None and unit != trained:
+            extra = (": the antenna response is not applied" if (unit in FIELD_UNITS) != (trained in FIELD_UNITS)
+                     else " (scores do not depend on the scale)")
+            notes.append(f"unit {unit} differs from the model's training unit {trained}{extra}")
+        return notes
 
     def threshold_at(self, target_fpr: float) -> float:
         """Threshold of the working point with this target FPR (chosen on validation, in the card)."""
@@ -79,7 +154,7 @@ class Classifier:
         return (f"(N, {self.n_channels}, >= {self.n_samples}) traces at {self.sampling_rate_hz:g} Hz "
                 f"or any rate that resamples to >= {self.n_samples} samples")
 
-    def check_unit(self, unit: str | None, where: str = "input") -> None:
+    def check_unit(self, unit: str | None, where: str = "input", *, warn: bool = True) -> None:
         if unit is None:
             return
         if unit not in KNOWN_UNITS:
@@ -88,7 +163,7 @@ class Classifier:
                    f"(scores do not depend on the scale)")
             raise CrnnError(msg)
         trained = self.card.get("unit_trained", "V")
-        if (unit in FIELD_UNITS) != (trained in FIELD_UNITS):
+        if warn and (unit in FIELD_UNITS) != (trained in FIELD_UNITS):
             log.warning("%s: unit %s while model %s was trained on %s: the antenna response is not applied",
                         where, unit, self.path.name, trained)
 

@@ -25,6 +25,7 @@ STAGES = {
     "train": "train a GRU or LSTM classifier",
     "evaluate": "score a test split: ROC, AUC, efficiency vs SNR, baseline",
     "report": "summarise the evaluated models in plots and an HTML page",
+    "calibrate": "set a model's working points on noise-only traces of the target detector",
     "predict": "apply a trained model to new traces",
     "inspect": "print what a trace file or a model holds",
 }

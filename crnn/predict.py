@@ -16,7 +16,11 @@ Outputs, by suffix of ``--output``:
 * ``.root``: a TTree ``scores`` with the same numeric columns (written with uproot).
 
 The threshold is the model card's working point, or ``--working-point FPR`` (another working point
-stored in the card), or ``--threshold``.
+stored in the card), or ``--threshold``. After ``crnn calibrate`` the card's working points are the
+calibrated ones. For each input, one log line says which threshold decides and whether the model
+was calibrated for data like it (the same file, the same rate, shape and unit, or not); a warning
+line each says when the input's band (``band_hz`` attribute), sampling rate (before resampling) or
+unit differs from the card's.
 """
 
 from __future__ import annotations
@@ -109,18 +113,24 @@ def predict_files(
     columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
     meta_parts: list[dict[str, np.ndarray]] = []
     progress = _Progress(None)
+    source = _threshold_source(clf, thr, threshold, working_point)
     for k, path in enumerate(files):
         kind = detect_format(path) if fmt == "auto" else fmt
         info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
         rate = float(info["sampling_rate_hz"])
-        if not np.isclose(rate, clf.sampling_rate_hz, rtol=1e-6):
-            if resample:
-                log.info("%s: resampling %g Hz -> %g Hz (band %s) for model %s", path, rate, clf.sampling_rate_hz,
-                         clf.card.get("band_hz"), clf.path.name)
+        clf.check_unit(info["unit"], str(path), warn=False)  # refuses unknown units; the warning is below
+        same_rate = np.isclose(rate, clf.sampling_rate_hz, rtol=1e-6)
+        band = (info.get("attrs") or {}).get("band_hz")
+        for note in clf.input_mismatches(rate, info["unit"], band):
+            if same_rate or resample or not note.startswith("sampling rate"):  # else refused below
+                log.warning("%s: %s (model %s)", path, note, clf.path.name)
         row = 0
         for chunk in chunks:
             x = select_channels(np.asarray(chunk.traces), conv.channels, str(path))
-            scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=info["unit"], overlap=overlap,
+            if row == 0:  # one line per input, once it is known to fit the model
+                clf.check_input(x.shape, rate, str(path), resample=resample, pad=pad)
+                log.info("%s: %s; %s", path, source, clf.calibration_status(path, x.shape, rate, info["unit"], band))
+            scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=None, overlap=overlap,
                                        resample=resample, pad=pad, where=str(path))
             n = len(scores)
             columns["scores"].append(scores)
@@ -143,6 +153,16 @@ def predict_files(
     log.info("%s: %d traces from %d file(s), %d above threshold %.4g", out, len(result["scores"]), len(files),
              int(result["decision"].sum()), thr)
     return out
+
+
+def _threshold_source(clf, thr: float, threshold: float | None, working_point: float | None) -> str:
+    """Which threshold decides, in words (for the log line of each input)."""
+    if threshold is not None:
+        return f"threshold {thr:.4g} given by --threshold"
+    if working_point is not None:
+        on = "calibration background" if clf.calibration else "validation background"
+        return f"threshold {thr:.4g} of the card's working point at FPR {working_point:g}, chosen on the {on}"
+    return clf.working_point_text()
 
 
 def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray], clf, thr: float,
