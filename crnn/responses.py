@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import logging
 import math
 import warnings
@@ -97,13 +98,22 @@ class _AnalogZpk:
 _EDGE_KINDS = ("butter", "cheby1", "bessel")
 
 
-def _edge_zpk(kind: str, order: int, frequency_hz: float, btype: str, ripple_db: float):
-    w = 2 * np.pi * frequency_hz
+@functools.lru_cache(maxsize=1024)
+def _prototype_zpk(kind: str, order: int, ripple_db: float):
+    """Analog low-pass prototype (cut-off 1 rad/s) of an edge, as scipy.signal.iirfilter builds it."""
     if kind == "butter":
-        return signal.butter(order, w, btype=btype, analog=True, output="zpk")
+        return signal.buttap(order)
     if kind == "cheby1":
-        return signal.cheby1(order, ripple_db, w, btype=btype, analog=True, output="zpk")
-    return signal.bessel(order, w, btype=btype, analog=True, output="zpk", norm="mag")
+        return signal.cheb1ap(order, ripple_db)
+    return signal.besselap(order, norm="mag")  # root finding: the cache makes randomised chains cheap
+
+
+def _edge_zpk(kind: str, order: int, frequency_hz: float, btype: str, ripple_db: float):
+    z, p, k = _prototype_zpk(kind, int(order), float(ripple_db) if kind == "cheby1" else 0.0)
+    w = 2 * np.pi * frequency_hz
+    if btype == "lowpass":
+        return signal.lp2lp_zpk(z, p, k, wo=w)
+    return signal.lp2hp_zpk(z, p, k, wo=w)
 
 
 @dataclass(frozen=True)
