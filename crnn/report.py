@@ -451,8 +451,9 @@ def robustness_summary(
                                                         snr_points=tuple(points), snr_bin_width=width))
     if in_domain:
         shifts[IN_DOMAIN] = {"name": IN_DOMAIN, "in_domain": True,
-                             "description": "the test split of the training data (thresholds on its own noise-only "
-                                            "background)", "results": in_domain}
+                             "description": "the test split of the training data, thresholds on its own noise-only "
+                                            "background (its pulses span simulate.snr_range, so a top bin may be "
+                                            "partly empty)", "results": in_domain}
     skipped: dict[str, str] = {}
     for r in sorted(results, key=lambda r: order.index(r["method"])):
         for sh in r["shifts"]:
