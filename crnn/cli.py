@@ -24,6 +24,7 @@ STAGES = {
     "dataset": "mix, label and split trace files into train/val/test",
     "train": "train a GRU or LSTM classifier",
     "evaluate": "score a test split: ROC, AUC, efficiency vs SNR, baseline",
+    "robustness": "score a model or baseline on other detectors' data (named shifts)",
     "report": "summarise the evaluated models in plots and an HTML page",
     "calibrate": "set a model's working points on noise-only traces of the target detector",
     "predict": "apply a trained model to new traces",

@@ -13,6 +13,11 @@ writes into ``--output-dir``:
   mean score on noise-only traces, the model card's working point); see ``docs/formats.md``;
 * ``roc.png``, ``efficiency.png``, ``snr.png``, ``scores.png``, ``confusion.png``, ``training.png``.
 
+With ``--robustness`` (the JSON files of ``crnn robustness``) the summary page gets a section
+"Robustness to other detectors": per shift and method the efficiency at the suite's SNR points and
+the fraction of transients passing, thresholds set on each shift's own noise, plus the same figures
+of the in-domain test split (from ``scores.h5``); ``summary.json`` holds it under ``robustness``.
+
 The ratio of each method's 50 %-efficiency SNR to the matched filter's carries a 68 % paired
 bootstrap interval: all methods are resampled with the same replicates (from ``scores.h5``).
 """
@@ -37,6 +42,7 @@ from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, write_json
 from crnn.metrics import bootstrap, interval, snr_at_efficiency
+from crnn.robustness import measure, read_robustness
 
 log = logging.getLogger(__name__)
 REFERENCE = "matched_filter"
@@ -85,6 +91,19 @@ CAPTIONS = {
         "Training curves of each model: binary cross-entropy (left; the grey line at ln 2 is chance) and ROC AUC "
         "(right) per epoch on the training split (solid) and the validation split (dashed). The model kept is "
         "the one with the lowest validation loss. Validation below training loss is normal with dropout."
+    ),
+    "robustness": (
+        "Each row is a detector the methods were not trained on: a simulation with other settings (listed "
+        "below the table) and its own seed, never used for training or for choosing a model. For every method "
+        "and shift the threshold is set anew, at the stated false-positive rate on that shift's own noise-only "
+        "background (no human-made transient), as one would calibrate a trigger on a new detector's noise; a "
+        "shift that only rescales the scores therefore costs nothing. The first columns of each method give the "
+        "fraction of pulses (in traces without transients) detected in SNR bins centred on the stated SNRs; "
+        "higher is better. 'transients passing' is the fraction of the shift's background traces with a "
+        "human-made transient that pass the same threshold; lower is better. Compare each row with the "
+        "in-domain test split (same rule on the test split's own noise): the drop is the price of the shift. "
+        "'n/a': the shift's noise-only background is too small for the false-positive rate. Intervals and the "
+        "thresholds set on all background are in results/robustness/METHOD.json."
     ),
     "gallery": (
         "Example test traces of one method at the working point, in units of the noise RMS (both "
@@ -389,6 +408,106 @@ def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
         parts.append(f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>")
     return "\n".join(parts)
 
+# -- robustness -------------------------------------------------------------------------------------
+IN_DOMAIN = "in-domain test split"
+
+
+def _robustness_cells(m: dict[str, Any]) -> dict[str, Any]:
+    """The figures of one method on one shift that the table and summary.json show."""
+    return {
+        "auc": m.get("auc"),
+        "threshold_noise": m["threshold_noise"].get("threshold"),
+        "threshold_noise_available": bool(m["threshold_noise"].get("available")),
+        "efficiency_noise": [e["efficiency"] for e in m["efficiency_noise"]],
+        "n_pulses_noise": [e["n"] for e in m["efficiency_noise"]],
+        "efficiency_all": [e["efficiency"] for e in m["efficiency_all"]],
+        "transient_pass_rate": m["transient_pass"]["rate"],
+        "n_transient": m["transient_pass"]["n"],
+    }
+
+
+def robustness_summary(
+    results: list[dict[str, Any]], methods: list[str], score_map: dict[str, dict[str, np.ndarray]],
+    where: list[str] | None = None,
+) -> dict[str, Any]:
+    """The report's robustness section (JSON-ready): one entry per shift with the figures of every
+    method, the in-domain test split first (from the evaluations' scores), and the skipped shifts."""
+    where = where or [r.get("method", "?") for r in results]
+    first = results[0]
+    fpr, points, width = first["fpr"], list(first["snr_points"]), first.get("snr_bin_width", 1.0)
+    for r, w in zip(results, where, strict=True):
+        if r["fpr"] != fpr or list(r["snr_points"]) != points or r.get("snr_bin_width", 1.0) != width:
+            msg = (f"{w}: fpr / snr_points / snr_bin_width ({r['fpr']}, {r['snr_points']}, {r.get('snr_bin_width')}) "
+                   f"differ from those of {where[0]} ({fpr}, {points}, {width}); run every method with one setting")
+            raise CrnnError(msg)
+    order = [m for m in methods if any(r["method"] == m for r in results)]
+    order += [r["method"] for r in results if r["method"] not in order]
+    shifts: dict[str, dict[str, Any]] = {}
+    in_domain = {}
+    for name in order:
+        d = score_map.get(name)
+        if d is not None and "has_transient" in d and "snr" in d:
+            in_domain[name] = _robustness_cells(measure(d["scores"], d["labels"], d["snr"], d["has_transient"], fpr=fpr,
+                                                        snr_points=tuple(points), snr_bin_width=width))
+    if in_domain:
+        shifts[IN_DOMAIN] = {"name": IN_DOMAIN, "in_domain": True,
+                             "description": "the test split of the training data, thresholds on its own noise-only "
+                                            "background (its pulses span simulate.snr_range, so a top bin may be "
+                                            "partly empty)", "results": in_domain}
+    skipped: dict[str, str] = {}
+    for r in sorted(results, key=lambda r: order.index(r["method"])):
+        for sh in r["shifts"]:
+            entry = shifts.setdefault(sh["name"], {"name": sh["name"], "in_domain": False,
+                                                   "description": sh.get("description", ""), "results": {}})
+            entry["results"][r["method"]] = _robustness_cells(sh)
+            entry.setdefault("seed", sh.get("seed"))
+            entry.setdefault("n_traces", sh.get("n_traces"))
+        for sk in r.get("skipped", []):
+            skipped.setdefault(sk["name"], sk["reason"])
+    return {
+        "fpr": fpr, "snr_points": points, "snr_bin_width": width, "snr_range": first.get("snr_range"),
+        "methods": order, "shifts": list(shifts.values()),
+        "skipped": [{"name": n, "reason": why} for n, why in skipped.items() if n not in shifts],
+    }
+
+
+def _robustness_html(rob: dict[str, Any]) -> str:
+    points, methods = rob["snr_points"], rob["methods"]
+    head1 = '<th rowspan="2">shift</th>' + "".join(
+        f'<th colspan="{len(points) + 1}">{html.escape(m)}</th>' for m in methods)
+    head2 = "".join("".join(f"<th>SNR {p:g}</th>" for p in points) + "<th>transients passing</th>" for _ in methods)
+    body = []
+    for sh in rob["shifts"]:
+        label = html.escape(sh["name"])
+        cells = [f"<td>{'<i>' + label + '</i>' if sh['in_domain'] else label}</td>"]
+        for m in methods:
+            c = sh["results"].get(m)
+            if c is None:
+                cells.append(f'<td colspan="{len(points) + 1}">{DASH}</td>')
+                continue
+            if not c["threshold_noise_available"]:
+                cells.extend(["<td>n/a</td>"] * (len(points) + 1))
+                continue
+            cells.extend(f"<td>{_num(e)}</td>" for e in c["efficiency_noise"])
+            cells.append(f"<td>{_pct(c['transient_pass_rate'])}</td>")
+        body.append(f'<tr data-shift="{label}">' + "".join(cells) + "</tr>")
+    desc = "".join(f"<li><b>{html.escape(sh['name'])}</b>: {html.escape(sh.get('description') or '')}"
+                   + (f" (seed {sh['seed']}, {sh['n_traces']} traces)" if sh.get("seed") is not None else "") + "</li>"
+                   for sh in rob["shifts"])
+    skipped = ""
+    if rob["skipped"]:
+        skipped = ('<p id="robustness-skipped"><b>Shifts not run:</b></p><ul>'
+                   + "".join(f"<li><b>{html.escape(s['name'])}</b>: {html.escape(s['reason'])}</li>" for s in rob["skipped"])
+                   + "</ul>")
+    rng = rob.get("snr_range")
+    setting = (f"Threshold at FPR {rob['fpr']:g} on each shift's own noise-only background; efficiency in SNR bins "
+               f"of width {rob['snr_bin_width']:g} centred on {', '.join(f'{p:g}' for p in points)}"
+               + (f"; shift pulses drawn at SNR {rng[0]:g}-{rng[1]:g}" if rng else "") + ".")
+    return (f'<h2 id="robustness">Robustness to other detectors</h2>\n<p><b>How to read:</b> '
+            f"{html.escape(CAPTIONS['robustness'])} {html.escape(setting)}</p>\n"
+            f'<table id="robustness-table"><thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>\n'
+            + "\n".join(body) + f"\n</tbody></table>\n<p><b>Shifts:</b></p><ul>{desc}</ul>{skipped}")
+
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.4em 0 1.2em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
@@ -400,7 +519,7 @@ figcaption b{color:#000}details summary{cursor:pointer;font-weight:600;margin:.5
 
 def write_summary_html(
     path: Path, rows: list[dict[str, Any]], context: dict[str, Any], figures: list[tuple[str, str, Path]],
-    galleries: list[tuple[str, Path]], fprs: list[float], fpr: float, headline: str,
+    galleries: list[tuple[str, Path]], fprs: list[float], fpr: float, headline: str, robustness_html: str = "",
 ) -> None:
     info = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
     figs = []
@@ -442,6 +561,7 @@ to the matched filter's is 1 for a method as good as the matched filter. Square 
 False alarms: fraction of each kind of background that triggers. Mean score on noise-only traces: the "SNR" a
 method reports on pure noise (for the networks a probability), needed to compare SNR thresholds across methods.</p>
 {_tables(rows, fprs, fpr)}
+{robustness_html}
 {"".join(figs)}
 </body></html>
 """
@@ -455,6 +575,7 @@ def report(
     *,
     histories: list[str | Path] | None = None,
     cards: list[str | Path] | None = None,
+    robustness: list[str | Path] | None = None,
 ) -> Path:
     from crnn.plots import plot_confusion, plot_efficiency, plot_history, plot_roc, plot_scores, plot_snr_levels
 
@@ -478,6 +599,7 @@ def report(
         c = json.loads(Path(p).read_text())
         card_map[c.get("name", Path(p).parent.name)] = c
     hist_map = {Path(p).parent.name: read_history(p) for p in histories or []}
+    rob_results = [read_robustness(p) for p in robustness or []]
     fprs = sorted({wp["target_fpr"] for m in metrics for wp in m["working_points"]}, reverse=True)
     wp_fpr = report_fpr(metrics)
     score_map = _read_scores(metrics)
@@ -520,10 +642,15 @@ def report(
         ("Training curves", CAPTIONS["training"], out / "training.png"),
     ]
     galleries = [(m["method"], Path(m["_dir"]) / "gallery.png") for m in metrics]
+    summary: dict[str, Any] = {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr, "rows": rows}
+    rob_html = ""
+    if rob_results:
+        summary["robustness"] = robustness_summary(rob_results, [m["method"] for m in metrics], score_map,
+                                                   [str(p) for p in robustness or []])
+        rob_html = _robustness_html(summary["robustness"])
     write_summary_html(out / "summary.html", rows, context, figures, galleries, fprs, wp_fpr,
-                       _headline(metrics, rows, wp_fpr))
-    write_json(out / "summary.json", {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr,
-                                      "rows": rows})
+                       _headline(metrics, rows, wp_fpr), rob_html)
+    write_json(out / "summary.json", summary)
     for r in rows:
         log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if "interval" not in k})
     return out / "summary.html"
@@ -533,11 +660,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", nargs="+", required=True, help="metrics.json files from crnn evaluate")
     p.add_argument("--history", nargs="*", default=[], help="history.csv files from crnn train")
     p.add_argument("--card", nargs="*", default=[], help="model cards (model.card.json)")
+    p.add_argument("--robustness", nargs="*", default=[], help="robustness JSON files from crnn robustness")
     p.add_argument("--output-dir", "-o", required=True, help="folder for summary.html and plots")
 
 
 def run(args: argparse.Namespace) -> None:
-    report(args.metrics, args.output_dir, histories=args.history, cards=args.card)
+    report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness)
 
 
 if __name__ == "__main__":

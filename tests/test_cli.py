@@ -15,7 +15,8 @@ EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
 
 def test_help_lists_every_stage():
     out = run_crnn("--help").stdout
-    for stage in ("simulate", "merge", "ingest", "dataset", "train", "evaluate", "report", "calibrate", "predict",
+    for stage in ("simulate", "merge", "ingest", "dataset", "train", "evaluate", "robustness", "report", "calibrate",
+                  "predict",
                   "inspect"):
         assert stage in out
 

@@ -15,6 +15,7 @@ from crnn.evaluate import EvaluationSettings
 from crnn.models import ModelSettings
 from crnn.noise import CWLine, ReceiverSettings, SiderealSettings, TransientForm
 from crnn.pulse import PulseSettings
+from crnn.robustness import RobustnessSettings
 from crnn.settings import from_mapping, to_mapping
 from crnn.simulate import BackgroundSettings, SimulationSettings
 from crnn.train import TrainingSettings
@@ -40,6 +41,7 @@ def _defaults(node):
         (["models", "*"], ModelSettings),
         (["evaluate"], EvaluationSettings),
         (["evaluate", "baseline"], BaselineSettings),
+        (["robustness"], RobustnessSettings),
     ],
 )
 def test_schema_defaults_equal_package_defaults(path, cls):
@@ -64,6 +66,8 @@ def test_configs_validate_and_build_settings(name):
         from_mapping(ModelSettings, m)
     if "evaluate" in config:
         from_mapping(EvaluationSettings, config["evaluate"]).check()
+    if "robustness" in config:
+        from_mapping(RobustnessSettings, config["robustness"])
 
 
 def test_every_key_of_the_default_config_has_a_comment():

@@ -55,6 +55,16 @@ ROW_BUTTON = """(() => {
   row.querySelector('a[iconname="' + %s + '"]').click();
   return true;
 })()"""
+# the robustness table of the summary page: is it displayed, which shifts are its rows, cells per row
+ROBUSTNESS_TABLE = """(() => {
+  const t = document.querySelector('#robustness-table');
+  if (!t) return {visible: false, rows: [], cells: []};
+  t.scrollIntoView();
+  const box = t.getBoundingClientRect();
+  const rows = [...t.querySelectorAll('tbody tr')];
+  return {visible: box.width > 300 && box.height > 40 && getComputedStyle(t).visibility === 'visible',
+          rows: rows.map(r => r.dataset.shift), cells: rows.map(r => r.querySelectorAll('td').length)};
+})()"""
 # all images of a page, once loaded
 IMAGES_LOADED = """(async () => {
   const sleep = ms => new Promise(r => setTimeout(r, ms));
@@ -151,6 +161,7 @@ def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
         browser.open(page.as_uri())
         images = browser.evaluate(IMAGES_LOADED)
         text = browser.evaluate("document.body.innerText")
+        robustness = browser.evaluate(ROBUSTNESS_TABLE)
         browser.screenshot(ARTIFACTS / "summary_page.png", full_page=True)
         errors = browser.errors()
     assert not errors, errors
@@ -162,3 +173,10 @@ def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
     for method in ("gru", "lstm", "amplitude", "envelope", "power", "matched_filter"):
         assert method in text
     assert "How to read" in text and "false alarms on transients" in text.lower()
+    # the robustness section: a visible table with a row per shift (and the in-domain split), a cell
+    # per method and SNR point plus transients passing, and the caption saying how to read it
+    assert "Robustness to other detectors" in text
+    assert robustness["visible"], robustness
+    assert robustness["rows"] == ["in-domain test split", "band_plus_5mhz", "receiver_300k"], robustness
+    assert all(n == 6 * 4 + 1 for n in robustness["cells"]), robustness
+    assert "own noise-only background" in text and "receiver noise temperature 300 K" in text

@@ -22,9 +22,28 @@ def test_dry_run_plans_every_stage(tmp_path):
     proc = snakemake("-n", "--directory", str(tmp_path), "--cores", "1")
     assert proc.returncode == 0, proc.stderr
     for rule in ("simulate_traces", "ingest_traces", "build_dataset", "train_classifier", "evaluate_classifier",
-                 "evaluate_baseline", "write_report"):
+                 "evaluate_baseline", "simulate_shift", "evaluate_robustness", "write_report"):
         assert rule in proc.stdout
     assert proc.stdout.count("rule train_classifier:") == 2
+    assert proc.stdout.count("rule simulate_shift:") == 6  # the default shifts
+    assert proc.stdout.count("rule evaluate_robustness:") == 6  # 2 models + 4 baselines
+
+
+def test_robustness_shift_with_a_missing_required_file_is_skipped_and_listed(tmp_path):
+    cfg = tmp_path / "shifts.yaml"
+    cfg.write_text(
+        "robustness:\n  only: [receiver_150k, faraway]\n  shifts:\n    faraway:\n"
+        "      description: a detector whose noise file is not here\n"
+        "      simulate: {galactic_scale: 2.0}\n      requires: [data/no_such_noise_file.h5]\n"
+    )
+    proc = snakemake("-n", "-p", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("rule simulate_shift:") == 1 and "shifts/receiver_150k.h5" in proc.stdout
+    assert "shifts/faraway.h5" not in proc.stdout
+    assert proc.stdout.count("--skipped faraway=data/no_such_noise_file.h5") == 6  # every method lists it
+    cfg.write_text("robustness:\n  only: [no_such_shift]\n")
+    proc = snakemake("-n", "--configfile", str(cfg), "--directory", str(tmp_path), "--cores", "1")
+    assert proc.returncode != 0 and "no_such_shift" in proc.stdout + proc.stderr
 
 
 def test_config_typos_are_rejected(tmp_path):
@@ -78,8 +97,26 @@ def test_whole_pipeline_on_the_test_config(pipeline_run):
         assert f["traces"].shape == (850, 2, 500)
         # simulated traces carry has_transient, the ingested ROOT example does not: -1 = unknown
         assert set(np.unique(f["has_transient"][:])) == {-1, 0, 1}
-    # every job wrote its log: simulate, 3 x ingest, dataset, 2 x train, 2 x evaluate, 4 baselines, report
-    assert len(list((work / "logs").rglob("*.log"))) == 14
+    # every job wrote its log: simulate, 3 x ingest, dataset, 2 x train, 2 x evaluate, 4 baselines,
+    # 2 shifts, 6 robustness evaluations, report
+    assert len(list((work / "logs").rglob("*.log"))) == 22
+    # the robustness suite: the two shifts of test.yaml, simulated with their own seeds, every method scored
+    shifts = ("band_plus_5mhz", "receiver_300k")
+    for k, shift in zip((1, 3), shifts, strict=True):  # their places among the default shifts
+        with h5py.File(res / "robustness" / "shifts" / f"{shift}.h5") as f:
+            assert f["traces"].shape == (2000, 2, 500) and f.attrs["seed"] == 2 + 1000 + k
+    for method in methods:
+        rob = json.loads((res / "robustness" / f"{method}.json").read_text())
+        assert rob["format"] == "crnn-robustness/1" and [s["name"] for s in rob["shifts"]] == list(shifts)
+        for s in rob["shifts"]:
+            assert s["threshold_noise"]["available"] and s["transient_pass"]["rate"] is not None
+            assert all(0 <= e["efficiency"] <= 1 for e in s["efficiency_noise"])
+    rob = summary["robustness"]
+    assert [s["name"] for s in rob["shifts"]] == ["in-domain test split", *shifts]
+    assert set(rob["methods"]) == methods and rob["fpr"] == 0.01
+    summary_page = (res / "report" / "summary.html").read_text()
+    assert "Robustness to other detectors" in summary_page
+    assert all(f'data-shift="{s}"' in summary_page for s in shifts)
     # converted-only inputs exist but are not in the dataset
     with h5py.File(res / "ingest" / "example_coreas.h5") as f:
         assert f["traces"].shape == (4, 2, 500) and f.attrs["sampling_rate_hz"] == 180e6

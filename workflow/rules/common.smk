@@ -194,3 +194,105 @@ def simulate_chunk_args(wildcards):
     if SIM_CHUNKS == 1:
         return ""
     return f"--chunk {wildcards.chunk} --n-chunks {SIM_CHUNKS}"
+
+
+# -- robustness suite -----------------------------------------------------------------------------
+# Shifts: other detectors' data, each a simulation of its own (config section `robustness`).
+ROBUSTNESS = config["robustness"]
+# simulate keys the suite sets itself (or leaves out) in every shift; see crnn.robustness.SUITE_KEYS
+SHIFT_SUITE_KEYS = ("n_traces", "signal_fraction", "snr_range", "background")
+for _name in ROBUSTNESS["only"] or []:
+    if _name not in ROBUSTNESS["shifts"]:
+        raise WorkflowError(
+            f"robustness.only names the shift {_name!r}, which robustness.shifts does not define; "
+            f"defined: {', '.join(ROBUSTNESS['shifts'])}"
+        )
+
+
+def _deep_merge(base, over):
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _deep_merge(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def shift_missing(name):
+    """The first required file of a shift that does not exist (None: all there)."""
+    for path in ROBUSTNESS["shifts"][name].get("requires", []):
+        if not Path(repo_path(path)).exists():
+            return path
+    return None
+
+
+def shifts_selected():
+    if not ROBUSTNESS["enabled"]:
+        return []
+    only = ROBUSTNESS["only"]
+    return [n for n in ROBUSTNESS["shifts"] if only is None or n in only]
+
+
+def shifts_run():
+    """Shifts that are simulated and scored: selected, with every required file present."""
+    return [n for n in shifts_selected() if shift_missing(n) is None]
+
+
+def shifts_skipped():
+    """Selected shifts left out because a required file is missing: {name: path}."""
+    return {n: shift_missing(n) for n in shifts_selected() if shift_missing(n) is not None}
+
+
+def shift_settings(wildcards):
+    """The shift's simulate settings: its partial settings laid over the run's simulate section,
+    without the keys that the suite sets itself; pulses at robustness.snr_range."""
+    section = _deep_merge(config["simulate"], ROBUSTNESS["shifts"][wildcards.shift].get("simulate", {}))
+    for key in SHIFT_SUITE_KEYS:
+        section.pop(key, None)
+    section["snr_range"] = ROBUSTNESS["snr_range"]
+    return as_json(section)
+
+
+def shift_seed(wildcards):
+    """Shift k (in the order of robustness.shifts) simulates with seed + seed_offset + k."""
+    return config["seed"] + ROBUSTNESS["seed_offset"] + list(ROBUSTNESS["shifts"]).index(wildcards.shift)
+
+
+def shift_requires(wildcards):
+    return [repo_path(p) for p in ROBUSTNESS["shifts"][wildcards.shift].get("requires", [])]
+
+
+def robustness_inputs(wildcards):
+    files = {"shifts": expand("results/robustness/shifts/{shift}.h5", shift=shifts_run())}
+    if wildcards.method in config["models"]:
+        files["model"] = f"results/models/{wildcards.method}/model.keras"
+    return files
+
+
+def robustness_args(wildcards, input):
+    """CLI flags of `crnn robustness` for one method: what it scores, the shift files, skipped shifts."""
+    m = wildcards.method
+    if m in config["models"]:
+        args = [f"--model {input.model}"]
+    else:
+        args = [
+            f"--baseline {m}",
+            f"--baseline-settings '{as_json(config['evaluate']['baseline'])}'",
+            f"--signal-model '{signal_model_json()}'",
+        ]
+    args += [f"--shift {n}={f}" for n, f in zip(shifts_run(), input.shifts)]
+    args += [f"--skipped {n}={p}" for n, p in shifts_skipped().items()]
+    return " ".join(args)
+
+
+def robustness_outputs():
+    """The robustness files of every method (none when the suite is disabled)."""
+    if not ROBUSTNESS["enabled"]:
+        return []
+    return expand("results/robustness/{method}.json", method=methods())
+
+
+wildcard_constraints:
+    method="|".join(methods()) or "NO_METHOD",
+    shift="|".join(ROBUSTNESS["shifts"]) or "NO_SHIFT",

@@ -1,0 +1,44 @@
+# Robustness suite: every model and baseline scored on named shifts (other detectors' data).
+
+
+rule simulate_shift:
+    input:
+        requires=shift_requires,
+    output:
+        traces="results/robustness/shifts/{shift}.h5",
+    params:
+        settings=shift_settings,
+        seed=shift_seed,
+        n_traces=ROBUSTNESS["n_traces"],
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=runtime_min(10),
+    log:
+        "logs/simulate_shift/{shift}.log",
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        "crnn simulate --output {output.traces} --settings '{params.settings}' --seed {params.seed} "
+        "--n-traces {params.n_traces} --signal-fraction 0.5 > {log} 2>&1"
+
+
+rule evaluate_robustness:
+    input:
+        unpack(robustness_inputs),
+    output:
+        robustness="results/robustness/{method}.json",
+    params:
+        settings=as_json(ROBUSTNESS),
+        args=robustness_args,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
+    log:
+        "logs/evaluate_robustness/{method}.log",
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        "crnn robustness --name {wildcards.method} --output {output.robustness} "
+        "--settings '{params.settings}' {params.args} > {log} 2>&1"
