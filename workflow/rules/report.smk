@@ -5,6 +5,7 @@ rule write_report:
         galleries=expand("results/evaluate/{method}/gallery.png", method=methods()),
         histories=expand("results/models/{model}/history.csv", model=config["models"]),
         cards=expand("results/models/{model}/model.card.json", model=config["models"]),
+        dataset=expand("results/dataset/{split}.h5", split=("train", "val", "test")),
     output:
         summary=report(
             "results/report/summary.html",
@@ -59,4 +60,4 @@ rule write_report:
         "../envs/crnn.yaml"
     shell:
         "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
-        "--output-dir $(dirname {output.summary}) > {log} 2>&1"
+        "--dataset {input.dataset} --output-dir $(dirname {output.summary}) > {log} 2>&1"
