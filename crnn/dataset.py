@@ -8,6 +8,16 @@ NaN, integers with -1, e.g. ``has_transient`` of simulated traces mixed with mea
 other partial metadata are dropped. Two columns are added: ``source_id`` (the
 position of the input file in ``source_files``, a file attribute) and ``source_index`` (the
 trace's row in that file), so every trace can be traced back.
+
+Measured backgrounds are split by measurement: a simulation with ``background.measured_file``
+reuses each measured trace for many traces (``measured_index`` >= 0 names its row). Those traces
+are grouped by (measured file, ``measured_index``) and every group goes whole into one split, so
+no measured trace is seen in training and again in the test (the groups are shuffled with the
+seed and dealt to the split furthest below its fraction; the fractions hold to about one group's
+size). Traces with ``measured_index`` -1 (or no such column) are split trace by trace, as without
+measured backgrounds. Each split records ``n_measured`` (traces with a measured background) and
+``n_distinct_measured`` (distinct measured traces) as file attributes; when measured traces are
+present and a split would get none, the stage refuses.
 """
 
 from __future__ import annotations
@@ -18,12 +28,57 @@ from pathlib import Path
 
 import numpy as np
 
+import json
+
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, write_traces
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+MEASURED_INDEX = "measured_index"
+
+
+def _measured_source(tf: TraceFile) -> str:
+    """Where a file's ``measured_index`` points: the simulation's measured file, else the file itself."""
+    try:
+        settings = json.loads(tf.attrs.get("settings_json", "null"))
+    except (TypeError, json.JSONDecodeError):
+        settings = None
+    if isinstance(settings, dict):
+        measured = (settings.get("background") or {}).get("measured_file")
+        if measured:
+            return str(Path(measured).resolve())
+    return str(Path(tf.path).resolve())
+
+
+def _assign_splits(
+    n: int, order: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator
+) -> np.ndarray:
+    """Split number of every trace; traces of one group (``groups`` >= 0) share a split.
+
+    Ungrouped traces (-1) take the positions ``order`` gives them, in bounds set by ``fractions``;
+    without groups this is the plain shuffled split. Groups, shuffled by ``rng``, go one by one to
+    the split whose share of grouped traces lies furthest below its fraction.
+    """
+    assign = np.full(n, -1, dtype=np.int8)
+    free = order[groups[order] < 0]
+    bounds = np.round(np.cumsum((0.0, *fractions)) * len(free)).astype(int)
+    for k in range(len(fractions)):
+        assign[free[bounds[k] : bounds[k + 1]]] = k
+    grouped = np.nonzero(groups >= 0)[0]
+    if grouped.size:
+        ids, inverse, sizes = np.unique(groups[grouped], return_inverse=True, return_counts=True)
+        target = np.asarray(fractions, dtype=float)
+        filled = np.zeros(len(fractions))
+        group_split = np.empty(len(ids), dtype=np.int8)
+        for g in rng.permutation(len(ids)):
+            deficit = np.where(target > 0, filled / np.maximum(target, 1e-300), np.inf)
+            k = int(np.argmin(deficit))
+            group_split[g] = k
+            filled[k] += sizes[g]
+        assign[grouped] = group_split[inverse]
+    return assign
 
 
 def _fill_values(datas: list[TraceSet]) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
@@ -103,6 +158,7 @@ def build_dataset(
                     expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
                 )
         parts: list[TraceSet] = []
+        measured_sources = [_measured_source(tf) for tf in files]
         datas = [tf.read_all() for tf in files]
         fill = _fill_values(datas)
         for i, (tf, data) in enumerate(zip(files, datas, strict=True)):
@@ -125,12 +181,30 @@ def build_dataset(
     traces = np.concatenate([p.traces for p in parts])
     meta = {k: np.concatenate([p.meta[k] for p in parts]) for k in parts[0].meta}
     n = len(traces)
-    order = np.random.default_rng(seed).permutation(n)
-    bounds = np.round(np.cumsum((0.0, *fractions)) * n).astype(int)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    groups = np.full(n, -1, dtype=np.int64)
+    if MEASURED_INDEX in meta:  # one group per (measured file, measured trace)
+        keys = np.array([f"{measured_sources[i]}\0{j}" for i, j in zip(meta["source_id"], meta[MEASURED_INDEX],
+                                                                          strict=True)], dtype=object)
+        has = meta[MEASURED_INDEX] >= 0
+        if has.any():
+            _, groups[has] = np.unique(keys[has], return_inverse=True)
+    assign = _assign_splits(n, order, groups, fractions, rng)
+    n_groups = len(np.unique(groups[groups >= 0]))
+    if n_groups:
+        log.info("%d traces have a measured background: %d distinct measured traces, each kept in one split",
+                 int((groups >= 0).sum()), n_groups)
     written: dict[str, Path] = {}
     try:
         for k, split in enumerate(SPLITS):
-            idx = order[bounds[k] : bounds[k + 1]]
+            idx = order[assign[order] == k]
+            distinct = len(np.unique(groups[idx][groups[idx] >= 0]))
+            if n_groups and distinct == 0:
+                msg = (f"dataset: the {split} split would get none of the {n_groups} distinct measured background "
+                       f"traces (fractions {list(fractions)}); measured traces are split whole, so each split needs "
+                       "at least one: measure more traces, or raise that split's fraction")
+                raise CrnnError(msg)
             if len(idx) == 0:
                 msg = f"dataset: the {split} split would be empty ({n} traces, fractions {list(fractions)})"
                 raise CrnnError(msg)
@@ -141,12 +215,15 @@ def build_dataset(
                 "split": split,
                 "seed": seed,
                 "source_files": [str(p) for p in inputs],
+                "n_measured": int((groups[idx] >= 0).sum()),
+                "n_distinct_measured": distinct,
             }
             if band is not None:
                 attrs["band_hz"] = band
             written[split] = write_traces(outputs[split], part, attrs=attrs)
             lab = part.meta[LABELS]
-            log.info("%s: %d traces (%d signal, %d background)", outputs[split], len(idx), lab.sum(), len(idx) - lab.sum())
+            log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], len(idx), lab.sum(),
+                     len(idx) - lab.sum(), f", {distinct} distinct measured background traces" if n_groups else "")
     except BaseException:
         for path in written.values():
             path.unlink(missing_ok=True)

@@ -569,6 +569,33 @@ method reports on pure noise (for the networks a probability), needed to compare
         tmp.write_text(page)
 
 
+def measured_backgrounds(split_paths: list[str | Path]) -> dict[str, dict[str, int]]:
+    """Per split file: traces with a measured background and distinct measured traces (``crnn dataset``'s
+    attributes ``n_measured``, ``n_distinct_measured``); splits written without them are left out."""
+    out: dict[str, dict[str, int]] = {}
+    for p in split_paths:
+        try:
+            with h5py.File(p, "r") as f:
+                attrs = dict(f.attrs)
+        except OSError as exc:
+            log.warning("%s: cannot read the split's attributes (%s); no measured-background count for it", p, exc)
+            continue
+        if "n_distinct_measured" not in attrs:
+            continue
+        split = attrs.get("split", Path(p).stem)
+        split = split.decode() if isinstance(split, bytes) else str(split)
+        out[split] = {"n_measured": int(attrs.get("n_measured", 0)),
+                      "n_distinct_measured": int(attrs["n_distinct_measured"])}
+    return out
+
+
+def _measured_line(counts: dict[str, dict[str, int]]) -> str:
+    if not any(c["n_measured"] for c in counts.values()):
+        return "none (simulated noise only)"
+    return "; ".join(f"{split} {c['n_distinct_measured']} distinct measured traces behind {c['n_measured']} traces"
+                     for split, c in counts.items()) + " (each measured trace in one split only)"
+
+
 def report(
     metrics_paths: list[str | Path],
     output_dir: str | Path,
@@ -576,7 +603,10 @@ def report(
     histories: list[str | Path] | None = None,
     cards: list[str | Path] | None = None,
     robustness: list[str | Path] | None = None,
+    dataset: list[str | Path] | None = None,
 ) -> Path:
+    """Write the summary page and plots. ``dataset``: the split files, for their measured-background
+    counts (default: the test file named in the metrics, when it can be read)."""
     from crnn.plots import plot_confusion, plot_efficiency, plot_history, plot_roc, plot_scores, plot_snr_levels
 
     metrics = []
@@ -633,6 +663,10 @@ def report(
         "SNR": "peak |signal| over channels and samples / RMS of the background (galactic, thermal, CW; no transients)",
         "intervals": f"68.3 %; bootstrap with {first.get('n_bootstrap', 0)} replicates, Clopper-Pearson for rates",
     }
+    splits = list(dataset) if dataset else [first["test_file"]] if first.get("test_file") else []
+    measured = measured_backgrounds(splits)
+    if measured:
+        context["measured backgrounds"] = _measured_line(measured)
     figures = [
         ("ROC", CAPTIONS["roc"], out / "roc.png"),
         ("Efficiency vs SNR", CAPTIONS["efficiency"], out / "efficiency.png"),
@@ -650,6 +684,7 @@ def report(
         rob_html = _robustness_html(summary["robustness"])
     write_summary_html(out / "summary.html", rows, context, figures, galleries, fprs, wp_fpr,
                        _headline(metrics, rows, wp_fpr), rob_html)
+    summary["measured_backgrounds"] = measured
     write_json(out / "summary.json", summary)
     for r in rows:
         log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if "interval" not in k})
@@ -661,11 +696,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", nargs="*", default=[], help="history.csv files from crnn train")
     p.add_argument("--card", nargs="*", default=[], help="model cards (model.card.json)")
     p.add_argument("--robustness", nargs="*", default=[], help="robustness JSON files from crnn robustness")
+    p.add_argument("--dataset", nargs="*", default=[],
+                   help="split files of crnn dataset, for how many distinct measured backgrounds each holds "
+                        "(default: the test file named in the metrics)")
     p.add_argument("--output-dir", "-o", required=True, help="folder for summary.html and plots")
 
 
 def run(args: argparse.Namespace) -> None:
-    report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness)
+    report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness,
+           dataset=args.dataset)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ budget (:class:`crnn.stream.TraceStream`; setting ``streaming``). After every ep
 goes to ``output_dir/checkpoint/`` (:class:`_Checkpoint`); started again with the same settings
 and data, training resumes from it, and with other settings it refuses unless ``restart``. The
 checkpoint is removed once the outputs are written.
+
+Fine-tuning (setting ``init_from``, CLI ``--init-from M.keras``): the model is built with the
+architecture of the card of ``M.keras`` and starts from its weights, trained with
+``fine_tune_learning_rate``. The splits must have the model's channels, samples and sampling
+rate (from its card); model settings that are given and differ from the card's are refused. The
+new card records ``init_from`` (path, SHA-256, name and training data of the initial model).
 """
 
 from __future__ import annotations
@@ -70,6 +76,11 @@ class TrainingSettings:
     #: float16 compute with float32 weights (Keras' "mixed_float16" policy): for GPUs with tensor
     #: cores; slower on CPUs. The RMS normalisation and the output layer stay float32.
     mixed_precision: bool = False
+    #: fine-tuning: a trained crnn model (``.keras`` with its card) whose architecture and weights
+    #: training starts from instead of a fresh model; None = train from scratch
+    init_from: str | None = None
+    #: Adam learning rate used instead of ``learning_rate`` when ``init_from`` is set
+    fine_tune_learning_rate: float = 2e-4
 
 
 @dataclass(frozen=True)
@@ -229,7 +240,7 @@ def train(
     val_path: str | Path,
     output_dir: str | Path,
     *,
-    model_settings: Any,
+    model_settings: Any = None,
     training: TrainingSettings,
     seed: int = 1,
     name: str = "model",
@@ -240,6 +251,7 @@ def train(
 
     With ``training.checkpoint``, the state after every epoch goes to ``output_dir/checkpoint``;
     a later call with the same settings and data resumes from it (``restart=True`` discards it).
+    ``model_settings`` None: the defaults, or with ``training.init_from`` the initial model's.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -258,6 +270,13 @@ def train(
         msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
                f"({train_split.sampling_rate_hz:g} Hz)")
         raise CrnnError(msg)
+    init = _InitModel.load(training.init_from, train_split) if training.init_from else None
+    if init is not None:
+        model_settings = init.model_settings(model_settings)
+    elif model_settings is None:
+        from crnn.models import ModelSettings
+
+        model_settings = ModelSettings()
     stream = _choose_streaming(training, train_split.nbytes + val_split.nbytes)
     if stream:
         for split in (train_split, val_split):
@@ -271,6 +290,8 @@ def train(
         "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
         "data": {"train_sha256": train_sha, "val_sha256": val_sha},
     }
+    if init is not None:  # another initial model (same path, new file) is another run
+        run_id["data"]["init_sha256"] = init.sha256
     checkpoint = _Checkpoint(out / CHECKPOINT_DIR, run_id) if training.checkpoint else None
     if restart and (out / CHECKPOINT_DIR).exists():
         log.info("--restart: discarding the checkpoint in %s", out / CHECKPOINT_DIR)
@@ -292,8 +313,10 @@ def train(
             model = build_classifier(input_shape, model_settings, name=name)
         finally:
             keras.config.set_dtype_policy(previous_policy)
+        if init is not None:
+            init.copy_weights_to(model)
         model.compile(
-            optimizer=keras.optimizers.Adam(training.learning_rate),
+            optimizer=keras.optimizers.Adam(training.fine_tune_learning_rate if init else training.learning_rate),
             loss="binary_crossentropy",
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
@@ -398,7 +421,8 @@ def train(
         "training": {**to_mapping(training), "seed": seed, "epochs_run": len(history_rows),
                      "train_time_s": round(train_time_s, 1), "threads": threads,
                      "devices": devices, "streamed": stream, "resumed": resumes,
-                     "dtype_policy": "mixed_float16" if training.mixed_precision else "float32"},
+                     "dtype_policy": "mixed_float16" if training.mixed_precision else "float32",
+                     "learning_rate_used": training.fine_tune_learning_rate if init else training.learning_rate},
         "data": {
             "train": {"path": str(train_path), "sha256": train_sha, "n_traces": train_split.n_traces,
                       "n_signal": int(train_split.labels.sum())},
@@ -417,11 +441,83 @@ def train(
         "working_points": _working_points(background, signal, (1e-2, 1e-3, 1e-4, training.target_fpr)),
         "model_sha256": file_sha256(model_path),
     }
+    if init is not None:
+        card["init_from"] = init.card_entry()
     write_card(model_path, card)
     if checkpoint is not None:
         checkpoint.remove()
     log.info("saved %s (val AUC %.4f, threshold %.4g at FPR %g)", model_path, val_auc, threshold, training.target_fpr)
     return model_path
+
+
+class _InitModel:
+    """The trained model that a fine-tuning run starts from: its card, weights and provenance."""
+
+    def __init__(self, path: Path, card: dict[str, Any], weights: list[np.ndarray], sha256: str) -> None:
+        self.path = path
+        self.card = card
+        self.weights = weights
+        self.sha256 = sha256
+
+    @classmethod
+    def load(cls, path: str | Path, split: _Split) -> _InitModel:
+        """Load ``path`` (refused if its file does not match its card) and check it against the splits."""
+        from crnn.classifier import load_classifier
+
+        clf = load_classifier(path)
+        card = clf.card
+        want = (int(card["n_channels"]), int(card["n_samples"]), float(card["sampling_rate_hz"]))
+        have = (split.shape[0], split.shape[1], split.sampling_rate_hz)
+        if want[:2] != have[:2] or not np.isclose(want[2], have[2], rtol=1e-9, atol=0):
+            msg = (
+                f"--init-from {clf.path}: the model takes {want[0]} channels x {want[1]} samples at {want[2]:g} Hz, "
+                f"but the splits ({split.path}) hold {have[0]} x {have[1]} at {have[2]:g} Hz; fine-tune only on "
+                "traces of the model's acquisition (convert them with crnn ingest --channels/--resample-hz/--n-samples)"
+            )
+            raise CrnnError(msg)
+        band, split_band = card.get("band_hz"), split.attrs.get("band_hz")
+        if band is None or split_band is None or not np.allclose(np.asarray(band, float), np.asarray(split_band, float)):
+            log.info("--init-from: the model was trained in band %s Hz, the splits are in band %s Hz",
+                     card.get("band_hz"), split.attrs.get("band_hz"))
+        if "model" not in card:
+            msg = f"--init-from {clf.path}: its card has no 'model' settings to rebuild the architecture from"
+            raise CrnnError(msg)
+        weights = [np.asarray(w) for w in clf.model.get_weights()]
+        log.info("fine-tuning %s (%s, %d weight arrays) on %s", clf.path, card.get("name"), len(weights), split.path)
+        return cls(clf.path, card, weights, card.get("model_sha256") or file_sha256(clf.path))
+
+    def model_settings(self, given: Any) -> Any:
+        """The initial model's architecture; ``given`` settings (if any) must agree with it."""
+        from crnn.models import ModelSettings
+
+        own = from_mapping(ModelSettings, self.card["model"], f"{self.path} card model settings")
+        if given is not None:
+            theirs, mine = to_mapping(given), to_mapping(own)
+            changed = [f"{k} {theirs[k]!r} (model has {mine.get(k)!r})" for k in theirs if theirs[k] != mine.get(k)]
+            if changed:
+                msg = (f"--init-from {self.path}: the architecture comes from this model, but the model settings "
+                       f"ask for {', '.join(changed)}; leave them out or make them agree")
+                raise CrnnError(msg)
+        return own
+
+    def copy_weights_to(self, model: Any) -> None:
+        shapes = [tuple(w.shape) for w in model.get_weights()]
+        if shapes != [tuple(w.shape) for w in self.weights]:
+            msg = (f"--init-from {self.path}: its weights do not fit the model rebuilt from its card "
+                   "(written by another crnn version?)")
+            raise CrnnError(msg)
+        model.set_weights(self.weights)
+
+    def card_entry(self) -> dict[str, Any]:
+        data = self.card.get("data", {})
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "name": self.card.get("name"),
+            "train_sha256": data.get("train", {}).get("sha256"),
+            "val_sha256": data.get("val", {}).get("sha256"),
+            "crnn_version": self.card.get("crnn_version"),
+        }
 
 
 def _utc_now() -> str:
@@ -734,6 +830,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", help="training settings: JSON/YAML string or file (epochs, batch_size, ...)")
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell (overrides --model)")
     p.add_argument("--epochs", type=int, help="maximum epochs (overrides --training)")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this trained .keras model (its architecture and weights; "
+                        "overrides training.init_from); --model settings must agree with it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0 = all)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--restart", action="store_true",
@@ -750,8 +849,18 @@ def run(args: argparse.Namespace) -> None:
     training_map = load_mapping(args.training)
     if args.epochs is not None:
         training_map["epochs"] = args.epochs
-    model_settings = from_mapping(ModelSettings, model_map, "model settings")
+    if args.init_from is not None:
+        training_map["init_from"] = args.init_from
     training = from_mapping(TrainingSettings, training_map, "training settings")
+    model_settings = None
+    if training.init_from:
+        if model_map:  # only the keys given are compared with the initial model's architecture
+            from crnn.modelcard import read_card, resolve_model_path
+
+            card_model = read_card(resolve_model_path(training.init_from)).get("model", {})
+            model_settings = from_mapping(ModelSettings, {**card_model, **model_map}, "model settings")
+    else:
+        model_settings = from_mapping(ModelSettings, model_map, "model settings")
     train(
         args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
         seed=args.seed, name=args.name, threads=args.threads, restart=args.restart,

@@ -59,6 +59,30 @@ def simulate_json():
     return as_json(section)
 
 
+def init_model():
+    """The model that training starts from (training.init_from), if any: a workflow output or a repo file."""
+    path = config["training"].get("init_from")
+    if not path:
+        return []
+    own = {f"results/models/{m}/model.keras" for m in config["models"]}
+    if str(Path(path)) in own:
+        raise WorkflowError(
+            f"training.init_from = {path} is the output of this workflow's own training of that model; "
+            "copy the initial model elsewhere (e.g. models/initial/, with its .card.json) or run in another "
+            "--directory"
+        )
+    return [path if path.startswith("results/") else repo_path(path)]
+
+
+def training_json():
+    """The training section as JSON, with the initial model's path resolved."""
+    section = json.loads(json.dumps(config["training"]))
+    files = init_model()
+    if files:
+        section["init_from"] = files[0]
+    return as_json(section)
+
+
 def model_json(wildcards):
     return as_json(config["models"][wildcards.model])
 

@@ -6,6 +6,7 @@ rule write_report:
         histories=expand("results/models/{model}/history.csv", model=config["models"]),
         cards=expand("results/models/{model}/model.card.json", model=config["models"]),
         robustness=robustness_outputs(),
+        dataset=expand("results/dataset/{split}.h5", split=("train", "val", "test")),
     output:
         summary=report(
             "results/report/summary.html",
@@ -60,4 +61,5 @@ rule write_report:
         "../envs/crnn.yaml"
     shell:
         "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
-        "--robustness {input.robustness} --output-dir $(dirname {output.summary}) > {log} 2>&1"
+        "--robustness {input.robustness} --dataset {input.dataset} --output-dir $(dirname {output.summary}) "
+        "> {log} 2>&1"

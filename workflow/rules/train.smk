@@ -2,13 +2,14 @@ rule train_classifier:
     input:
         train="results/dataset/train.h5",
         val="results/dataset/val.h5",
+        init=init_model(),
     output:
         model="results/models/{model}/model.keras",
         card="results/models/{model}/model.card.json",
         history="results/models/{model}/history.csv",
     params:
         model=model_json,
-        training=as_json(config["training"]),
+        training=training_json(),
         seed=config["seed"],
     threads: 1
     resources:
