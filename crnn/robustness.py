@@ -46,36 +46,106 @@ TRANSIENT = "has_transient"
 
 #: The default shifts (the schema's default of ``robustness.shifts``): partial ``simulate``
 #: settings laid over the run's own, each a detector the methods were not trained on.
-DEFAULT_SHIFTS: dict[str, dict[str, Any]] = {
-    "band_minus_5mhz": {
-        "description": "pass band narrowed by 5 MHz at each end: 35-75 MHz",
-        "simulate": {"receiver": {"band_hz": [35.0e6, 75.0e6]}},
-    },
-    "band_plus_5mhz": {
-        "description": "pass band widened by 5 MHz at each end: 25-85 MHz",
-        "simulate": {"receiver": {"band_hz": [25.0e6, 85.0e6]}},
-    },
-    "receiver_150k": {
-        "description": "receiver noise temperature 150 K",
-        "simulate": {"noise_temperature_k": 150.0},
-    },
-    "receiver_300k": {
-        "description": "receiver noise temperature 300 K",
-        "simulate": {"noise_temperature_k": 300.0},
-    },
-    "cw_other_lines": {
-        "description": "other CW transmitters: 33.3, 44.1 and 71.9 MHz, amplitude 1 noise RMS, each in half the traces",
-        "simulate": {"cw_lines": [
-            {"frequency_hz": 33.3e6, "amplitude_rel_noise": 1.0, "probability": 0.5},
-            {"frequency_hz": 44.1e6, "amplitude_rel_noise": 1.0, "probability": 0.5},
-            {"frequency_hz": 71.9e6, "amplitude_rel_noise": 1.0, "probability": 0.5},
-        ]},
-    },
-    "filter_order_4": {
-        "description": "4th-order band-pass filter instead of 10th: another phase response (pulse shape)",
-        "simulate": {"receiver": {"filter_order": 4}},
-    },
-}
+DEFAULT_SHIFTS: dict[str, dict[str, Any]] = {'receiver_40k': {'description': 'the fixed detector of crnn 0.x: analog Butterworth 30-80 MHz (order 10), flat '
+                                 'antenna, 40 K receiver, two CW lines',
+                  'simulate': {}},
+ 'band_minus_5mhz': {'description': 'pass band narrowed by 5 MHz at each end: 35-75 MHz',
+                     'simulate': {'receiver': {'band_hz': [35000000.0, 75000000.0]}}},
+ 'band_plus_5mhz': {'description': 'pass band widened by 5 MHz at each end: 25-85 MHz',
+                    'simulate': {'receiver': {'band_hz': [25000000.0, 85000000.0]}}},
+ 'receiver_150k': {'description': 'receiver noise temperature 150 K', 'simulate': {'noise_temperature_k': 150.0}},
+ 'receiver_300k': {'description': 'receiver noise temperature 300 K', 'simulate': {'noise_temperature_k': 300.0}},
+ 'cw_other_lines': {'description': 'other CW transmitters: 33.3, 44.1 and 71.9 MHz, amplitude 1 noise RMS, each '
+                                   'in half the traces',
+                    'simulate': {'cw_lines': [{'frequency_hz': 33300000.0,
+                                               'amplitude_rel_noise': 1.0,
+                                               'probability': 0.5},
+                                              {'frequency_hz': 44100000.0,
+                                               'amplitude_rel_noise': 1.0,
+                                               'probability': 0.5},
+                                              {'frequency_hz': 71900000.0,
+                                               'amplitude_rel_noise': 1.0,
+                                               'probability': 0.5}]}},
+ 'filter_order_4': {'description': '4th-order band-pass filter instead of 10th: another phase response (pulse '
+                                   'shape)',
+                    'simulate': {'receiver': {'filter_order': 4}}},
+ 'digital_butterworth': {'description': 'never trained: digital (bilinear) Butterworth band-pass 30-80 MHz of '
+                                        'order 5, another causal phase response',
+                         'simulate': {'receiver': {'chain_response': {'family': 'digital_butterworth',
+                                                                      'band_hz': [30000000.0, 80000000.0],
+                                                                      'order': 5}}}},
+ 'zero_phase': {'description': 'never trained: zero-phase band-pass (the magnitude of the order-10 Butterworth, '
+                               'no phase)',
+                'simulate': {'receiver': {'chain_response': {'family': 'zero_phase',
+                                                             'band_hz': [30000000.0, 80000000.0],
+                                                             'order': 10}}}},
+ 'resonant_antenna': {'description': 'resonant antenna (59 MHz, Q 11, like the LOFAR LBA) before the Butterworth '
+                                     'band-pass',
+                      'simulate': {'receiver': {'antenna_response': {'family': 'resonance',
+                                                                     'frequency_hz': 59000000.0,
+                                                                     'q': 11.0}}}},
+ 'chirp_interference': {'description': 'never trained: swept-sine (chirp) interference of 0.2-1 us in 10 % of the '
+                                       'traces',
+                        'simulate': {'transients': [{'kind': 'chirp', 'probability': 0.1}]}},
+ 'coreas_example_pulses': {'description': 'never trained: pulses of data/example_coreas.hdf5 (CoREAS layout, 4 '
+                                          'observers) through the default detector',
+                           'pulse_library': {'path': 'data/example_coreas.hdf5', 'format': 'coreas'},
+                           'simulate': {}},
+ 'coreas_pulses': {'description': "never trained: CoREAS pulses of the NuRadioMC example shower (8 observers) "
+                                  'through the default detector',
+                   'pulse_library': {'path': '../shared/realdata/coreas/example_data.hdf5', 'format': 'coreas'},
+                   'requires': ['../shared/realdata/coreas/example_data.hdf5'],
+                   'simulate': {}},
+ 'measured_chain_filters': {'description': 'never trained: measured SHP-48+ high-pass (-40 C) x NTU01 LNA x '
+                                           'ARIANNA cable x ULP-216+ low-pass (no other band-pass)',
+                            'requires': ['../shared/realdata/responses/SHP-48+_Minus40degC.S2P',
+                                         '../shared/realdata/responses/NTU01_LNA_LOGMAG.CSV',
+                                         '../shared/realdata/responses/NTU01_LNA_PHASE.CSV',
+                                         '../shared/realdata/responses/CableAntennuation_James2016.csv',
+                                         '../shared/realdata/responses/ULP-216+_Plus25DegC.s2p'],
+                            'simulate': {'receiver': {'chain_response': {'family': 'chain',
+                                                                         'parts': [{'family': 'table',
+                                                                                    'file': '../shared/realdata/responses/SHP-48+_Minus40degC.S2P'},
+                                                                                   {'family': 'table',
+                                                                                    'file': '../shared/realdata/responses/NTU01_LNA_LOGMAG.CSV',
+                                                                                    'phase_file': '../shared/realdata/responses/NTU01_LNA_PHASE.CSV',
+                                                                                    'skiprows': 3,
+                                                                                    'columns': ['frequency_hz',
+                                                                                                'value',
+                                                                                                'unused'],
+                                                                                    'gain_column': 'value',
+                                                                                    'gain_unit': 'db',
+                                                                                    'phase_column': 'value',
+                                                                                    'phase_unit': 'deg'},
+                                                                                   {'family': 'table',
+                                                                                    'file': '../shared/realdata/responses/CableAntennuation_James2016.csv',
+                                                                                    'frequency_column': 'FREQ '
+                                                                                                        '(Hz)',
+                                                                                    'gain_column': 'Diff (dB)',
+                                                                                    'gain_unit': 'db',
+                                                                                    'phase_column': 'Phase (deg)',
+                                                                                    'phase_unit': 'deg'},
+                                                                                   {'family': 'table',
+                                                                                    'file': '../shared/realdata/responses/ULP-216+_Plus25DegC.s2p'}]}}}},
+ 'measured_chain_lofar': {'description': 'never trained: measured SHP-25+ high-pass x LOFAR RCU gain (30-80 MHz '
+                                         'table, minimum phase) x 115 m RG58 x ULP-216+',
+                          'requires': ['../shared/realdata/responses/SHP-25+__UNIT_1.s2p',
+                                       '../shared/realdata/responses/RCU_gain.txt',
+                                       '../shared/realdata/responses/ULP-216+_Plus25DegC.s2p'],
+                          'simulate': {'receiver': {'chain_response': {'family': 'chain',
+                                                                       'parts': [{'family': 'table',
+                                                                                  'file': '../shared/realdata/responses/SHP-25+__UNIT_1.s2p'},
+                                                                                 {'family': 'table',
+                                                                                  'file': '../shared/realdata/responses/RCU_gain.txt',
+                                                                                  'columns': ['gain_db'],
+                                                                                  'frequency_start_hz': 30000000.0,
+                                                                                  'frequency_step_hz': 1000000.0,
+                                                                                  'phase': 'minimum',
+                                                                                  'taper_hz': 3000000.0},
+                                                                                 {'family': 'cable',
+                                                                                  'loss_db_per_sqrt_mhz': 1.716},
+                                                                                 {'family': 'table',
+                                                                                  'file': '../shared/realdata/responses/ULP-216+_Plus25DegC.s2p'}]}}}}}
 #: simulate keys that the robustness suite sets itself (or leaves out) in every shift
 SUITE_KEYS = ("n_traces", "signal_fraction", "snr_range", "background")
 

@@ -223,6 +223,8 @@ def simulate_chunk_args(wildcards):
 # -- robustness suite -----------------------------------------------------------------------------
 # Shifts: other detectors' data, each a simulation of its own (config section `robustness`).
 ROBUSTNESS = config["robustness"]
+# the receiver as the schema fills it in (validate() above set every default)
+SIMULATE_RECEIVER_DEFAULTS = config["simulate"]["receiver"]
 # simulate keys the suite sets itself (or leaves out) in every shift; see crnn.robustness.SUITE_KEYS
 SHIFT_SUITE_KEYS = ("n_traces", "signal_fraction", "snr_range", "background")
 for _name in ROBUSTNESS["only"] or []:
@@ -268,14 +270,51 @@ def shifts_skipped():
     return {n: shift_missing(n) for n in shifts_selected() if shift_missing(n) is not None}
 
 
+def _repo_files(value):
+    """Response specs with their `file` and `phase_file` paths resolved against the repository."""
+    if isinstance(value, dict):
+        return {k: repo_path(v) if k in ("file", "phase_file") and isinstance(v, str) else _repo_files(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repo_files(v) for v in value]
+    return value
+
+
+def shift_library(wildcards):
+    """The converted pulse library of a shift ([] when it uses the analytic pulses)."""
+    if "pulse_library" not in ROBUSTNESS["shifts"][wildcards.shift]:
+        return []
+    return [f"results/robustness/libraries/{wildcards.shift}.h5"]
+
+
 def shift_settings(wildcards):
-    """The shift's simulate settings: its partial settings laid over the run's simulate section,
-    without the keys that the suite sets itself; pulses at robustness.snr_range."""
-    section = _deep_merge(config["simulate"], ROBUSTNESS["shifts"][wildcards.shift].get("simulate", {}))
+    """The shift's simulate settings: its partial settings laid over the run's simulate section with
+    the randomisation off (one fixed detector per shift), without the keys that the suite sets
+    itself; pulses at robustness.snr_range, from the shift's pulse library if it has one."""
+    fixed = _deep_merge(config["simulate"], {"randomise": {"enabled": False}})
+    shift = ROBUSTNESS["shifts"][wildcards.shift]
+    section = _repo_files(_deep_merge(fixed, shift.get("simulate", {})))
     for key in SHIFT_SUITE_KEYS:
         section.pop(key, None)
     section["snr_range"] = ROBUSTNESS["snr_range"]
+    for path in shift_library(wildcards):
+        section["pulse"] = {**section.get("pulse", {}), "library_file": path, "library_fraction": 1.0}
     return as_json(section)
+
+
+def library_input(wildcards):
+    return repo_path(ROBUSTNESS["shifts"][wildcards.shift]["pulse_library"]["path"])
+
+
+def library_args(wildcards):
+    """`crnn ingest` flags that convert a shift's pulse library to the receiver's acquisition."""
+    lib = ROBUSTNESS["shifts"][wildcards.shift]["pulse_library"]
+    rx = _deep_merge(SIMULATE_RECEIVER_DEFAULTS, config["simulate"].get("receiver", {}))
+    args = [f"--format {lib.get('format', 'auto')}", f"--resample-hz {rx['sampling_rate_hz']}",
+            f"--n-samples {rx['n_samples']}"]
+    if lib.get("format", "auto") == "coreas":
+        args.append("--polarisations " + " ".join(lib.get("polarisations", ["north_south", "east_west"])))
+    return " ".join(args)
 
 
 def shift_seed(wildcards):

@@ -1,9 +1,29 @@
 # Robustness suite: every model and baseline scored on named shifts (other detectors' data).
 
 
+rule ingest_shift_library:
+    input:
+        pulses=library_input,
+    output:
+        library="results/robustness/libraries/{shift}.h5",
+    params:
+        args=library_args,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=runtime_min(10),
+    log:
+        "logs/ingest_shift_library/{shift}.log",
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        "crnn ingest --input {input.pulses} --output {output.library} {params.args} > {log} 2>&1"
+
+
 rule simulate_shift:
     input:
         requires=shift_requires,
+        library=shift_library,
     output:
         traces="results/robustness/shifts/{shift}.h5",
     params:
