@@ -196,7 +196,12 @@ class MatchedFilterBank:
             msg = f"matched filter: templates have {s.shape[1]} frequency bins, the noise spectrum {p.shape[1]}"
             raise CrnnError(msg)
         self.n_bins = s.shape[1]
-        ok = p > 1e-12 * p.max()
+        # whiten only where the detector is sensitive: bins whose noise power lies within 30 dB of
+        # the channel's 90th percentile (robust to CW lines). Where a detector other than the
+        # templates' is deaf (a steeper edge, a table that ends), 1/P would otherwise weight bins
+        # that hold no signal by orders of magnitude and blind the filter.
+        reference = np.percentile(p, 90, axis=-1, keepdims=True)
+        ok = p > 1e-3 * reference
         inv_p = np.where(ok, 1.0 / np.where(ok, p, 1.0), 0.0)  # (C, F)
         inv_p[:, 0] = 0.0  # no DC
         s = s.copy()

@@ -14,6 +14,7 @@ from conftest import REPO
 
 keras = pytest.importorskip("keras")
 
+from crnn.detector import RandomiseSettings
 from crnn.errors import CrnnError
 from crnn.flops import conv1d_flops, forward_flops, gru_flops, layer_flops, lstm_flops, training_flops
 from crnn.flops import main as flops_main
@@ -29,7 +30,7 @@ from crnn.tracefile import read_traces
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 EXERCISE_SIM = SimulationSettings(
     n_traces=2000, snr_range=(2.0, 2.0), snr_definition="trace_rms", cw_lines=(), transients=(),
-    receiver=ReceiverSettings(n_channels=1),
+    receiver=ReceiverSettings(n_channels=1), randomise=RandomiseSettings(enabled=False),
 )
 
 
