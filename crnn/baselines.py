@@ -299,6 +299,16 @@ class MatchedFilterBank:
         return cls(templates, noise_power_spectrum(x), n_samples=x.shape[-1])
 
 
+def check_one_method(stage: str, model: object | None, baseline: str | None) -> None:
+    """Refuse a call of ``stage`` that does not name exactly one model or one known baseline."""
+    if (model is None) == (baseline is None):
+        msg = f"{stage}: give exactly one of --model or --baseline"
+        raise CrnnError(msg)
+    if baseline is not None and baseline not in BASELINES:
+        msg = f"{stage}: unknown baseline {baseline!r}; available: {', '.join(BASELINES)}"
+        raise CrnnError(msg)
+
+
 def baseline_scores(
     name: str,
     traces: np.ndarray,

@@ -30,7 +30,14 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.baselines import BASELINES, SCORE_MEANING, BaselineSettings, SignalModel, baseline_scores
+from crnn.baselines import (
+    BASELINES,
+    SCORE_MEANING,
+    BaselineSettings,
+    SignalModel,
+    baseline_scores,
+    check_one_method,
+)
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
@@ -125,12 +132,7 @@ def evaluate(
 ) -> dict[str, Any]:
     s = settings or EvaluationSettings()
     s.check()
-    if (model is None) == (baseline is None):
-        msg = "evaluate: give exactly one of --model or --baseline"
-        raise CrnnError(msg)
-    if baseline is not None and baseline not in BASELINES:
-        msg = f"evaluate: unknown baseline {baseline!r}; available: {', '.join(BASELINES)}"
-        raise CrnnError(msg)
+    check_one_method("evaluate", model, baseline)
     with TraceFile(test_path) as tf:
         if not tf.has_labels:
             raise MissingFieldError(str(test_path), "labels", tf.meta_names, expected="labels are needed to evaluate")

@@ -135,6 +135,26 @@ class ReceiverSettings:
         return np.clip(np.floor(np.asarray(volts, dtype=np.float64) / self.lsb_v + 1e-4), -half, half - 1)
 
 
+def read_for_receiver(path: str, receiver: ReceiverSettings, what: str, convert: str) -> Any:
+    """A canonical trace file whose rate, channels and length are the receiver's, else one error line.
+
+    ``what`` names the traces in the message ("measured background", "pulse library"); ``convert``
+    the crnn ingest flags that fix the shape."""
+    from crnn.tracefile import read_traces
+
+    data = read_traces(path)
+    r = receiver
+    if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
+        msg = (f"{path}: {what} sampled at {data.sampling_rate_hz:g} Hz, but the receiver samples at "
+               f"{r.sampling_rate_hz:g} Hz; resample it with crnn ingest --resample-hz")
+        raise CrnnError(msg)
+    if data.traces.shape[1:] != (r.n_channels, r.n_samples):
+        msg = (f"{path}: {what} traces have (channels, samples) = {data.traces.shape[1:]}, the receiver "
+               f"({r.n_channels}, {r.n_samples}); convert them with crnn ingest {convert}")
+        raise CrnnError(msg)
+    return data
+
+
 class StationaryNoise:
     """Galactic (Cane sky) plus receiver noise: the sky through antenna and chain, the receiver
     noise through the chain only (it enters after the antenna)."""

@@ -61,23 +61,15 @@ class PulseModel:
     def _load_library(self) -> np.ndarray | None:
         """rfft spectra (L, C, F) of the library pulses, each shifted to its peak at t = 0."""
         from crnn.errors import CrnnError
-        from crnn.tracefile import read_traces
+        from crnn.noise import read_for_receiver
 
         s, r = self.settings, self.receiver
         if s.library_file is None:
             return None
         if not 0 <= s.library_fraction <= 1:
             raise CrnnError(f"simulate: pulse.library_fraction must be in [0, 1], got {s.library_fraction}")
-        data = read_traces(s.library_file)
+        data = read_for_receiver(s.library_file, r, "pulse library", "--polarisations/--n-samples")
         where = s.library_file
-        if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
-            msg = (f"{where}: pulse library sampled at {data.sampling_rate_hz:g} Hz, the receiver at "
-                   f"{r.sampling_rate_hz:g} Hz; convert it with crnn ingest --resample-hz")
-            raise CrnnError(msg)
-        if data.traces.shape[1:] != (r.n_channels, r.n_samples):
-            msg = (f"{where}: pulse library traces have (channels, samples) = {data.traces.shape[1:]}, the receiver "
-                   f"({r.n_channels}, {r.n_samples}); convert them with crnn ingest --polarisations/--n-samples")
-            raise CrnnError(msg)
         x = data.traces.astype(np.float64)
         peak = np.max(np.abs(x), axis=(1, 2))
         if np.any(~np.isfinite(x)) or np.any(peak <= 0):

@@ -33,7 +33,14 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from crnn import __version__
-from crnn.baselines import BASELINES, SCORE_MEANING, BaselineSettings, SignalModel, baseline_scores
+from crnn.baselines import (
+    BASELINES,
+    SCORE_MEANING,
+    BaselineSettings,
+    SignalModel,
+    baseline_scores,
+    check_one_method,
+)
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
@@ -298,12 +305,7 @@ def robustness(
     """Score ``model`` or ``baseline`` on every (name, file) of ``shifts`` and write ``output``."""
     s = settings or RobustnessSettings()
     s.check()
-    if (model is None) == (baseline is None):
-        msg = "robustness: give exactly one of --model or --baseline"
-        raise CrnnError(msg)
-    if baseline is not None and baseline not in BASELINES:
-        msg = f"robustness: unknown baseline {baseline!r}; available: {', '.join(BASELINES)}"
-        raise CrnnError(msg)
+    check_one_method("robustness", model, baseline)
     names = [n for n, _ in shifts]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

@@ -44,11 +44,12 @@ from crnn.noise import (
     TransientForm,
     add_cw_lines,
     add_random_cw_lines,
+    read_for_receiver,
     transient_waveforms,
 )
 from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
 from crnn.settings import from_mapping, load_mapping, to_mapping
-from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter, read_traces
+from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
 BLOCK_SIZE = 1000
@@ -161,16 +162,8 @@ class Simulator:
         b, r = self.settings.background, self.settings.receiver
         if b.measured_file is None:
             return None
-        data = read_traces(b.measured_file)
+        data = read_for_receiver(b.measured_file, r, "measured background", "--channels/--n-samples")
         where = b.measured_file
-        if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
-            msg = (f"{where}: measured background at {data.sampling_rate_hz:g} Hz, but the receiver samples at "
-                   f"{r.sampling_rate_hz:g} Hz; resample it with crnn ingest --resample-hz")
-            raise CrnnError(msg)
-        if data.traces.shape[1:] != (r.n_channels, r.n_samples):
-            msg = (f"{where}: measured background traces have (channels, samples) = {data.traces.shape[1:]}, the "
-                   f"receiver ({r.n_channels}, {r.n_samples}); convert them with crnn ingest --channels/--n-samples")
-            raise CrnnError(msg)
         if data.unit == "ADC":
             if r.adc_bits == 0:
                 msg = f"{where}: measured background in ADC counts needs the receiver's adc_bits and adc_full_scale_v"
