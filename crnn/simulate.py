@@ -86,7 +86,7 @@ class SimulationSettings:
         CWLine(frequency_hz=67.25e6, amplitude_rel_noise=1.0, probability=0.3),
     )
     transients: tuple[TransientForm, ...] = (
-        TransientForm(kind="ringing", probability=0.06),
+        TransientForm(kind="ringing", probability=0.06, decay_time_s=(150e-9, 500e-9)),
         TransientForm(kind="pulse_train", probability=0.02),
         TransientForm(kind="burst", probability=0.02),
     )
