@@ -168,7 +168,7 @@ class RobustnessSettings:
     #: SNR range of the pulses of every shift
     snr_range: tuple[float, float] = (3.5, 10.5)
     #: SNRs at which the efficiency is reported (bins of snr_bin_width centred on them)
-    snr_points: tuple[float, ...] = (4.0, 6.0, 10.0)
+    snr_points: tuple[float, ...] = (4.0, 5.0, 6.0, 8.0, 10.0)
     #: width of the SNR bins around snr_points
     snr_bin_width: float = 1.0
     #: false-positive rate at which the thresholds are set (on each shift's own background)

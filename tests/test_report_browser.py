@@ -13,6 +13,7 @@ import time
 import pytest
 from browser import Chromium, find_chromium
 from conftest import REPO
+from crnn.robustness import RobustnessSettings
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.browser]
 ARTIFACTS = REPO / "test-artifacts"
@@ -178,5 +179,6 @@ def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
     assert "Robustness to other detectors" in text
     assert robustness["visible"], robustness
     assert robustness["rows"] == ["in-domain test split", "band_plus_5mhz", "receiver_300k"], robustness
-    assert all(n == 6 * 4 + 1 for n in robustness["cells"]), robustness
+    n_points = len(RobustnessSettings().snr_points)  # the test config keeps the default SNR points
+    assert all(n == 6 * (n_points + 1) + 1 for n in robustness["cells"]), robustness
     assert "own noise-only background" in text and "receiver noise temperature 300 K" in text
