@@ -30,6 +30,7 @@ import numpy as np
 
 from crnn.errors import CrnnError
 from crnn.physics import cane_sky_temperature_k
+from crnn.responses import AnalogBandpass, Cable, Echo, LogPeriodic, Resonance, Tilt
 
 #: edge filter kinds of the randomised chains, in the order of their per-trace codes
 EDGE_KINDS = ("butter", "cheby1", "bessel")
@@ -192,8 +193,6 @@ class Detector:
         galactic: bool,
         galactic_scale: float,
     ) -> None:
-        from crnn.responses import build_response
-
         randomise.check()
         self.receiver = receiver
         self.randomise = randomise
@@ -203,7 +202,6 @@ class Detector:
         t_sky = cane_sky_temperature_k(self.f) if galactic else np.zeros_like(self.f)
         t_sky[0] = 0.0
         self.sky_temperature_k = t_sky
-        self._build = build_response
         n_ch = receiver.n_channels
         self.fixed_antenna = receiver.antenna_transfer()  # (C, F)
         self.fixed_chain = receiver.chain_transfer()  # (C, F), gain included
@@ -254,30 +252,26 @@ class Detector:
         antenna = np.empty((m, len(f)), dtype=np.complex128)
         chain = np.empty((m, len(f)), dtype=np.complex128)
         inside = _band_mask(f, (hp.min(), lp.max()))
+        ref_hz = lo + width / 2
         for i in range(m):
-            edges = {
-                "family": "analog_bandpass", "band_hz": [float(hp[i]), float(lp[i])],
-                "highpass_order": int(hp_order[i]), "highpass_kind": EDGE_KINDS[hp_kind[i]],
-                "lowpass_order": int(lp_order[i]), "lowpass_kind": EDGE_KINDS[lp_kind[i]],
-                "ripple_db": float(ripple[i]),
-            }
-            parts = [edges, {"family": "cable", "loss_db_per_sqrt_mhz": float(cable[i])},
-                     {"family": "tilt", "slope_db_per_mhz": float(tilt[i] / (width / 1e6)),
-                      "reference_frequency_hz": lo + width / 2}]
+            # the response families of crnn.responses, built directly (no spec parsing: 64 per block)
+            h = AnalogBandpass(
+                band_hz=(float(hp[i]), float(lp[i])), highpass_order=int(hp_order[i]), lowpass_order=int(lp_order[i]),
+                highpass_kind=EDGE_KINDS[hp_kind[i]], lowpass_kind=EDGE_KINDS[lp_kind[i]], ripple_db=float(ripple[i]),
+            ).transfer(f)
+            h = h * Cable(loss_db_per_sqrt_mhz=float(cable[i])).transfer(f)
+            h = h * Tilt(slope_db_per_mhz=float(tilt[i] / (width / 1e6)), reference_frequency_hz=ref_hz).transfer(f)
             if has_echo[i]:
                 k = int(n_echo[i])
-                parts.append({"family": "echo", "delays_s": echo_delay[i, :k].tolist(), "amplitudes": echo_amp[i, :k].tolist()})
-            h = self._build({"family": "chain", "parts": parts}, sampling_rate_hz=r.sampling_rate_hz).transfer(f)
+                h = h * Echo(delays_s=tuple(echo_delay[i, :k]), amplitudes=tuple(echo_amp[i, :k])).transfer(f)
             chain[i] = h / max(np.max(np.abs(h[inside])), 1e-30)
             kind = ANTENNA_KINDS[ant_kind[i]]
             if kind == "flat":
                 a = np.ones(len(f), dtype=np.complex128)
             elif kind == "resonance":
-                a = self._build({"family": "resonance", "frequency_hz": float(ant_f[i]), "q": float(ant_q[i])},
-                                sampling_rate_hz=r.sampling_rate_hz).transfer(f)
+                a = Resonance(frequency_hz=float(ant_f[i]), q=float(ant_q[i])).transfer(f)
             else:
-                a = self._build({"family": "log_periodic", "tau": float(ant_tau[i]), "band_hz": [float(hp[i]), float(lp[i])]},
-                                sampling_rate_hz=r.sampling_rate_hz).transfer(f)
+                a = LogPeriodic(tau=float(ant_tau[i]), band_hz=(float(hp[i]), float(lp[i]))).transfer(f)
             antenna[i] = a / max(np.max(np.abs(a[inside])), 1e-30)
         nan = np.float32(np.nan)
         params = {
@@ -312,10 +306,11 @@ class Detector:
         gain = 1 + rng.uniform(-1, 1, size=(n, n_ch, 1)) * s.channel_gain_jitter
         delay = rng.uniform(-1, 1, size=(n, n_ch, 1)) * s.channel_delay_jitter_s
         sign = np.where(rng.random((n, n_ch, 1)) < s.channel_sign_flip_probability, -1.0, 1.0)
-        gain = gain * 10 ** (r.gain_db / 20)  # the chain's overall gain (pool chains peak at 1 in the band)
-        jitter = (gain * sign) * np.exp(-2j * np.pi * f[None, None, :] * delay)
-        chain = (chain_pool[pick_ch] * jitter).astype(np.complex64)
-        antenna = antenna_pool[pick_ch].astype(np.complex64)
+        gain = (gain * sign * 10 ** (r.gain_db / 20)).astype(np.float32)  # pool chains peak at 1 in the band
+        phase = (-2 * np.pi * f[None, None, :] * delay).astype(np.float32)
+        jitter = gain * (np.cos(phase) + 1j * np.sin(phase)).astype(np.complex64)
+        chain = chain_pool.astype(np.complex64)[pick_ch] * jitter
+        antenna = antenna_pool.astype(np.complex64)[pick_ch]
         t_rec = np.exp(rng.uniform(*np.log(s.noise_temperature_k), size=n))
         g_scale = rng.uniform(*s.galactic_scale, size=n)
         params = {k: np.asarray(v)[pick].astype(PARAMETER_NAMES[k]) for k, v in pool_params.items()}

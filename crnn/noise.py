@@ -243,15 +243,19 @@ class StationaryNoise:
 
 
 def _add_line(traces, idx, frequency_hz, amplitude, amp_drift, f_drift, phase, sampling_rate_hz) -> None:
-    """Add one sine per trace ``idx`` (arrays of per-trace values, shape (k, 1, 1); phase (k, C, 1))."""
+    """Add one sine per trace ``idx`` (arrays of per-trace values, shape (k, 1, 1); phase (k, C, 1)).
+
+    sin(w + phi) = sin(w) cos(phi) + cos(w) sin(phi): the sine of the (chirped) carrier is computed
+    once per trace and shared by its channels, which differ in phase only."""
     t = traces.shape[-1]
     tt = (np.arange(t) / sampling_rate_hz)[None, None, :]
     duration_s = t / sampling_rate_hz
     # cycles as float64 (hundreds of cycles per trace), reduced mod 1 before the float32 sine
     cycles = np.mod(frequency_hz * tt + 0.5 * (f_drift / duration_s) * tt**2, 1.0).astype(np.float32)
-    envelope = (1 + amp_drift * (tt / duration_s - 0.5) * 2).astype(np.float32)
-    wave = np.sin(np.float32(2 * np.pi) * cycles + np.asarray(phase, dtype=np.float32))
-    traces[idx] += (np.asarray(amplitude, dtype=np.float32) * envelope) * wave
+    w = np.float32(2 * np.pi) * cycles
+    envelope = (np.asarray(amplitude, dtype=np.float32) * (1 + amp_drift * (tt / duration_s - 0.5) * 2)).astype(np.float32)
+    phi = np.asarray(phase, dtype=np.float32)
+    traces[idx] += (envelope * np.sin(w)) * np.cos(phi) + (envelope * np.cos(w)) * np.sin(phi)
 
 
 def add_cw_lines(
@@ -293,9 +297,9 @@ def add_random_cw_lines(
     f_lo, f_hi = max(lo - margin, 1.0), min(hi + margin, 0.49 * sampling_rate_hz)
     count = rng.integers(settings.n_lines[0], settings.n_lines[1] + 1, size=n)
     strongest = np.full(n, np.nan, dtype=np.float32)
-    best = np.zeros(n)
     log_amp = np.log(settings.amplitude_rel_noise)
     rms = np.asarray(noise_rms, dtype=float)
+    best = np.zeros(n)
     for k in range(int(settings.n_lines[1])):
         freq = rng.uniform(f_lo, f_hi, size=n)
         amp = np.exp(rng.uniform(*log_amp, size=n))
