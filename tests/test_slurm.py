@@ -189,9 +189,12 @@ def test_every_rule_runs_as_a_completed_slurm_job(slurm_env, tmp_path, capsys):
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     n_ingest = len(default["ingest"])  # the test config keeps the default's inputs
     n_baselines = len(default["evaluate"]["baselines"])
+    n_shifts = len(yaml.safe_load((REPO / "config" / "test.yaml").read_text())["robustness"]["only"])
     assert rule_counts(rows) == {
         "simulate_traces": 2, "merge_traces": 1, "ingest_traces": n_ingest, "build_dataset": 1,
         "train_classifier": 2, "evaluate_classifier": 2, "evaluate_baseline": n_baselines, "write_report": 1,
+        # the robustness suite: one job per shift of test.yaml, one scoring job per model and baseline
+        "simulate_shift": n_shifts, "evaluate_robustness": 2 + n_baselines,
     }, table
     assert all(r["State"] == "COMPLETED" and r["ExitCode"] == "0:0" for r in rows), table
     for r in rows:
