@@ -505,13 +505,13 @@ def _robustness_html(rob: dict[str, Any]) -> str:
                + (f"; shift pulses drawn at SNR {rng[0]:g}-{rng[1]:g}" if rng else "") + ".")
     return (f'<h2 id="robustness">Robustness to other detectors</h2>\n<p><b>How to read:</b> '
             f"{html.escape(CAPTIONS['robustness'])} {html.escape(setting)}</p>\n"
-            f'<table id="robustness-table"><thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>\n'
-            + "\n".join(body) + f"\n</tbody></table>\n<p><b>Shifts:</b></p><ul>{desc}</ul>{skipped}")
+            f'<div class="wide"><table id="robustness-table"><thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>\n'
+            + "\n".join(body) + f"\n</tbody></table></div>\n<p><b>Shifts:</b></p><ul>{desc}</ul>{skipped}")
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.4em 0 1.2em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
-th{background:#eee;font-weight:600}td:first-child,td:nth-child(2){text-align:left}.ci{color:#777;font-size:.85em}
+th{background:#eee;font-weight:600}.wide{overflow-x:auto;max-width:100%}td:first-child,td:nth-child(2){text-align:left}.ci{color:#777;font-size:.85em}
 .nr{color:#a33}.lead{font-size:1.08em;background:#f3f6fb;border-left:4px solid #4a78b5;padding:.6em 1em}
 figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #ddd}figcaption{max-width:60em;color:#333}
 figcaption b{color:#000}details summary{cursor:pointer;font-weight:600;margin:.5em 0}code{background:#f4f4f4}"""
