@@ -462,3 +462,21 @@ def test_ingest_coreas_folds_a_response_and_becomes_volts(tmp_path):
     assert _response_args(str(tmp_path / "r.yaml"))["response_base_dir"] == str(tmp_path.resolve())
     with pytest.raises(CrnnError, match="unknown family"):
         ingest(src, tmp_path / "x.h5", conversion=Conversion(response={"family": "nope"}))
+
+
+@pytest.mark.parametrize("case", ["nan", "unsorted", "few"])
+def test_crnn_simulate_refuses_a_bad_response_table_without_output(tmp_path, case):
+    """The whole stage: one error line naming the file and the column, exit 2, no trace file."""
+    import json
+
+    from conftest import run_crnn
+
+    text, column, expected = BAD[case]
+    table = _write_table(tmp_path, f"{case}.csv", text)
+    settings = {"randomise": {"enabled": False}, "receiver": {"chain_response": {"family": "table", "file": str(table)}}}
+    out = tmp_path / "sim.h5"
+    proc = run_crnn("simulate", "-o", out, "--n-traces", "100", "--settings", json.dumps(settings), check=False)
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert str(table) in errors[0] and column in errors[0] and expected in errors[0]
+    assert "Traceback" not in proc.stderr and not out.exists() and not list(tmp_path.glob(".*.tmp"))
