@@ -147,3 +147,21 @@ def test_matched_filter_refuses_unusable_inputs():
         template_spectra(SignalModel(receiver=ReceiverSettings(band_hz=(30e6, 120e6))), T, FS, 1)
     with pytest.raises(CrnnError, match="unknown baseline"):
         baseline_scores("fft_magic", x, FS)
+
+
+def test_matched_filter_stays_sighted_on_a_detector_deaf_where_its_templates_are_not():
+    """Templates of the default detector, traces through a digital Butterworth (no power near
+    Nyquist): whitening by 1/P where the detector is deaf would blind the filter."""
+    from crnn.detector import RandomiseSettings
+    from crnn.noise import ReceiverSettings
+    from crnn.simulate import SimulationSettings, Simulator
+
+    chain = {"family": "digital_butterworth", "band_hz": [30e6, 80e6], "order": 5}
+    settings = SimulationSettings(cw_lines=(), transients=(), snr_range=(6.0, 10.0), randomise=RandomiseSettings(enabled=False),
+                                  receiver=ReceiverSettings(chain_response=chain))
+    sim = Simulator(settings, seed=4)
+    data, noise = sim.block(0), sim.block(1)
+    y = data.labels
+    s = baseline_scores("matched_filter", data.traces, FS, noise_traces=noise.traces[noise.labels == 0])
+    tpr = np.mean(s[y == 1] > threshold_at_fpr(s[y == 0], 1e-2))
+    assert tpr > 0.8, tpr

@@ -12,7 +12,7 @@ from crnn.detector import ANTENNA_KINDS, PARAMETER_NAMES, RandomiseSettings
 from crnn.errors import CrnnError
 from crnn.noise import CWLine, ReceiverSettings, TransientForm
 from crnn.pulse import PulseSettings
-from crnn.simulate import META_NAMES, SimulationSettings, Simulator
+from crnn.simulate import COMPONENTS, META_NAMES, SimulationSettings, Simulator
 from crnn.tracefile import TraceSet, TraceWriter
 
 FIXED = RandomiseSettings(enabled=False)
@@ -101,6 +101,9 @@ def test_each_component_has_its_own_random_stream():
         b = Simulator(other, 7).block(0)
         for key in ("labels", "snr", "pulse_time_s", "polarisation_angle_rad", "response_lowpass_hz", "noise_temperature_k"):
             np.testing.assert_array_equal(a.meta[key], b.meta[key], err_msg=key)
+    # the components' streams are distinct, not copies of one seed
+    sim = Simulator(base, 7)
+    assert len({int(sim.rng(0, c).integers(2**62)) for c in COMPONENTS}) == len(COMPONENTS)
     # the same seed gives the same bytes; another seed other traces
     np.testing.assert_array_equal(a.traces, Simulator(base, 7).block(0).traces)
     assert not np.array_equal(a.traces, Simulator(base, 8).block(0).traces)
