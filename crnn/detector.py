@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from crnn.errors import CrnnError
-from crnn.physics import cane_sky_temperature_k
 from crnn.responses import AnalogBandpass, Cable, Echo, LogPeriodic, Resonance, Tilt
 
 #: edge filter kinds of the randomised chains, in the order of their per-trace codes
@@ -182,7 +181,8 @@ def group_delay_spread(h: np.ndarray, f: np.ndarray, band_hz: tuple[float, float
 
 
 class Detector:
-    """Configure once from the receiver, the noise settings and the randomisation ranges."""
+    """Configure once from the receiver, the fixed receiver temperature and sky scale, and the
+    randomisation ranges (the sky spectrum itself belongs to :class:`crnn.noise.StationaryNoise`)."""
 
     def __init__(
         self,
@@ -190,7 +190,6 @@ class Detector:
         randomise: RandomiseSettings,
         *,
         noise_temperature_k: float,
-        galactic: bool,
         galactic_scale: float,
     ) -> None:
         randomise.check()
@@ -199,9 +198,6 @@ class Detector:
         self.noise_temperature_k = float(noise_temperature_k)
         self.galactic_scale = float(galactic_scale)
         self.f = receiver.frequencies_hz
-        t_sky = cane_sky_temperature_k(self.f) if galactic else np.zeros_like(self.f)
-        t_sky[0] = 0.0
-        self.sky_temperature_k = t_sky
         n_ch = receiver.n_channels
         self.fixed_antenna = receiver.antenna_transfer()  # (C, F)
         self.fixed_chain = receiver.chain_transfer()  # (C, F), gain included

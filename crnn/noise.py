@@ -29,7 +29,7 @@ class CWLine:
     """A narrowband transmitter: a sine at ``frequency_hz`` in a fraction of the traces."""
 
     frequency_hz: float
-    #: peak amplitude in units of the expected stationary noise RMS
+    #: peak amplitude in units of the trace's stationary noise RMS (galactic + receiver)
     amplitude_rel_noise: float = 1.0
     #: fraction of traces in which the line is present
     probability: float = 1.0

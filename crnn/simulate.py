@@ -148,7 +148,7 @@ class Simulator:
         )
         self.detector = Detector(
             settings.receiver, settings.randomise, noise_temperature_k=settings.noise_temperature_k,
-            galactic=settings.galactic_noise, galactic_scale=settings.galactic_scale,
+            galactic_scale=settings.galactic_scale,
         )
         self.pulses = PulseModel(settings.receiver, settings.pulse)
         self.measured = self._load_measured()
