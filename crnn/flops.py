@@ -10,6 +10,9 @@ Conventions (stated in every output and in docs/textbook.md):
   keeps a separate recurrent bias);
 * LSTM: 4 gates, ``2 * 4 * units * (in + units) + 4 * units`` per time step;
 * Bidirectional: twice the wrapped layer;
+* SpectralWhitening: a real FFT and its inverse per channel, ``2.5 * n * log2(n)`` each (half the
+  ``5 n log2 n`` of a complex radix-2 FFT), plus ``6 n`` per channel for the power, the smoothing and
+  the division;
 * the element-wise work (activations, gate products, pooling, normalisation, dropout, flatten) is
   O(units) per step against O(units^2) for the products and is left out;
 * training: ``3 x forward`` per trace and epoch (the backward pass costs about twice the forward
@@ -58,6 +61,12 @@ def lstm_flops(steps: int, n_in: int, units: int) -> int:
     return steps * (2 * 4 * units * (n_in + units) + 4 * units)
 
 
+def whitening_flops(channels: int, samples: int) -> int:
+    import math
+
+    return int(channels * (2 * 2.5 * samples * math.log2(max(samples, 2)) + 6 * samples))
+
+
 def _rnn_flops(layer: Any, steps: int, n_in: int) -> int:
     import keras
 
@@ -91,6 +100,8 @@ def layer_flops(model: Any) -> list[LayerFlops]:
             kind = f"Bidirectional({type(layer.forward_layer).__name__})"
         elif isinstance(layer, (keras.layers.GRU, keras.layers.LSTM)):
             flops = _rnn_flops(layer, shape_in[1], shape_in[-1])
+        elif kind == "SpectralWhitening":
+            flops = whitening_flops(shape_in[1], shape_in[2])
         elif isinstance(layer, keras.layers.RNN) or (layer.weights and not isinstance(layer, keras.layers.InputLayer)):
             msg = f"flops: no count for layer {layer.name!r} of type {kind} (it has weights)"
             raise CrnnError(msg)

@@ -26,6 +26,7 @@ import keras
 from keras import layers, ops
 
 from crnn.errors import CrnnError
+from crnn.settings import from_mapping
 
 READOUTS = ("max", "mean", "last", "flatten")
 CELLS = ("gru", "lstm")
@@ -48,6 +49,70 @@ class TraceNormalization(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
+@keras.saving.register_keras_serializable(package="crnn")
+class SpectralWhitening(layers.Layer):
+    """Whiten each channel of each trace by its own smoothed power spectrum.
+
+    The trace's spectrum is divided by the square root of its power spectrum averaged over
+    ``smooth_bins`` neighbouring frequency bins, so that the background's colour (band edges,
+    antenna resonances, the sky against receiver noise, CW lines) is flattened, whatever the
+    detector: the step of a whitened matched filter, without knowing the detector in advance. A
+    short pulse carries a small part of a trace's power in any bin and keeps its phase. Bins more
+    than ``floor_db`` below the channel's mean smoothed power (outside the pass band) are not
+    raised above that floor, so out-of-band residue is not amplified to in-band level.
+    """
+
+    def __init__(
+        self, smooth_bins: int = 9, floor_db: float = 20.0, band: tuple[float, float] | None = None,
+        edge_width: float = 0.02, **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if smooth_bins < 1 or smooth_bins % 2 == 0:
+            raise CrnnError(f"spectral whitening: smooth_bins must be an odd number >= 1, got {smooth_bins}")
+        if band is not None and not 0.0 <= band[0] < band[1] <= 0.5:
+            raise CrnnError(f"spectral whitening: band must lie in [0, 0.5] of the sampling rate, got {band}")
+        self.smooth_bins = smooth_bins
+        self.floor_db = floor_db
+        self.band = None if band is None else (float(band[0]), float(band[1]))
+        self.edge_width = edge_width
+
+    def _band_mask(self, n_samples: int):
+        """Weights of the rfft bins: 1 in the band, raised-cosine edges ``edge_width`` wide."""
+        import numpy as np
+
+        freq = np.fft.rfftfreq(n_samples)  # in units of the sampling rate
+        if self.band is None:
+            return None
+        lo, hi = self.band
+        half = self.edge_width / 2
+        rise = np.clip((freq - (lo - half)) / self.edge_width, 0.0, 1.0)
+        fall = np.clip(((hi + half) - freq) / self.edge_width, 0.0, 1.0)
+        return (np.sin(0.5 * np.pi * rise) * np.sin(0.5 * np.pi * fall)).astype("float32") ** 2
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        n_samples = x.shape[-1]
+        real, imag = ops.rfft(x)
+        power = real * real + imag * imag
+        half = self.smooth_bins // 2
+        padded = ops.pad(power, [[0, 0], [0, 0], [half, half]], mode="reflect") if half else power
+        cumulative = ops.cumsum(padded, axis=-1)
+        cumulative = ops.concatenate([ops.zeros_like(cumulative[..., :1]), cumulative], axis=-1)
+        smooth = (cumulative[..., self.smooth_bins:] - cumulative[..., : -self.smooth_bins]) / self.smooth_bins
+        floor = ops.mean(smooth, axis=-1, keepdims=True) * (10.0 ** (-self.floor_db / 10.0))
+        weight = 1.0 / ops.sqrt(ops.maximum(smooth, ops.maximum(floor, 1e-30)))
+        mask = self._band_mask(n_samples)
+        if mask is not None:
+            weight = weight * ops.convert_to_tensor(mask)
+        return ops.irfft((real * weight, imag * weight), fft_length=n_samples)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(), "smooth_bins": self.smooth_bins, "floor_db": self.floor_db,
+            "band": None if self.band is None else list(self.band), "edge_width": self.edge_width,
+        }
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """Architecture of a sequence-to-one classifier (one entry of the config's ``models``)."""
@@ -65,6 +130,13 @@ class ModelSettings:
     conv_strides: int = 8
     dropout: float = 0.1
     readout: str = "max"
+    #: feed the network each trace's spectrally whitened copy beside the trace itself
+    #: (SpectralWhitening): the noise colour of any detector flattened
+    whiten: bool = False
+    #: limit the whitened copy to the training data's pass band (raised-cosine edges)
+    whiten_band: bool = False
+    #: bins more than this below the channel's mean smoothed power are not raised above it, in dB
+    whiten_floor_db: float = 20.0
 
     @property
     def layer_units(self) -> tuple[int, ...]:
@@ -93,12 +165,40 @@ class ModelSettings:
             raise CrnnError(msg)
 
 
-def build_classifier(input_shape: tuple[int, int], settings: ModelSettings, name: str | None = None) -> keras.Model:
-    """Build the classifier for traces of shape ``input_shape`` = (channels, samples)."""
+#: settings that model cards written before the setting existed lack, with the behaviour those
+#: models have (their architecture, not today's default)
+CARD_LEGACY_SETTINGS: dict[str, Any] = {"whiten": False, "whiten_band": False, "whiten_floor_db": 20.0}
+
+
+def settings_from_card(card_model: dict[str, Any], what: str) -> ModelSettings:
+    """The ModelSettings recorded in a model card (``card["model"]``), older cards included."""
+    return from_mapping(ModelSettings, {**CARD_LEGACY_SETTINGS, **card_model}, what)
+
+
+def build_classifier(
+    input_shape: tuple[int, int], settings: ModelSettings, name: str | None = None,
+    band_hz: tuple[float, float] | None = None, sampling_rate_hz: float | None = None,
+) -> keras.Model:
+    """Build the classifier for traces of shape ``input_shape`` = (channels, samples).
+
+    ``band_hz`` and ``sampling_rate_hz`` (the training data's) limit the whitened copy to the pass
+    band, so that what lies outside it, where detectors differ most, is not part of that input.
+    """
     settings.check()
     inputs = keras.Input(shape=tuple(input_shape), name="traces")
     # float32 whatever the dtype policy: squares of traces in volts (1e-10) underflow in float16
     x = TraceNormalization(name="normalise", dtype="float32")(inputs)
+    if settings.whiten:
+        band = None
+        if settings.whiten_band:
+            if band_hz is None or not sampling_rate_hz:
+                raise CrnnError("model setting whiten_band needs the training data's band_hz and sampling_rate_hz")
+            band = (band_hz[0] / sampling_rate_hz, min(band_hz[1] / sampling_rate_hz, 0.5))
+        white = SpectralWhitening(
+            floor_db=settings.whiten_floor_db, band=band, name="whiten", dtype="float32",
+        )(x)
+        white = TraceNormalization(name="normalise_white", dtype="float32")(white)
+        x = layers.Concatenate(axis=1, name="trace_and_white")([x, white])
     x = layers.Permute((2, 1), name="time_major")(x)
     if settings.conv_filters > 0:
         x = layers.Conv1D(

@@ -310,7 +310,12 @@ def train(
         previous_policy = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_float16" if training.mixed_precision else "float32")
         try:  # the layers keep the policy they were built with; the global one is put back
-            model = build_classifier(input_shape, model_settings, name=name)
+            band = train_split.attrs.get("band_hz")
+            model = build_classifier(
+                input_shape, model_settings, name=name,
+                band_hz=None if band is None else tuple(float(b) for b in band),
+                sampling_rate_hz=train_split.sampling_rate_hz,
+            )
         finally:
             keras.config.set_dtype_policy(previous_policy)
         if init is not None:
@@ -488,9 +493,9 @@ class _InitModel:
 
     def model_settings(self, given: Any) -> Any:
         """The initial model's architecture; ``given`` settings (if any) must agree with it."""
-        from crnn.models import ModelSettings
+        from crnn.models import settings_from_card
 
-        own = from_mapping(ModelSettings, self.card["model"], f"{self.path} card model settings")
+        own = settings_from_card(self.card["model"], f"{self.path} card model settings")
         if given is not None:
             theirs, mine = to_mapping(given), to_mapping(own)
             changed = [f"{k} {theirs[k]!r} (model has {mine.get(k)!r})" for k in theirs if theirs[k] != mine.get(k)]
@@ -857,8 +862,12 @@ def run(args: argparse.Namespace) -> None:
         if model_map:  # only the keys given are compared with the initial model's architecture
             from crnn.modelcard import read_card, resolve_model_path
 
+            from crnn.models import CARD_LEGACY_SETTINGS
+
             card_model = read_card(resolve_model_path(training.init_from)).get("model", {})
-            model_settings = from_mapping(ModelSettings, {**card_model, **model_map}, "model settings")
+            model_settings = from_mapping(
+                ModelSettings, {**CARD_LEGACY_SETTINGS, **card_model, **model_map}, "model settings"
+            )
     else:
         model_settings = from_mapping(ModelSettings, model_map, "model settings")
     train(

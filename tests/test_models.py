@@ -143,3 +143,63 @@ def test_training_learns_clear_pulses(tmp_path, cell):
     path = train(parts["train"], parts["val"], tmp_path / cell, model_settings=ModelSettings(cell=cell, units=16),
                  training=TrainingSettings(epochs=4, batch_size=64), seed=1, name=cell)
     assert load_classifier(path).card["metrics"]["val_auc"] > 0.95
+
+
+def _band_noise(rng, n_traces: int, n_samples: int, fs_hz: float, order: int) -> np.ndarray:
+    from scipy import signal
+
+    sos = signal.butter(order, [30e6, 80e6], btype="band", fs=fs_hz, output="sos")
+    return signal.sosfilt(sos, rng.normal(size=(n_traces, 2, n_samples)), axis=-1)
+
+
+def test_spectral_whitening_flattens_the_band_and_cuts_cw_lines():
+    from crnn.models import SpectralWhitening
+
+    rng = np.random.default_rng(3)
+    fs_hz, n = 180e6, 500
+    freq = np.fft.rfftfreq(n, 1 / fs_hz)
+    x = _band_noise(rng, 256, n, fs_hz, order=4)
+    # a sloped sky: the low end 10 dB louder than the high end, and a CW line 20 dB over the noise
+    x = np.fft.irfft(np.fft.rfft(x, axis=-1) * np.interp(freq, [30e6, 80e6], [3.16, 1.0]), n, axis=-1)
+    cw_hz = freq[np.argmin(np.abs(freq - 58.5e6))]
+    x += 10.0 * x.std() * np.sin(2 * np.pi * cw_hz * np.arange(n) / fs_hz)
+    before = (np.abs(np.fft.rfft(x, axis=-1)) ** 2).mean(axis=(0, 1))
+    y = np.asarray(SpectralWhitening()(x.astype("float32")))
+    after = (np.abs(np.fft.rfft(y, axis=-1)) ** 2).mean(axis=(0, 1))
+    band = (freq > 36e6) & (freq < 74e6) & (np.abs(freq - cw_hz) > 3e6)
+    cw = np.argmin(np.abs(freq - cw_hz))
+    assert before[band].max() / before[band].min() > 5.0
+    assert after[band].max() / after[band].min() < 1.6  # flat within 2 dB
+    # a line 30 dB over the noise ends at most smooth_bins (9) times the whitened background
+    assert before[cw] / np.median(before[band]) > 1000.0
+    assert after[cw] / np.median(after[band]) < 9.5
+    # out of band (below 15 MHz, where a 4th-order band-pass leaves > 20 dB less) stays below the band
+    assert after[freq < 15e6].mean() < 0.3 * after[band].mean()
+
+
+def test_spectral_whitening_keeps_a_pulse_where_it_is():
+    from crnn.models import SpectralWhitening
+
+    rng = np.random.default_rng(4)
+    x = _band_noise(rng, 64, 500, 180e6, order=6)
+    x /= x.std()
+    pulse = np.zeros(500)
+    pulse[300] = 1.0
+    pulse = np.fft.irfft(np.fft.rfft(pulse) * (np.abs(np.fft.rfftfreq(500, 1 / 180e6) - 55e6) < 25e6), 500)
+    x[:, 0] += 12.0 * pulse / np.abs(pulse).max()
+    y = np.asarray(SpectralWhitening()(x.astype("float32")))
+    envelope = np.abs(y[:, 0])
+    assert np.all(np.abs(np.argmax(envelope, axis=-1) - 300) <= 3)
+
+
+def test_whitening_models_round_trip(tmp_path):
+    import keras
+
+    settings = ModelSettings(whiten=True, units=8, conv_filters=4)
+    model = build_classifier((2, 500), settings)
+    assert model.get_layer("whiten") is not None
+    x = np.random.default_rng(5).normal(size=(8, 2, 500)).astype("float32")
+    path = tmp_path / "w.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
