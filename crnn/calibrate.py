@@ -43,8 +43,9 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError
+from crnn.fileutil import refuse_aliases
 from crnn.metrics import threshold_at_fpr
-from crnn.modelcard import card_path, file_sha256, read_card, resolve_model_path, write_card
+from crnn.modelcard import card_path, file_sha256, model_inputs, read_card, resolve_model_path, write_card
 from crnn.tracefile import KNOWN_UNITS, LABELS, TraceFile
 
 log = logging.getLogger(__name__)
@@ -280,6 +281,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    refuse_aliases([*model_inputs("--model", args.model), *(("--background", p) for p in args.background)], [],
+                   replaced_folders=[("--output", args.output)])
     calibrate(args.model, args.background, args.output, fprs=tuple(args.fprs),
               working_point_fpr=args.working_point_fpr, skip_unreachable=args.skip_unreachable,
               trust_model=args.trust_model, chunk_size=args.chunk_size)

@@ -39,7 +39,7 @@ from crnn.baselines import (
     check_one_method,
 )
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, write_json
+from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.settings import from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
@@ -263,6 +263,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model)],
+                   folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
     mapping = load_mapping(args.settings)
     if args.fpr:
         mapping["fprs"] = args.fpr

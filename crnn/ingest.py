@@ -34,6 +34,7 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError
+from crnn.fileutil import refuse_aliases
 from crnn.resample import fit_length, resample
 from crnn.rootmap import RootMapping, add_root_arguments, iter_root, mapping_from_args, open_root, tree_names
 from crnn.tracefile import LABELS, TraceFile, TraceSet, TraceWriter
@@ -280,6 +281,7 @@ def _response_args(text_or_path: str | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> None:
+    refuse_aliases([("--input", args.input), ("--run-file", args.run_file)], [("--output", args.output)])
     root = mapping_from_args(args)
     conv = Conversion(
         resample_hz=args.resample_hz, band_hz=tuple(args.band_hz) if args.band_hz else None,

@@ -45,6 +45,18 @@ def resolve_model_path(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def model_inputs(label: str, path: str | os.PathLike[str] | None) -> list[tuple[str, Path]]:
+    """The files a stage reads for the model ``path`` (the .keras file and its card), for
+    :func:`crnn.fileutil.refuse_aliases`; none where the path does not name one model."""
+    if path is None:
+        return []
+    try:
+        model = resolve_model_path(path)
+    except CrnnError:
+        return [(label, Path(path))]
+    return [(label, model), (f"{label} card", card_path(model))]
+
+
 def read_card(model_path: str | os.PathLike[str]) -> dict[str, Any]:
     cp = card_path(model_path)
     if not cp.exists():

@@ -38,7 +38,7 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import configure_parallel_inference, load_classifier
 from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output
+from crnn.fileutil import atomic_output, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 from crnn.rootmap import add_root_arguments, mapping_from_args
 
@@ -234,6 +234,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    inputs = [("--input", p) for p in expand_inputs(args.input)]
+    refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
+                   [("--output", args.output)])
     root = mapping_from_args(args)
     predict_files(
         args.model, args.input, args.output, fmt=args.format, root=root,

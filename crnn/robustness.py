@@ -42,7 +42,7 @@ from crnn.baselines import (
     check_one_method,
 )
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import write_json
+from crnn.fileutil import refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
 from crnn.settings import from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, TraceFile
@@ -413,6 +413,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    shifts = [parse_shift(t) for t in args.shift]
+    refuse_aliases([*((f"--shift {n}", p) for n, p in shifts), *model_inputs("--model", args.model)],
+                   [("--output", args.output)])
     settings = from_mapping(RobustnessSettings, load_mapping(args.settings), "robustness settings")
     bs = from_mapping(BaselineSettings, load_mapping(args.baseline_settings), "baseline settings")
     sm = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
@@ -420,7 +425,7 @@ def run(args: argparse.Namespace) -> None:
     for text in args.skipped:
         n, p = parse_shift(text)
         skipped[n] = f"not run: {p} missing"
-    robustness([parse_shift(t) for t in args.shift], args.output, model=args.model, baseline=args.baseline,
+    robustness(shifts, args.output, model=args.model, baseline=args.baseline,
                name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped)
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, write_json
+from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import from_mapping, load_mapping, to_mapping
@@ -841,8 +841,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from crnn.modelcard import model_inputs
     from crnn.models import ModelSettings
 
+    refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
+                   folder_outputs("--output-dir", args.output_dir,
+                                  ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
     model_map = load_mapping(args.model)
     if args.cell:
         model_map["cell"] = args.cell
