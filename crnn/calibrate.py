@@ -44,6 +44,7 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import refuse_aliases
+from crnn.settings import check_value
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import card_path, file_sha256, model_inputs, read_card, resolve_model_path, write_card
 from crnn.tracefile import KNOWN_UNITS, LABELS, TraceFile
@@ -107,11 +108,9 @@ def calibrate(
     if not backgrounds:
         msg = "calibrate: give at least one --background file of noise-only traces"
         raise CrnnError(msg)
+    check_value(list(fprs), "evaluate.fprs", "calibrate: --fprs")
+    check_value(working_point_fpr, "evaluate.working_point_fpr", "calibrate: --working-point-fpr")
     targets = sorted({float(f) for f in (*fprs, working_point_fpr)}, reverse=True)
-    bad = [f for f in targets if not 0 < f < 1]
-    if bad:
-        msg = f"calibrate: FPRs must lie in (0, 1); got {bad}"
-        raise CrnnError(msg)
     out = Path(output)
     _check_output(out)
     model_path = resolve_model_path(model)

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -41,7 +41,7 @@ from crnn.baselines import (
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import check_value, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ CARRIED = ("has_transient", "n_cw_lines", "noise_rms", "pulse_time_s", "source_i
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How every method is evaluated (config section ``evaluate``)."""
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "evaluate"
 
     #: working points: target false-positive rates on the test background
     fprs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
@@ -68,25 +71,11 @@ class EvaluationSettings:
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
 
     def check(self) -> None:
-        if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
-            msg = f"evaluate: fprs must be numbers in (0, 1), got {list(self.fprs)}"
-            raise CrnnError(msg)
-        if not 0 < self.working_point_fpr < 1:
-            msg = f"evaluate: working_point_fpr must be in (0, 1), got {self.working_point_fpr}"
-            raise CrnnError(msg)
+        """The schema's rules on each value, then the rule that ties the SNR edges together."""
+        validate(self, "evaluate")
         edges = np.asarray(self.snr_edges, dtype=float)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             msg = f"evaluate: snr_edges must be at least two increasing numbers, got {list(self.snr_edges)}"
-            raise CrnnError(msg)
-        if self.n_bootstrap < 0:
-            msg = f"evaluate: n_bootstrap must be >= 0, got {self.n_bootstrap}"
-            raise CrnnError(msg)
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            msg = f"evaluate: unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}"
-            raise CrnnError(msg)
-        if self.baseline.matched_filter_templates < 1:
-            msg = f"evaluate: baseline.matched_filter_templates must be >= 1, got {self.baseline.matched_filter_templates}"
             raise CrnnError(msg)
 
 
@@ -267,6 +256,7 @@ def run(args: argparse.Namespace) -> None:
 
     refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model)],
                    folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
+    check_value(args.seed, "seed", "--seed")
     mapping = load_mapping(args.settings)
     if args.fpr:
         mapping["fprs"] = args.fpr

@@ -239,6 +239,13 @@ def run(args: argparse.Namespace) -> None:
     inputs = [("--input", p) for p in expand_inputs(args.input)]
     refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
                    [("--output", args.output)])
+    from crnn.settings import check_value
+
+    if args.working_point is not None:
+        check_value(args.working_point, "evaluate.working_point_fpr", "--working-point")
+    for key in ("channels", "polarisations"):
+        if getattr(args, key) is not None:
+            check_value(getattr(args, key), f"ingest.*.{key}", f"--{key}")
     root = mapping_from_args(args)
     predict_files(
         args.model, args.input, args.output, fmt=args.format, root=root,

@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -44,7 +44,7 @@ from crnn.baselines import (
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile
 
 log = logging.getLogger(__name__)
@@ -161,6 +161,9 @@ SUITE_KEYS = ("n_traces", "signal_fraction", "snr_range", "background")
 class RobustnessSettings:
     """The robustness suite (config section ``robustness``)."""
 
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "robustness"
+
     #: run the suite in the workflow
     enabled: bool = True
     #: traces simulated per shift (half of them with a pulse)
@@ -181,15 +184,8 @@ class RobustnessSettings:
     shifts: dict[str, Any] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_SHIFTS.items()})
 
     def check(self) -> None:
-        if not 0 < self.fpr < 1:
-            msg = f"robustness: fpr must be in (0, 1), got {self.fpr}"
-            raise CrnnError(msg)
-        if not self.snr_points:
-            msg = "robustness: snr_points must hold at least one SNR"
-            raise CrnnError(msg)
-        if self.snr_bin_width <= 0:
-            msg = f"robustness: snr_bin_width must be > 0, got {self.snr_bin_width}"
-            raise CrnnError(msg)
+        """The schema's rules on each value, then that ``only`` names configured shifts."""
+        validate(self, "robustness")
         unknown = [n for n in self.only or () if n not in self.shifts]
         if unknown:
             msg = f"robustness: only names unknown shift(s) {unknown}; configured: {', '.join(self.shifts)}"

@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
 from crnn.stream import DEFAULT_CHUNK_TRACES, TraceStream
 from crnn.tracefile import LABELS, TraceFile, read_traces
 
@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingSettings:
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "training"
     epochs: int = 15
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -847,6 +850,7 @@ def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
                    folder_outputs("--output-dir", args.output_dir,
                                   ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
+    check_value(args.seed, "seed", "--seed")
     model_map = load_mapping(args.model)
     if args.cell:
         model_map["cell"] = args.cell
