@@ -276,7 +276,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record FPRs that need more traces than given as unavailable instead of refusing")
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
     p.add_argument("--trust-model", action="store_true",
-                   help="allow models that carry arbitrary code (Lambda layers); only for files you trust")
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from crnn.errors import CrnnError
-from crnn.modelcard import file_sha256, read_card, resolve_model_path
+from crnn.modelcard import card_path, file_sha256, read_card, resolve_model_path
 from crnn.tracefile import KNOWN_UNITS
 
 log = logging.getLogger(__name__)
@@ -321,16 +321,27 @@ def configure_parallel_inference(streams: int = 0) -> int:
     return streams
 
 
-def load_classifier(path: str | os.PathLike[str], *, safe_mode: bool = True, streams: int = 1) -> Classifier:
+def load_classifier(
+    path: str | os.PathLike[str], *, safe_mode: bool = True, streams: int = 1, trust_model: bool = False
+) -> Classifier:
     """Load a ``.keras`` model (or the one in a folder) with its card, in Keras' safe mode.
 
-    The card must be beside the model and, when it records the model file's SHA-256 (crnn >= 0.1
-    cards do), match it: a model whose weights were replaced is refused. ``streams`` > 1 scores
-    that many batches side by side (TensorFlow backend; see :func:`configure_parallel_inference`).
+    The card must be beside the model, whole (:func:`crnn.modelcard.check_card`), and record the
+    model file's SHA-256 (``model_sha256``), which must match: a model whose weights were replaced
+    is refused. ``trust_model`` (the commands' ``--trust-model``) loads a file that is trusted
+    without these guarantees: a card without ``model_sha256``, a model that carries arbitrary code
+    (Keras safe mode off; ``safe_mode=False`` alone trusts it too). ``streams`` > 1 scores that
+    many batches side by side (TensorFlow backend; see :func:`configure_parallel_inference`).
     """
+    trust_model = trust_model or not safe_mode
+    safe_mode = not trust_model
     model_path = resolve_model_path(path)
     card = read_card(model_path)
     expected = card.get("model_sha256")
+    if expected is None and not trust_model:
+        msg = (f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
+               f"the model it describes; pass --trust-model only for files you trust")
+        raise CrnnError(msg)
     if expected is not None and file_sha256(model_path) != expected:
         msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
                f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")

@@ -118,6 +118,7 @@ def evaluate(
     noise_path: str | Path | None = None,
     signal_model: SignalModel | None = None,
     seed: int = 0,
+    trust_model: bool = False,
 ) -> dict[str, Any]:
     s = settings or EvaluationSettings()
     s.check()
@@ -137,7 +138,7 @@ def evaluate(
     if model is not None:
         from crnn.classifier import load_classifier
 
-        clf = load_classifier(model)
+        clf = load_classifier(model, trust_model=trust_model)
         clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path))
         scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
         method = name or clf.card.get("name", Path(model).stem)
@@ -249,6 +250,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
                                           "settings of the templates (default: the simulation defaults)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -268,7 +272,7 @@ def run(args: argparse.Namespace) -> None:
     signal_model = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
     evaluate(
         args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
-        noise_path=args.noise, signal_model=signal_model, seed=args.seed,
+        noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
     )
 
 

@@ -297,6 +297,7 @@ def robustness(
     baseline_settings: BaselineSettings | None = None,
     signal_model: SignalModel | None = None,
     skipped: dict[str, str] | None = None,
+    trust_model: bool = False,
 ) -> dict[str, Any]:
     """Score ``model`` or ``baseline`` on every (name, file) of ``shifts`` and write ``output``."""
     s = settings or RobustnessSettings()
@@ -314,7 +315,7 @@ def robustness(
     if model is not None:
         from crnn.classifier import load_classifier
 
-        clf = load_classifier(model)
+        clf = load_classifier(model, trust_model=trust_model)
         method = name or clf.card.get("name", Path(model).stem)
         kind, meaning = "model", "probability that a pulse is present"
     else:
@@ -406,6 +407,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                           "templates (the run's simulation; default: the simulation defaults)")
     p.add_argument("--skipped", action="append", default=[], metavar="NAME=PATH",
                    help="a shift not run because its required file PATH is missing (listed in the output)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -422,7 +426,8 @@ def run(args: argparse.Namespace) -> None:
         n, p = parse_shift(text)
         skipped[n] = f"not run: {p} missing"
     robustness(shifts, args.output, model=args.model, baseline=args.baseline,
-               name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped)
+               name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped,
+               trust_model=args.trust_model)
 
 
 if __name__ == "__main__":
