@@ -38,6 +38,7 @@ from crnn.baselines import (
     baseline_scores,
     check_one_method,
 )
+from crnn.classifier import MAX_RESAMPLE_FACTOR
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
@@ -119,6 +120,7 @@ def evaluate(
     signal_model: SignalModel | None = None,
     seed: int = 0,
     trust_model: bool = False,
+    force_resample: bool = False,
 ) -> dict[str, Any]:
     s = settings or EvaluationSettings()
     s.check()
@@ -139,8 +141,8 @@ def evaluate(
         from crnn.classifier import load_classifier
 
         clf = load_classifier(model, trust_model=trust_model)
-        clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path))
-        scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
+        clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
+        scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz, force_resample=force_resample)
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
         extra["score_meaning"] = "probability that a pulse is present"
@@ -250,6 +252,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
                                           "settings of the templates (default: the simulation defaults)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--force-resample", action="store_true",
+                   help=f"--model: resample inputs whose rate differs from the model's by more than a factor "
+                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
     p.add_argument("--trust-model", action="store_true",
                    help="load a model that is not checked: a card without model_sha256, or a model that carries "
                         "arbitrary code (Lambda layers); only for files you trust")
@@ -273,6 +278,7 @@ def run(args: argparse.Namespace) -> None:
     evaluate(
         args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
         noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
+        force_resample=args.force_resample,
     )
 
 

@@ -41,6 +41,7 @@ from crnn.baselines import (
     baseline_scores,
     check_one_method,
 )
+from crnn.classifier import MAX_RESAMPLE_FACTOR
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
@@ -298,6 +299,7 @@ def robustness(
     signal_model: SignalModel | None = None,
     skipped: dict[str, str] | None = None,
     trust_model: bool = False,
+    force_resample: bool = False,
 ) -> dict[str, Any]:
     """Score ``model`` or ``baseline`` on every (name, file) of ``shifts`` and write ``output``."""
     s = settings or RobustnessSettings()
@@ -332,8 +334,8 @@ def robustness(
         t0 = time.perf_counter()
         extra: dict[str, Any] = {}
         if clf is not None:
-            clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(path))
-            scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
+            clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(path), force_resample=force_resample)
+            scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz, force_resample=force_resample)
         else:
             assert baseline is not None
             noise = None
@@ -407,6 +409,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                           "templates (the run's simulation; default: the simulation defaults)")
     p.add_argument("--skipped", action="append", default=[], metavar="NAME=PATH",
                    help="a shift not run because its required file PATH is missing (listed in the output)")
+    p.add_argument("--force-resample", action="store_true",
+                   help=f"--model: resample inputs whose rate differs from the model's by more than a factor "
+                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
     p.add_argument("--trust-model", action="store_true",
                    help="load a model that is not checked: a card without model_sha256, or a model that carries "
                         "arbitrary code (Lambda layers); only for files you trust")
@@ -427,7 +432,7 @@ def run(args: argparse.Namespace) -> None:
         skipped[n] = f"not run: {p} missing"
     robustness(shifts, args.output, model=args.model, baseline=args.baseline,
                name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped,
-               trust_model=args.trust_model)
+               trust_model=args.trust_model, force_resample=args.force_resample)
 
 
 if __name__ == "__main__":
