@@ -190,14 +190,15 @@ class Classifier:
             self._check_resample_bounds(sampling_rate_hz, where)
         if c != self.n_channels:
             msg = (f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
-                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels with --channels")
+                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels (crnn predict --channels, "
+                   f"crnn ingest --channels)")
             raise CrnnError(msg)
         t_model = t if same_rate else (t * self.sampling_rate_hz) // sampling_rate_hz
         if t_model < self.n_samples and not pad:
             rate = "" if same_rate else f" ({int(t_model)} after resampling to {self.sampling_rate_hz:g} Hz)"
             msg = (f"{where}: traces have {t} samples{rate}, but model {self.path.name} expects at least "
                    f"{self.n_samples} (input shape (N, {self.n_channels}, {self.n_samples})); "
-                   f"zero-pad them with --pad if they hold a whole pulse")
+                   f"zero-pad them if they hold a whole pulse (crnn predict --pad, crnn ingest --n-samples)")
             raise CrnnError(msg)
 
     def _check_resample_bounds(self, sampling_rate_hz: float, where: str) -> None:
