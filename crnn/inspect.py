@@ -50,10 +50,18 @@ def describe_model(path: str | Path, *, trust_model: bool = False) -> str:
 
 
 def describe_root_file(path: str | Path) -> str:
-    import uproot
+    from crnn.rootmap import open_root
 
+    try:
+        return _describe_root(open_root(Path(path)), path)
+    except (OSError, ValueError, KeyError) as exc:  # uproot's ways of meeting a truncated or broken file
+        msg = f"{path}: not a readable ROOT file ({type(exc).__name__}: {' '.join(str(exc).split())}); is it truncated?"
+        raise CrnnError(msg) from exc
+
+
+def _describe_root(f, path: str | Path) -> str:
     lines = [f"{path}: ROOT file"]
-    with uproot.open(path) as f:
+    with f:
         for key, cls in f.classnames().items():
             lines.append(f"  {key.split(';')[0]}: {cls}")
             if cls in ("TTree", "ROOT::RNTuple"):

@@ -32,3 +32,11 @@ def test_evaluate_suggests_only_flags_that_exist(tmp_path, capsys):
     assert main(["evaluate", "--model", str(model), "--test", str(path), "-o", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err
     assert "3 channel(s)" in err and "crnn predict --channels" in err and "with --channels" not in err
+
+
+def test_inspect_a_truncated_root_file_is_one_line_and_non_zero(tmp_path, capsys):
+    trunc = tmp_path / "trunc.root"
+    trunc.write_bytes((REPO / "data" / "example_traces.root").read_bytes()[:3000])
+    assert main(["inspect", str(trunc)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable ROOT file" in err[0] and "truncated" in err[0], err
