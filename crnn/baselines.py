@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from scipy.signal import hilbert
@@ -64,6 +65,9 @@ MIN_NOISE_TRACES = 20
 @dataclass(frozen=True)
 class BaselineSettings:
     """Settings of the classical triggers (config section ``evaluate.baseline``)."""
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "evaluate.baseline"
 
     #: window around the maximum left out of the per-trace noise RMS estimate, in s
     signal_window_s: float = 120e-9

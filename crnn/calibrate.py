@@ -43,8 +43,10 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError
+from crnn.fileutil import refuse_aliases
+from crnn.settings import check_value
 from crnn.metrics import threshold_at_fpr
-from crnn.modelcard import card_path, file_sha256, read_card, resolve_model_path, write_card
+from crnn.modelcard import card_path, file_sha256, model_inputs, read_card, resolve_model_path, write_card
 from crnn.tracefile import KNOWN_UNITS, LABELS, TraceFile
 
 log = logging.getLogger(__name__)
@@ -106,11 +108,9 @@ def calibrate(
     if not backgrounds:
         msg = "calibrate: give at least one --background file of noise-only traces"
         raise CrnnError(msg)
+    check_value(list(fprs), "evaluate.fprs", "calibrate: --fprs")
+    check_value(working_point_fpr, "evaluate.working_point_fpr", "calibrate: --working-point-fpr")
     targets = sorted({float(f) for f in (*fprs, working_point_fpr)}, reverse=True)
-    bad = [f for f in targets if not 0 < f < 1]
-    if bad:
-        msg = f"calibrate: FPRs must lie in (0, 1); got {bad}"
-        raise CrnnError(msg)
     out = Path(output)
     _check_output(out)
     model_path = resolve_model_path(model)
@@ -276,10 +276,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record FPRs that need more traces than given as unavailable instead of refusing")
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
     p.add_argument("--trust-model", action="store_true",
-                   help="allow models that carry arbitrary code (Lambda layers); only for files you trust")
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
+    refuse_aliases([*model_inputs("--model", args.model), *(("--background", p) for p in args.background)], [],
+                   replaced_folders=[("--output", args.output)])
     calibrate(args.model, args.background, args.output, fprs=tuple(args.fprs),
               working_point_fpr=args.working_point_fpr, skip_unreachable=args.skip_unreachable,
               trust_model=args.trust_model, chunk_size=args.chunk_size)

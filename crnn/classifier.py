@@ -10,6 +10,9 @@ What :meth:`Classifier.predict` does with traces that differ from the training d
 
 * another sampling rate: FFT resampling to the model's rate, with the card's band-pass applied
   before decimation (:mod:`crnn.resample`), and a note in the log (``resample=False`` refuses);
+  refused unless ``force_resample`` when the rates differ by more than a factor
+  :data:`MAX_RESAMPLE_FACTOR` or the input's Nyquist frequency lies below the card's upper band
+  edge (the model's band is then not in the data);
 * longer traces: sliding windows of the model's length with ``overlap`` (default 0.5, the last
   window aligned with the end of the trace); the score is the maximum over windows and
   :meth:`Classifier.score` also returns the start time of that window;
@@ -30,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from crnn.errors import CrnnError
-from crnn.modelcard import file_sha256, read_card, resolve_model_path
+from crnn.modelcard import card_path, file_sha256, read_card, resolve_model_path
 from crnn.tracefile import KNOWN_UNITS
 
 log = logging.getLogger(__name__)
 VOLTAGE_UNITS = ("V", "mV", "uV", "nV", "ADC")
+#: largest factor between an input's sampling rate and the model's that is resampled unasked
+MAX_RESAMPLE_FACTOR = 8.0
 FIELD_UNITS = ("V/m", "mV/m", "uV/m")
 
 
@@ -169,7 +174,7 @@ class Classifier:
 
     def check_input(
         self, shape: tuple[int, ...], sampling_rate_hz: float, where: str = "input", *, resample: bool = True,
-        pad: bool = False,
+        pad: bool = False, force_resample: bool = False,
     ) -> None:
         """Refuse traces that cannot be adapted to the model, saying what it expects."""
         c, t = (1, shape[-1]) if len(shape) == 2 else shape[1:3]
@@ -181,20 +186,41 @@ class Classifier:
                 f"or allow resampling"
             )
             raise CrnnError(msg)
+        if not same_rate and not force_resample:
+            self._check_resample_bounds(sampling_rate_hz, where)
         if c != self.n_channels:
             msg = (f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
-                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels with --channels")
+                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels (crnn predict --channels, "
+                   f"crnn ingest --channels)")
             raise CrnnError(msg)
         t_model = t if same_rate else (t * self.sampling_rate_hz) // sampling_rate_hz
         if t_model < self.n_samples and not pad:
             rate = "" if same_rate else f" ({int(t_model)} after resampling to {self.sampling_rate_hz:g} Hz)"
             msg = (f"{where}: traces have {t} samples{rate}, but model {self.path.name} expects at least "
                    f"{self.n_samples} (input shape (N, {self.n_channels}, {self.n_samples})); "
-                   f"zero-pad them with --pad if they hold a whole pulse")
+                   f"zero-pad them if they hold a whole pulse (crnn predict --pad, crnn ingest --n-samples)")
+            raise CrnnError(msg)
+
+    def _check_resample_bounds(self, sampling_rate_hz: float, where: str) -> None:
+        """Refuse a rate whose resampling would make up the model's band or most of its samples."""
+        band = self.card.get("band_hz")
+        nyquist = sampling_rate_hz / 2
+        hint = (f"resample it with crnn ingest --resample-hz {self.sampling_rate_hz:g} if that is right, "
+                f"or pass --force-resample")
+        if band is not None and nyquist < band[1]:
+            msg = (f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz: its Nyquist frequency {nyquist:g} Hz lies "
+                   f"below the upper band edge {band[1]:g} Hz of model {self.path.name}, so part of the band the "
+                   f"model was trained on is not in the data; {hint}")
+            raise CrnnError(msg)
+        factor = max(sampling_rate_hz / self.sampling_rate_hz, self.sampling_rate_hz / sampling_rate_hz)
+        if factor > MAX_RESAMPLE_FACTOR:
+            msg = (f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz differs from the {self.sampling_rate_hz:g} Hz "
+                   f"of model {self.path.name} by a factor {factor:.3g}, more than {MAX_RESAMPLE_FACTOR:g}; is the "
+                   f"rate right? {hint[0].upper()}{hint[1:]}")
             raise CrnnError(msg)
 
     def adapt(self, traces: np.ndarray, sampling_rate_hz: float, *, resample: bool = True, pad: bool = False,
-              where: str = "input") -> np.ndarray:
+              where: str = "input", force_resample: bool = False) -> np.ndarray:
         """Resample to the model's rate (band-limited, the card's band) if needed."""
         x = np.asarray(traces)
         if x.ndim == 2:
@@ -202,7 +228,7 @@ class Classifier:
         if x.ndim != 3:
             msg = f"{where}: traces must have shape (N, C, T) or (N, T); got {x.shape}"
             raise CrnnError(msg)
-        self.check_input(x.shape, sampling_rate_hz, where, resample=resample, pad=pad)
+        self.check_input(x.shape, sampling_rate_hz, where, resample=resample, pad=pad, force_resample=force_resample)
         if not np.isfinite(x).all():
             msg = f"{where}: traces hold NaN or Inf values; expected finite numbers"
             raise CrnnError(msg)
@@ -254,13 +280,14 @@ class Classifier:
         pad: bool = False,
         batch_size: int = 4096,
         where: str = "input",
+        force_resample: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores (max over windows) and the start time in s of the best window, per trace."""
         if not 0 <= overlap < 1:
             msg = f"overlap must be in [0, 1), got {overlap}"
             raise CrnnError(msg)
         self.check_unit(unit, where)
-        x = self.adapt(traces, sampling_rate_hz, resample=resample, pad=pad, where=where)
+        x = self.adapt(traces, sampling_rate_hz, resample=resample, pad=pad, where=where, force_resample=force_resample)
         n, c, t = x.shape
         w = self.n_samples
         if t == w:
@@ -275,10 +302,11 @@ class Classifier:
         return s[np.arange(n), best], (np.asarray(starts)[best] / self.sampling_rate_hz).astype(np.float32)
 
     def predict(self, traces: np.ndarray, *, sampling_rate_hz: float, unit: str | None = None,
-                overlap: float = 0.5, resample: bool = True, pad: bool = False, batch_size: int = 4096) -> np.ndarray:
+                overlap: float = 0.5, resample: bool = True, pad: bool = False, batch_size: int = 4096,
+                force_resample: bool = False) -> np.ndarray:
         """Probability that an air-shower pulse is present, one float32 per trace."""
         return self.score(traces, sampling_rate_hz=sampling_rate_hz, unit=unit, overlap=overlap,
-                          resample=resample, pad=pad, batch_size=batch_size)[0]
+                          resample=resample, pad=pad, batch_size=batch_size, force_resample=force_resample)[0]
 
     def decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         thr = self.threshold if threshold is None else threshold
@@ -321,16 +349,27 @@ def configure_parallel_inference(streams: int = 0) -> int:
     return streams
 
 
-def load_classifier(path: str | os.PathLike[str], *, safe_mode: bool = True, streams: int = 1) -> Classifier:
+def load_classifier(
+    path: str | os.PathLike[str], *, safe_mode: bool = True, streams: int = 1, trust_model: bool = False
+) -> Classifier:
     """Load a ``.keras`` model (or the one in a folder) with its card, in Keras' safe mode.
 
-    The card must be beside the model and, when it records the model file's SHA-256 (crnn >= 0.1
-    cards do), match it: a model whose weights were replaced is refused. ``streams`` > 1 scores
-    that many batches side by side (TensorFlow backend; see :func:`configure_parallel_inference`).
+    The card must be beside the model, whole (:func:`crnn.modelcard.check_card`), and record the
+    model file's SHA-256 (``model_sha256``), which must match: a model whose weights were replaced
+    is refused. ``trust_model`` (the commands' ``--trust-model``) loads a file that is trusted
+    without these guarantees: a card without ``model_sha256``, a model that carries arbitrary code
+    (Keras safe mode off; ``safe_mode=False`` alone trusts it too). ``streams`` > 1 scores that
+    many batches side by side (TensorFlow backend; see :func:`configure_parallel_inference`).
     """
+    trust_model = trust_model or not safe_mode
+    safe_mode = not trust_model
     model_path = resolve_model_path(path)
     card = read_card(model_path)
     expected = card.get("model_sha256")
+    if expected is None and not trust_model:
+        msg = (f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
+               f"the model it describes; pass --trust-model only for files you trust")
+        raise CrnnError(msg)
     if expected is not None and file_sha256(model_path) != expected:
         msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
                f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")

@@ -32,6 +32,8 @@ import json
 
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
+from crnn.fileutil import refuse_aliases
+from crnn.settings import check_value
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, write_traces
 
 log = logging.getLogger(__name__)
@@ -248,6 +250,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    refuse_aliases([("--input", p) for p in args.input],
+                   [("--train", args.train), ("--val", args.val), ("--test", args.test)])
+    check_value(list(args.fractions), "dataset.fractions", "--fractions")
+    check_value(args.seed, "seed", "--seed")
     labels: dict[str, int] = {}
     for item in args.label:
         path, _, value = item.rpartition("=")

@@ -34,7 +34,7 @@ class MissingFieldError(CrnnError, KeyError):
         self.path = str(path)
         self.field = field
         self.available = sorted(str(a) for a in available)
-        close = difflib.get_close_matches(field, self.available, n=3, cutoff=0.4)
+        close = difflib.get_close_matches(field, self.available, n=3, cutoff=0.6)  # "traces" is not "labels"
         rest = [a for a in self.available if a not in close]
         listed = close + rest
         shown = ", ".join(repr(a) for a in listed[:12])

@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -38,10 +38,11 @@ from crnn.baselines import (
     baseline_scores,
     check_one_method,
 )
+from crnn.classifier import MAX_RESAMPLE_FACTOR
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, write_json
+from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import check_value, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ CARRIED = ("has_transient", "n_cw_lines", "noise_rms", "pulse_time_s", "source_i
 @dataclass(frozen=True)
 class EvaluationSettings:
     """How every method is evaluated (config section ``evaluate``)."""
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "evaluate"
 
     #: working points: target false-positive rates on the test background
     fprs: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
@@ -68,25 +72,11 @@ class EvaluationSettings:
     baseline: BaselineSettings = field(default_factory=BaselineSettings)
 
     def check(self) -> None:
-        if not self.fprs or any(not 0 < f < 1 for f in self.fprs):
-            msg = f"evaluate: fprs must be numbers in (0, 1), got {list(self.fprs)}"
-            raise CrnnError(msg)
-        if not 0 < self.working_point_fpr < 1:
-            msg = f"evaluate: working_point_fpr must be in (0, 1), got {self.working_point_fpr}"
-            raise CrnnError(msg)
+        """The schema's rules on each value, then the rule that ties the SNR edges together."""
+        validate(self, "evaluate")
         edges = np.asarray(self.snr_edges, dtype=float)
         if edges.size < 2 or np.any(np.diff(edges) <= 0):
             msg = f"evaluate: snr_edges must be at least two increasing numbers, got {list(self.snr_edges)}"
-            raise CrnnError(msg)
-        if self.n_bootstrap < 0:
-            msg = f"evaluate: n_bootstrap must be >= 0, got {self.n_bootstrap}"
-            raise CrnnError(msg)
-        unknown = [b for b in self.baselines if b not in BASELINES]
-        if unknown:
-            msg = f"evaluate: unknown baseline(s) {unknown}; available: {', '.join(BASELINES)}"
-            raise CrnnError(msg)
-        if self.baseline.matched_filter_templates < 1:
-            msg = f"evaluate: baseline.matched_filter_templates must be >= 1, got {self.baseline.matched_filter_templates}"
             raise CrnnError(msg)
 
 
@@ -129,6 +119,8 @@ def evaluate(
     noise_path: str | Path | None = None,
     signal_model: SignalModel | None = None,
     seed: int = 0,
+    trust_model: bool = False,
+    force_resample: bool = False,
 ) -> dict[str, Any]:
     s = settings or EvaluationSettings()
     s.check()
@@ -148,9 +140,9 @@ def evaluate(
     if model is not None:
         from crnn.classifier import load_classifier
 
-        clf = load_classifier(model)
-        clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path))
-        scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
+        clf = load_classifier(model, trust_model=trust_model)
+        clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
+        scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz, force_resample=force_resample)
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
         extra["score_meaning"] = "probability that a pulse is present"
@@ -260,9 +252,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
                                           "settings of the templates (default: the simulation defaults)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--force-resample", action="store_true",
+                   help=f"--model: resample inputs whose rate differs from the model's by more than a factor "
+                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model)],
+                   folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
+    check_value(args.seed, "seed", "--seed")
     mapping = load_mapping(args.settings)
     if args.fpr:
         mapping["fprs"] = args.fpr
@@ -274,7 +277,8 @@ def run(args: argparse.Namespace) -> None:
     signal_model = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
     evaluate(
         args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
-        noise_path=args.noise, signal_model=signal_model, seed=args.seed,
+        noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
+        force_resample=args.force_resample,
     )
 
 

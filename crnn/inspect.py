@@ -40,20 +40,28 @@ def describe_trace_file(path: str | Path) -> str:
     return "\n".join(lines)
 
 
-def describe_model(path: str | Path) -> str:
+def describe_model(path: str | Path, *, trust_model: bool = False) -> str:
     from crnn.classifier import load_classifier
 
-    clf = load_classifier(path)
+    clf = load_classifier(path, trust_model=trust_model)
     summary: list[str] = []
     clf.model.summary(print_fn=lambda s, **_: summary.append(s))
     return "\n".join([f"{clf.path}: crnn model", json.dumps(clf.card, indent=2), *summary])
 
 
 def describe_root_file(path: str | Path) -> str:
-    import uproot
+    from crnn.rootmap import open_root
 
+    try:
+        return _describe_root(open_root(Path(path)), path)
+    except (OSError, ValueError, KeyError) as exc:  # uproot's ways of meeting a truncated or broken file
+        msg = f"{path}: not a readable ROOT file ({type(exc).__name__}: {' '.join(str(exc).split())}); is it truncated?"
+        raise CrnnError(msg) from exc
+
+
+def _describe_root(f, path: str | Path) -> str:
     lines = [f"{path}: ROOT file"]
-    with uproot.open(path) as f:
+    with f:
         for key, cls in f.classnames().items():
             lines.append(f"  {key.split(';')[0]}: {cls}")
             if cls in ("TTree", "ROOT::RNTuple"):
@@ -65,13 +73,13 @@ def describe_root_file(path: str | Path) -> str:
     return "\n".join(lines)
 
 
-def inspect_path(path: str | Path) -> str:
+def inspect_path(path: str | Path, *, trust_model: bool = False) -> str:
     p = Path(path)
     if not p.exists():
         msg = f"{p}: no such file"
         raise CrnnError(msg)
     if p.suffix == ".keras" or p.is_dir():
-        return describe_model(p)
+        return describe_model(p, trust_model=trust_model)
     with open(p, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"root"):
@@ -81,10 +89,13 @@ def inspect_path(path: str | Path) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a trace file (.h5, .root) or a model (.keras)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
-    print(inspect_path(args.path))
+    print(inspect_path(args.path, trust_model=args.trust_model))
 
 
 if __name__ == "__main__":

@@ -20,16 +20,13 @@ recurrent dropout, ``unroll=False``, ``use_bias=True``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import keras
 from keras import layers, ops
 
 from crnn.errors import CrnnError
-from crnn.settings import from_mapping
-
-READOUTS = ("max", "mean", "last", "flatten")
-CELLS = ("gru", "lstm")
+from crnn.settings import from_mapping, validate
 
 
 @keras.saving.register_keras_serializable(package="crnn")
@@ -117,6 +114,9 @@ class SpectralWhitening(layers.Layer):
 class ModelSettings:
     """Architecture of a sequence-to-one classifier (one entry of the config's ``models``)."""
 
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "models.*"
+
     cell: str = "gru"
     #: units of every recurrent layer, or a list with the units of each layer (then the list sets
     #: the number of layers)
@@ -146,22 +146,14 @@ class ModelSettings:
         return tuple(self.units)
 
     def check(self) -> None:
-        """Raise CrnnError for settings that cannot make a model."""
-        if self.cell not in CELLS:
-            msg = f"model cell must be one of {CELLS}, got {self.cell!r}"
-            raise CrnnError(msg)
-        if self.readout not in READOUTS:
-            msg = f"model readout must be one of {READOUTS}, got {self.readout!r}"
-            raise CrnnError(msg)
-        if not isinstance(self.units, int):
-            if not self.units:
-                raise CrnnError("model units: a list of units needs at least one entry")
-            if self.recurrent_layers not in (1, len(self.units)):
-                msg = (f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
-                       f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree")
-                raise CrnnError(msg)
-        if any(u < 1 for u in self.layer_units) or self.recurrent_layers < 1:
-            msg = f"model units and recurrent_layers must be >= 1, got {self.units!r} and {self.recurrent_layers}"
+        """Raise CrnnError for settings that cannot make a model: the schema's rules on each value,
+        then that a list of units and recurrent_layers agree."""
+        if not isinstance(self.units, int) and not self.units:
+            raise CrnnError("model units: a list of units needs at least one entry")
+        validate(self, "model settings")
+        if not isinstance(self.units, int) and self.recurrent_layers not in (1, len(self.units)):
+            msg = (f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
+                   f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree")
             raise CrnnError(msg)
 
 

@@ -8,6 +8,7 @@ black.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -65,14 +66,28 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
+def _finite(v: Any) -> float | None:
+    """``v`` as a float, or None where it is missing or not finite (NaN, inf)."""
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
 def _ci(values: Sequence[float | None] | None) -> str:
-    if not values or values[0] is None or values[1] is None:
+    if not values or len(values) != 2 or _finite(values[0]) is None or _finite(values[1]) is None:
         return ""
     return f" [{values[0]:.3f}, {values[1]:.3f}]"
 
 
+def _error_lengths(value: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Non-negative error-bar lengths below and above ``value`` (0 where a bound is unknown). An
+    interval that excludes its estimate is drawn by :func:`_interval` instead of these."""
+    below = np.nan_to_num(value - lower, nan=0.0)
+    above = np.nan_to_num(upper - value, nan=0.0)
+    return np.stack([np.clip(below, 0, None), np.clip(above, 0, None)])
+
+
 def _label(m: Mapping[str, Any]) -> str:
-    return f"{m['method']} (AUC {m['auc']:.3f}{_ci(m.get('auc_interval'))})"
+    auc = _finite(m.get("auc"))
+    return f"{m['method']} (AUC {'n/a' if auc is None else f'{auc:.3f}'}{_ci(m.get('auc_interval'))})"
 
 
 def _arr(values: Sequence[float | None]) -> np.ndarray:
@@ -135,9 +150,9 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
                 e = wp["efficiency_vs_snr"]
                 centre = (np.asarray(e["snr_low"]) + np.asarray(e["snr_high"])) / 2
                 eff, lo, hi = _arr(e["efficiency"]), _arr(e["lower"]), _arr(e["upper"])
-                ok = np.asarray(e["n"]) > 0
+                ok = (np.asarray(e["n"]) > 0) & np.isfinite(eff)  # empty bins have no efficiency
                 ax.errorbar(
-                    centre[ok], eff[ok], yerr=[eff[ok] - lo[ok], hi[ok] - eff[ok]], marker="o", ms=2.5, capsize=1.5,
+                    centre[ok], eff[ok], yerr=_error_lengths(eff[ok], lo[ok], hi[ok]), marker="o", ms=2.5, capsize=1.5,
                     lw=1.2, elinewidth=0.8, label=m["method"], **st[m["method"]],
                 )
             for level in (0.5, 0.9):
@@ -161,6 +176,13 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
     return _save(fig, path)
 
 
+def _interval(ax: Any, lo: float, hi: float, y: float, color: Any) -> None:
+    """A horizontal interval [lo, hi] with end caps at height ``y``; it need not contain the
+    estimate (a bootstrap interval of a quantity like the SNR at 50 % efficiency may not)."""
+    ax.plot([lo, hi], [y, y], color=color, lw=1.0)
+    ax.plot([lo, hi], [y, y], color=color, ls="", marker="|", ms=5)
+
+
 def plot_snr_levels(
     metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str], working_point_fpr: float
 ) -> Path:
@@ -180,23 +202,30 @@ def plot_snr_levels(
                 ax.text(0.02, yi, "FPR not available (too few background traces)", fontsize=7, va="center",
                         color="0.4", transform=ax.get_yaxis_transform())
                 continue
-            edges_hi = wp["efficiency_vs_snr"]["snr_high"][-1]
+            edges = [_finite(x) for x in wp.get("efficiency_vs_snr", {}).get("snr_high", [])]
+            edges_hi = max((x for x in edges if x is not None), default=None)
+            if edges_hi is None:
+                ax.text(0.02, yi, "no SNR bins", fontsize=7, va="center", color="0.4",
+                        transform=ax.get_yaxis_transform())
+                continue
             x_max = max(x_max, edges_hi)
             for level, marker, off in ((50, "o", 0.12), (90, "s", -0.12)):
-                v = wp.get(f"snr_{level}")
+                v = _finite(wp.get(f"snr_{level}"))
                 ci = wp.get(f"snr_{level}_interval") or [None, None]
+                lo, hi = (_finite(ci[0]), _finite(ci[1])) if len(ci) == 2 else (None, None)
                 color = st[m["method"]]["color"]
                 if v is None:
                     ax.annotate("", xy=(edges_hi + 0.6, yi + off), xytext=(edges_hi, yi + off),
                                 arrowprops={"arrowstyle": "->", "color": color, "lw": 1})
                     continue
-                lo = v - ci[0] if ci[0] is not None else 0
-                hi = (ci[1] - v) if ci[1] is not None else 0
-                ax.errorbar([v], [yi + off], xerr=[[lo], [hi]], marker=marker, color=color, ms=5, capsize=2,
-                            mfc=color if level == 50 else "white")
-                if ci[1] is None:
-                    ax.annotate("", xy=(edges_hi + 0.6, yi + off), xytext=(v, yi + off),
+                if hi is not None:
+                    _interval(ax, v if lo is None else lo, hi, yi + off, color)
+                else:  # the upper end lies beyond the SNR range: a dotted arrow from the lower end
+                    start = v if lo is None else lo
+                    ax.plot([start], [yi + off], color=color, ls="", marker="|", ms=5)
+                    ax.annotate("", xy=(edges_hi + 0.6, yi + off), xytext=(start, yi + off),
                                 arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8, "ls": ":"})
+                ax.plot([v], [yi + off], marker=marker, color=color, ms=5, ls="", mfc=color if level == 50 else "white")
         ax.set_title(f"FPR = {working_point_fpr:g}, {WP_LABEL[key]}", fontsize=9)
         ax.set_xlabel("SNR (peak |signal| / noise RMS)")
         ax.grid(alpha=0.3, axis="x")

@@ -36,9 +36,9 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.classifier import configure_parallel_inference, load_classifier
+from crnn.classifier import MAX_RESAMPLE_FACTOR, configure_parallel_inference, load_classifier
 from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output
+from crnn.fileutil import atomic_output, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 from crnn.rootmap import add_root_arguments, mapping_from_args
 
@@ -96,6 +96,7 @@ def predict_files(
     chunk_size: int = 8192,
     trust_model: bool = False,
     parallel: bool = False,
+    force_resample: bool = False,
 ) -> Path:
     out = Path(output)
     if out.suffix not in SUFFIXES:
@@ -128,10 +129,10 @@ def predict_files(
         for chunk in chunks:
             x = select_channels(np.asarray(chunk.traces), conv.channels, str(path))
             if row == 0:  # one line per input, once it is known to fit the model
-                clf.check_input(x.shape, rate, str(path), resample=resample, pad=pad)
+                clf.check_input(x.shape, rate, str(path), resample=resample, pad=pad, force_resample=force_resample)
                 log.info("%s: %s; %s", path, source, clf.calibration_status(path, x.shape, rate, info["unit"], band))
             scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=None, overlap=overlap,
-                                       resample=resample, pad=pad, where=str(path))
+                                       resample=resample, pad=pad, where=str(path), force_resample=force_resample)
             n = len(scores)
             columns["scores"].append(scores)
             columns["window_start_s"].append(t_best)
@@ -223,6 +224,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use the card's working point at this target FPR (default: the card's own)")
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of sliding windows on long traces (0-1)")
     p.add_argument("--no-resample", action="store_true", help="refuse inputs at another sampling rate")
+    p.add_argument("--force-resample", action="store_true",
+                   help=f"resample inputs whose rate differs from the model's by more than a factor "
+                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
     p.add_argument("--pad", action="store_true", help="zero-pad traces shorter than the model's window")
     p.add_argument("--channels", type=int, nargs="+", help="use these input channels, in this order")
     p.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
@@ -230,17 +234,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_root_arguments(p)
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
     p.add_argument("--trust-model", action="store_true",
-                   help="allow models that carry arbitrary code (Lambda layers); only for files you trust")
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    inputs = [("--input", p) for p in expand_inputs(args.input)]
+    refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
+                   [("--output", args.output)])
+    from crnn.settings import check_value
+
+    if args.working_point is not None:
+        check_value(args.working_point, "evaluate.working_point_fpr", "--working-point")
+    for key in ("channels", "polarisations"):
+        if getattr(args, key) is not None:
+            check_value(getattr(args, key), f"ingest.*.{key}", f"--{key}")
     root = mapping_from_args(args)
     predict_files(
         args.model, args.input, args.output, fmt=args.format, root=root,
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
         run_file=args.run_file, threshold=args.threshold, working_point=args.working_point, overlap=args.overlap,
         resample=not args.no_resample, pad=args.pad, chunk_size=args.chunk_size, trust_model=args.trust_model,
-        parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
+        force_resample=args.force_resample, parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
     )
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output, write_json
+from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import bootstrap, interval, snr_at_efficiency
 from crnn.robustness import measure, read_robustness
 
@@ -702,7 +702,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", "-o", required=True, help="folder for summary.html and plots")
 
 
+#: the files `crnn report` writes into its output folder
+REPORT_FILES = ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png", "summary.html",
+                "summary.json")
+
+
 def run(args: argparse.Namespace) -> None:
+    beside = [(f"--metrics {p} ({name})", Path(p).with_name(name)) for p in args.metrics
+              for name in ("scores.h5", "gallery.png")]
+    inputs = [*(("--metrics", p) for p in args.metrics), *beside, *(("--history", p) for p in args.history),
+              *(("--card", p) for p in args.card), *(("--robustness", p) for p in args.robustness),
+              *(("--dataset", p) for p in args.dataset)]
+    refuse_aliases(inputs, folder_outputs("--output-dir", args.output_dir, REPORT_FILES))
     report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness,
            dataset=args.dataset)
 

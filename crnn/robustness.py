@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -41,10 +41,11 @@ from crnn.baselines import (
     baseline_scores,
     check_one_method,
 )
+from crnn.classifier import MAX_RESAMPLE_FACTOR
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import write_json
+from crnn.fileutil import refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,9 @@ SUITE_KEYS = ("n_traces", "signal_fraction", "snr_range", "background")
 class RobustnessSettings:
     """The robustness suite (config section ``robustness``)."""
 
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "robustness"
+
     #: run the suite in the workflow
     enabled: bool = True
     #: traces simulated per shift (half of them with a pulse)
@@ -181,15 +185,8 @@ class RobustnessSettings:
     shifts: dict[str, Any] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_SHIFTS.items()})
 
     def check(self) -> None:
-        if not 0 < self.fpr < 1:
-            msg = f"robustness: fpr must be in (0, 1), got {self.fpr}"
-            raise CrnnError(msg)
-        if not self.snr_points:
-            msg = "robustness: snr_points must hold at least one SNR"
-            raise CrnnError(msg)
-        if self.snr_bin_width <= 0:
-            msg = f"robustness: snr_bin_width must be > 0, got {self.snr_bin_width}"
-            raise CrnnError(msg)
+        """The schema's rules on each value, then that ``only`` names configured shifts."""
+        validate(self, "robustness")
         unknown = [n for n in self.only or () if n not in self.shifts]
         if unknown:
             msg = f"robustness: only names unknown shift(s) {unknown}; configured: {', '.join(self.shifts)}"
@@ -301,6 +298,8 @@ def robustness(
     baseline_settings: BaselineSettings | None = None,
     signal_model: SignalModel | None = None,
     skipped: dict[str, str] | None = None,
+    trust_model: bool = False,
+    force_resample: bool = False,
 ) -> dict[str, Any]:
     """Score ``model`` or ``baseline`` on every (name, file) of ``shifts`` and write ``output``."""
     s = settings or RobustnessSettings()
@@ -318,7 +317,7 @@ def robustness(
     if model is not None:
         from crnn.classifier import load_classifier
 
-        clf = load_classifier(model)
+        clf = load_classifier(model, trust_model=trust_model)
         method = name or clf.card.get("name", Path(model).stem)
         kind, meaning = "model", "probability that a pulse is present"
     else:
@@ -335,8 +334,8 @@ def robustness(
         t0 = time.perf_counter()
         extra: dict[str, Any] = {}
         if clf is not None:
-            clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(path))
-            scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz)
+            clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(path), force_resample=force_resample)
+            scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz, force_resample=force_resample)
         else:
             assert baseline is not None
             noise = None
@@ -410,9 +409,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                           "templates (the run's simulation; default: the simulation defaults)")
     p.add_argument("--skipped", action="append", default=[], metavar="NAME=PATH",
                    help="a shift not run because its required file PATH is missing (listed in the output)")
+    p.add_argument("--force-resample", action="store_true",
+                   help=f"--model: resample inputs whose rate differs from the model's by more than a factor "
+                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
+    p.add_argument("--trust-model", action="store_true",
+                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
+                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
+    from crnn.modelcard import model_inputs
+
+    shifts = [parse_shift(t) for t in args.shift]
+    refuse_aliases([*((f"--shift {n}", p) for n, p in shifts), *model_inputs("--model", args.model)],
+                   [("--output", args.output)])
     settings = from_mapping(RobustnessSettings, load_mapping(args.settings), "robustness settings")
     bs = from_mapping(BaselineSettings, load_mapping(args.baseline_settings), "baseline settings")
     sm = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
@@ -420,8 +430,9 @@ def run(args: argparse.Namespace) -> None:
     for text in args.skipped:
         n, p = parse_shift(text)
         skipped[n] = f"not run: {p} missing"
-    robustness([parse_shift(t) for t in args.shift], args.output, model=args.model, baseline=args.baseline,
-               name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped)
+    robustness(shifts, args.output, model=args.model, baseline=args.baseline,
+               name=args.name, settings=settings, baseline_settings=bs, signal_model=sm, skipped=skipped,
+               trust_model=args.trust_model, force_resample=args.force_resample)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def mapping_from_args(args) -> RootMapping | None:
     """The mapping the options of :func:`add_root_arguments` describe, or None if none was given."""
     if not (args.format == "root" or args.tree or args.unit or args.sampling_rate_hz or args.sampling_rate_branch):
         return None
+    if args.sampling_rate_hz is not None:
+        from crnn.settings import check_value
+
+        check_value(args.sampling_rate_hz, "ingest.*.sampling_rate_hz", "--sampling-rate-hz")
     return RootMapping(
         tree=args.tree or "events", branch=args.branch, unit=args.unit, sampling_rate_hz=args.sampling_rate_hz,
         sampling_rate_branch=args.sampling_rate_branch, label_branch=args.label_branch,

@@ -3,6 +3,13 @@
 Each stage declares its settings as a frozen dataclass with defaults. :func:`from_mapping`
 fills one from a mapping and refuses unknown keys, naming the closest valid key, so a typo in
 the config is an error rather than a silently ignored value.
+
+The rules on each value (types, ranges, choices) have one home: the workflow's config schema
+(``workflow/schemas/config.schema.yaml``). A dataclass names its node there in a ``SCHEMA``
+class variable (e.g. ``"training"``, ``"models.*"``), and :func:`from_mapping` validates what it
+built against that node, so the CLI refuses what the workflow refuses (``--epochs 0`` as
+``training.epochs: 0``). Values the CLI takes outside a dataclass are checked with
+:func:`check_value`. Rules that tie several values together stay in the dataclasses' ``check()``.
 """
 
 from __future__ import annotations
@@ -49,8 +56,57 @@ def load_mapping(text_or_path: str | None) -> dict[str, Any]:
     return value
 
 
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def config_schema() -> dict[str, Any]:
+    """The workflow's config schema: the rules on every setting."""
+    try:
+        return yaml.safe_load(SCHEMA_FILE.read_text())
+    except OSError as exc:
+        msg = f"{SCHEMA_FILE}: cannot read the config schema that holds the rules on every setting ({exc.strerror})"
+        raise CrnnError(msg) from exc
+
+
+def schema_node(path: str) -> dict[str, Any]:
+    """The schema of one setting: ``path`` is dotted, ``*`` for an entry of a keyed section (models.*)
+    and ``[]`` for an item of a list (simulate.cw_lines.[])."""
+    node = config_schema()
+    for key in path.split("."):
+        node = node["additionalProperties"] if key == "*" else node["items"] if key == "[]" else node["properties"][key]
+    return node
+
+
+def check_value(value: Any, path: str, where: str) -> None:
+    """Raise CrnnError (one line, naming ``where``) when ``value`` breaks the schema's rule at ``path``."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema_node(path))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(_plain(value)))
+    if error is not None:
+        at = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        msg = f"{where}{at}: {error.message}"
+        raise CrnnError(msg)
+
+
+def validate(obj: Any, where: str = "settings") -> None:
+    """Check a settings dataclass against its node of the schema (its ``SCHEMA`` class variable)."""
+    path = getattr(type(obj), "SCHEMA", None)
+    if path is not None:
+        check_value(to_mapping(obj), path, where)
+
+
+def _plain(value: Any) -> Any:
+    """JSON types (tuples become lists, dataclasses dicts), as the schema knows them."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_mapping(value)
+    return json.loads(json.dumps(value, default=list))
+
+
 def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "settings") -> T:
-    """Build dataclass ``cls`` from ``mapping``; unknown keys raise with a suggestion."""
+    """Build dataclass ``cls`` from ``mapping``; unknown keys raise with a suggestion, values that
+    break the schema's rules (its ``SCHEMA`` node) raise naming the key, the rule and the value."""
     mapping = dict(mapping or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = _type_hints(cls)
@@ -62,7 +118,9 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
             msg = f"{where}: unknown key {key!r}{hint} (valid keys: {', '.join(sorted(fields))})"
             raise CrnnError(msg)
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    validate(obj, where)
+    return obj
 
 
 @functools.lru_cache(maxsize=None)

@@ -29,12 +29,14 @@ import argparse
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from crnn import __version__
 from crnn.detector import PARAMETER_NAMES, Detector, RandomiseSettings
 from crnn.errors import CrnnError
+from crnn.fileutil import refuse_aliases
 from crnn.noise import (
     TRANSIENT_KINDS,
     CWLine,
@@ -48,7 +50,7 @@ from crnn.noise import (
     transient_waveforms,
 )
 from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class BackgroundSettings:
 
 @dataclass(frozen=True)
 class SimulationSettings:
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "simulate"
     n_traces: int = 280_000
     signal_fraction: float = 0.5
     snr_range: tuple[float, float] = (2.0, 10.0)
@@ -380,12 +385,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    check_value(args.seed, "seed", "--seed")
+    check_value(args.n_chunks, "scale_out.simulate_chunks", "--n-chunks")
     mapping = load_mapping(args.settings)
     if args.n_traces is not None:
         mapping["n_traces"] = args.n_traces
     if args.signal_fraction is not None:
         mapping["signal_fraction"] = args.signal_fraction
     settings = from_mapping(SimulationSettings, mapping, "simulate settings")
+    refuse_aliases([("pulse.library_file", settings.pulse.library_file),
+                    ("background.measured_file", settings.background.measured_file)], [("--output", args.output)])
     simulate(settings, args.output, seed=args.seed, chunk=args.chunk, n_chunks=args.n_chunks)
 
 

@@ -36,16 +36,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, write_json
+from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
-from crnn.settings import from_mapping, load_mapping, to_mapping
+from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
 from crnn.stream import DEFAULT_CHUNK_TRACES, TraceStream
 from crnn.tracefile import LABELS, TraceFile, read_traces
 
@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingSettings:
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "training"
     epochs: int = 15
     batch_size: int = 256
     learning_rate: float = 2e-3
@@ -246,6 +249,7 @@ def train(
     name: str = "model",
     threads: int = 0,
     restart: bool = False,
+    trust_model: bool = False,
 ) -> Path:
     """Train and save ``output_dir/model.keras`` with its card and ``history.csv``.
 
@@ -270,7 +274,7 @@ def train(
         msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
                f"({train_split.sampling_rate_hz:g} Hz)")
         raise CrnnError(msg)
-    init = _InitModel.load(training.init_from, train_split) if training.init_from else None
+    init = _InitModel.load(training.init_from, train_split, trust_model) if training.init_from else None
     if init is not None:
         model_settings = init.model_settings(model_settings)
     elif model_settings is None:
@@ -465,11 +469,11 @@ class _InitModel:
         self.sha256 = sha256
 
     @classmethod
-    def load(cls, path: str | Path, split: _Split) -> _InitModel:
+    def load(cls, path: str | Path, split: _Split, trust_model: bool = False) -> _InitModel:
         """Load ``path`` (refused if its file does not match its card) and check it against the splits."""
         from crnn.classifier import load_classifier
 
-        clf = load_classifier(path)
+        clf = load_classifier(path, trust_model=trust_model)
         card = clf.card
         want = (int(card["n_channels"]), int(card["n_samples"]), float(card["sampling_rate_hz"]))
         have = (split.shape[0], split.shape[1], split.sampling_rate_hz)
@@ -842,12 +846,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--restart", action="store_true",
                    help="discard a checkpoint in --output-dir and start over (default: resume from it)")
+    p.add_argument("--trust-model", action="store_true",
+                   help="--init-from: load a model that is not checked (a card without model_sha256, arbitrary "
+                        "code such as Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from crnn.modelcard import model_inputs
     from crnn.models import ModelSettings
 
+    refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
+                   folder_outputs("--output-dir", args.output_dir,
+                                  ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
+    check_value(args.seed, "seed", "--seed")
     model_map = load_mapping(args.model)
     if args.cell:
         model_map["cell"] = args.cell
@@ -872,7 +884,7 @@ def run(args: argparse.Namespace) -> None:
         model_settings = from_mapping(ModelSettings, model_map, "model settings")
     train(
         args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
-        seed=args.seed, name=args.name, threads=args.threads, restart=args.restart,
+        seed=args.seed, name=args.name, threads=args.threads, restart=args.restart, trust_model=args.trust_model,
     )
 
 

@@ -20,6 +20,7 @@ from crnn.detector import RandomiseSettings
 from crnn.noise import ReceiverSettings
 from crnn.pulse import PulseModel, PulseSettings
 from crnn.simulate import SimulationSettings, Simulator
+from crnn.tracefile import TraceSet, write_traces
 
 EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
 
@@ -162,7 +163,8 @@ def test_coreas_and_grand_real_files_to_all_three_formats(tmp_path, tiny_model, 
     coreas = realdata / "coreas" / "example_data.hdf5"
     grand = realdata / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
     for suffix in (".h5", ".csv", ".root"):
-        run_crnn("predict", "-m", tiny_model, "-i", coreas, "-o", tmp_path / f"c{suffix}", "--pad")
+        # CoREAS pulses at 10 GHz: 55 times the model's rate, resampled only when asked
+        run_crnn("predict", "-m", tiny_model, "-i", coreas, "-o", tmp_path / f"c{suffix}", "--pad", "--force-resample")
         run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / f"g{suffix}", "--channels", "0", "1")
     _assert_outputs_agree(tmp_path / "c", 8)
     h5 = _assert_outputs_agree(tmp_path / "g", 36)
@@ -226,3 +228,29 @@ def test_parallel_inference_is_refused_quietly_once_tensorflow_runs(tiny_model):
     clf = load_classifier(tiny_model)  # TensorFlow runs in this process from here on
     clf.predict(np.zeros((2, clf.n_channels, clf.n_samples), np.float32) + 1.0, sampling_rate_hz=clf.sampling_rate_hz)
     assert configure_parallel_inference(2) == 1
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "n_samples", "needle"),
+    [
+        (90e6, 250, "its Nyquist frequency 4.5e+07 Hz lies below the upper band edge 8e+07 Hz"),
+        (1e3, 16, "its Nyquist frequency 500 Hz lies below the upper band edge"),
+        (1.8e9, 5000, "differs from the 1.8e+08 Hz of model model.keras by a factor 10, more than 8"),
+    ],
+)
+def test_resampling_far_from_the_model_rate_is_refused_unless_forced(tmp_path, rate_hz, n_samples, needle):
+    """Issue 15, item 7: no 268 GiB allocation for a 1 kHz file, no made-up band for 90 MHz."""
+    path = tmp_path / "in.h5"
+    x = np.random.default_rng(0).normal(size=(4, 2, n_samples)).astype(np.float32)
+    write_traces(path, TraceSet(x, rate_hz, "V", {}))
+    model = REPO / "tests" / "data" / "model_v0_1" / "model.keras"
+    proc = run_crnn("predict", "-m", model, "-i", path, "-o", tmp_path / "s.h5", check=False)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line or "Traceback" in line]
+    assert len(errors) == 1 and errors[0].startswith("crnn predict: error: "), proc.stderr
+    assert needle in errors[0] and "--force-resample" in errors[0], errors[0]
+    assert not (tmp_path / "s.h5").exists()
+    if rate_hz == 90e6:  # asked for: scored (the first rule alone)
+        run_crnn("predict", "-m", model, "-i", path, "-o", tmp_path / "s.h5", "--force-resample")
+        with h5py.File(tmp_path / "s.h5") as f:
+            assert f["scores"].shape == (4,)
