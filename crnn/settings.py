@@ -5,7 +5,7 @@ fills one from a mapping and refuses unknown keys, naming the closest valid key,
 the config is an error rather than a silently ignored value.
 
 The rules on each value (types, ranges, choices) have one home: the workflow's config schema
-(``workflow/schemas/config.schema.yaml``). A dataclass names its node there in a ``SCHEMA``
+(``crnn/schemas/config.schema.yaml``, linked from ``workflow/schemas/``). A dataclass names its node there in a ``SCHEMA``
 class variable (e.g. ``"training"``, ``"models.*"``), and :func:`from_mapping` validates what it
 built against that node, so the CLI refuses what the workflow refuses (``--epochs 0`` as
 ``training.epochs: 0``). Values the CLI takes outside a dataclass are checked with
@@ -56,7 +56,7 @@ def load_mapping(text_or_path: str | None) -> dict[str, Any]:
     return value
 
 
-SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 @functools.lru_cache(maxsize=1)
