@@ -109,7 +109,7 @@ def test_a_model_must_match_its_card(tmp_path, tiny_model):
     card_path(path).unlink()
     with pytest.raises(CrnnError, match=r"model\.card\.json: model card not found"):
         load_classifier(path)
-    _copy_card_for(path, tiny_model, input_shape=[3, 500])
+    _copy_card_for(path, tiny_model, input_shape=[3, 500], n_channels=3)
     with pytest.raises(CrnnError, match=r"takes input \[2, 500\], but its card says \[3, 500\]"):
         load_classifier(path)
 
