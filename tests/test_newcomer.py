@@ -69,7 +69,7 @@ def test_readme_pieces_give_a_report_whose_numbers_are_those_of_the_metrics_file
     for name in ("gru", "lstm"):
         card = json.loads((tmp_path / "models" / name / "model.card.json").read_text())
         assert card["name"] == name
-        assert card["settings"]["training"]["max_time_s"] == _config()["training"]["max_time_s"]
+        assert card["training"]["max_time_s"] == _config()["training"]["max_time_s"]
     page = (tmp_path / "report" / "summary.html").read_text()
     assert page.count("<td>gru</td>") == page.count("<td>lstm</td>") >= 1
 
@@ -175,3 +175,44 @@ def test_dataset_rate_mismatch_names_the_config_fix(tmp_path):
     assert "does not match" in line and "ingest.example_root.dataset: false" in line
     assert "ingest.example_root.resample_hz: 1.8e+08" in line
     assert not (tmp_path / "tr.h5").exists()
+
+
+GP13 = REPO.parent / "shared" / "realdata" / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
+
+
+def _grand_recipe() -> str:
+    """The measured-background recipe of config/presets/grand.yaml's header, uncommented."""
+    head = (REPO / "config" / "presets" / "grand.yaml").read_text().split("add to this file:\n", 1)[1]
+    lines = []
+    for ln in head.splitlines():
+        if not ln.startswith("#   "):
+            break
+        lines.append(ln[4:])
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.workflow
+def test_grand_preset_measured_background_recipe_plans_from_the_repository(tmp_path):
+    from conftest import snakemake
+
+    if not GP13.exists():
+        pytest.skip(f"{GP13} (../shared beside the clone) is not here")
+    recipe = tmp_path / "gp13.yaml"
+    recipe.write_text(_grand_recipe() + "robustness: {enabled: false}\n")
+    proc = snakemake("-n", "--cores", "1", "--directory", str(tmp_path / "run"), "--configfile",
+                     str(REPO / "config" / "presets" / "grand.yaml"), str(recipe))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "results/ingest/gp13.h5" in proc.stdout and GP13.name in proc.stdout
+
+
+@pytest.mark.workflow
+def test_a_missing_config_input_names_its_key_and_where_it_was_looked_for(tmp_path):
+    from conftest import snakemake
+
+    cfg = tmp_path / "missing.yaml"
+    cfg.write_text("ingest:\n  mine: {path: ../no_such_folder/mine.root, format: root}\n")
+    proc = snakemake("-n", "--cores", "1", "--directory", str(tmp_path / "run"), "--configfile", str(cfg))
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "ingest.mine.path = ../no_such_folder/mine.root: no such file" in text
+    assert str((REPO / ".." / "no_such_folder" / "mine.root").resolve()) in text and "repository folder" in text
