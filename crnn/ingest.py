@@ -147,13 +147,14 @@ def ingest(
     run_file: str | Path | None = None,
     channels: tuple[int, ...] | None = None,
     label: int | None = None,
+    relabel: bool = False,
 ) -> Path:
     """Convert ``input_path`` into the canonical file ``output`` (atomically)."""
     path = Path(input_path)
     conv = conversion or Conversion()
     if channels is not None or label is not None:  # shortcuts for the two most common options
         conv = Conversion(**{**conv.__dict__, **({"channels": channels} if channels is not None else {}),
-                             **({"label": label} if label is not None else {})})
+                             **({"label": label, "relabel": relabel} if label is not None else {})})
     if fmt not in FORMATS:
         msg = f"ingest: unknown format {fmt!r}; expected one of {FORMATS}"
         raise CrnnError(msg)
