@@ -33,7 +33,7 @@ def _tiny(line: str) -> str:
     line = re.sub(r"--n-traces \d+", "--n-traces 2000", line)
     line = line.replace("mytree.root", str(EXAMPLE_ROOT))
     if line.startswith("crnn train"):
-        cmd, _, comment = line.partition("#")
+        cmd = line.partition("#")[0]
         line = cmd.rstrip() + " --epochs 1 --model '{\"units\": 8, \"conv_filters\": 8}'"
     return line
 
