@@ -41,9 +41,25 @@ def _setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that names every option's default: appended as "(default: X)" where the help text does
+    not already state it and the default is a value (not None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or default == [] or not action.option_strings
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        shown = " ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
 def _add_stage(sub: argparse._SubParsersAction, name: str) -> None:
     module = importlib.import_module(f"crnn.{name}")
-    p = sub.add_parser(name, help=STAGES[name], description=(module.__doc__ or "").strip().split("\n")[0])
+    p = sub.add_parser(name, help=STAGES[name], description=(module.__doc__ or "").strip().split("\n")[0],
+                       formatter_class=DefaultsHelpFormatter)
     module.add_arguments(p)
     p.set_defaults(_module=module, _stage=name)
 
@@ -81,7 +97,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m crnn.<stage>``."""
-    parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage])
+    parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage],
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     module = importlib.import_module(f"crnn.{stage}")
     module.add_arguments(parser)

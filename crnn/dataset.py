@@ -110,6 +110,16 @@ def _fill_values(datas: list[TraceSet]) -> dict[str, tuple[object, np.dtype, tup
     return out
 
 
+def _config_fix(tf: TraceFile, rate_hz: float) -> str:
+    """For a file that `crnn ingest` wrote (in the workflow: results/ingest/<name>.h5), the config
+    keys that fix a mismatch: resample that source, or keep it out of the dataset."""
+    if tf.attrs.get("crnn_stage") != "ingest":
+        return ""
+    name = tf.path.stem
+    return (f" (in a workflow config: `ingest.{name}.resample_hz: {rate_hz:g}`, or `ingest.{name}.dataset: false` "
+            "to convert it without training on it)")
+
+
 def _check_compatible(files: list[TraceFile]) -> None:
     ref = files[0]
     for tf in files[1:]:
@@ -117,6 +127,7 @@ def _check_compatible(files: list[TraceFile]) -> None:
             msg = (
                 f"{tf.path}: sampling_rate_hz = {tf.sampling_rate_hz:g} Hz does not match "
                 f"{ref.path} ({ref.sampling_rate_hz:g} Hz); resample one of them with `crnn ingest`"
+                f"{_config_fix(tf, ref.sampling_rate_hz)}"
             )
             raise CrnnError(msg)
         if tf.shape[1:] != ref.shape[1:]:

@@ -56,6 +56,8 @@ class Conversion:
     channels: tuple[int, ...] | None = None
     polarisations: tuple[str, ...] = ("north_south", "east_west")
     label: int | None = None
+    #: let ``label`` replace labels that the input already holds (refused otherwise)
+    relabel: bool = False
     # a detector response (crnn.responses spec, or a list of one per channel) folded in at the input rate,
     # before resampling; a field in V/m becomes a voltage in V (the effective length is in the gain)
     response: Any = None
@@ -147,13 +149,14 @@ def ingest(
     run_file: str | Path | None = None,
     channels: tuple[int, ...] | None = None,
     label: int | None = None,
+    relabel: bool = False,
 ) -> Path:
     """Convert ``input_path`` into the canonical file ``output`` (atomically)."""
     path = Path(input_path)
     conv = conversion or Conversion()
     if channels is not None or label is not None:  # shortcuts for the two most common options
         conv = Conversion(**{**conv.__dict__, **({"channels": channels} if channels is not None else {}),
-                             **({"label": label} if label is not None else {})})
+                             **({"label": label, "relabel": relabel} if label is not None else {})})
     if fmt not in FORMATS:
         msg = f"ingest: unknown format {fmt!r}; expected one of {FORMATS}"
         raise CrnnError(msg)
@@ -209,6 +212,11 @@ def ingest(
             x = fit_length(x, n_samples)
             meta = dict(chunk.meta)
             if conv.label is not None:
+                if LABELS in meta and not conv.relabel:
+                    found = np.unique(np.asarray(meta[LABELS])).tolist()
+                    msg = (f"{where}: already holds labels {found[:5]}; --label {conv.label} would replace them "
+                           "(give --relabel to do so)")
+                    raise CrnnError(msg)
                 meta[LABELS] = np.full(len(x), conv.label, dtype=np.int8)
             if LABELS in meta:
                 lab = np.asarray(meta[LABELS])
@@ -251,7 +259,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--channels", type=int, nargs="+", help="keep these channels, in this order")
     c.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
                    help="CoREAS: electric-field components to keep (north_south, east_west, vertical)")
-    c.add_argument("--label", type=int, choices=(0, 1), help="give every trace this label")
+    c.add_argument("--label", type=int, choices=(0, 1),
+                   help="give every trace this label (refused for inputs that hold labels, unless --relabel)")
+    c.add_argument("--relabel", action="store_true", help="let --label replace the labels an input holds")
     c.add_argument("--response", help="detector response folded in before resampling: a JSON/YAML spec "
                    "(crnn.responses; a list = one per channel) or a .json/.yaml file; V/m becomes V")
     p.add_argument("--chunk-size", type=int, default=4096, help="traces per chunk (default 4096)")
@@ -291,7 +301,7 @@ def run(args: argparse.Namespace) -> None:
         resample_hz=args.resample_hz, band_hz=tuple(args.band_hz) if args.band_hz else None,
         filter_order=args.filter_order, n_samples=args.n_samples,
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
-        label=args.label, **_response_args(args.response),
+        label=args.label, relabel=args.relabel, **_response_args(args.response),
     )
     ingest(args.input, args.output, fmt=args.format, root=root, conversion=conv, chunk_size=args.chunk_size,
            run_file=args.run_file)

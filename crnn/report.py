@@ -621,6 +621,12 @@ def report(
                 msg = f"{p}: metrics lack {key!r}; expected the output of `crnn evaluate`"
                 raise CrnnError(msg)
         m["_dir"] = str(Path(p).parent)
+        m["_path"] = str(p)
+        same = next((o for o in metrics if o["method"] == m["method"]), None)
+        if same is not None:
+            msg = (f"{same['_path']} and {p} both name their method {m['method']!r}; method names in a report "
+                   "must be unique: evaluate again with --name (or train with --name)")
+            raise CrnnError(msg)
         metrics.append(m)
     # networks first, then baselines, the matched filter last (the reference)
     metrics.sort(key=lambda m: (m.get("kind") != "model", m["method"] == REFERENCE))

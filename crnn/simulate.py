@@ -374,8 +374,16 @@ def simulate(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", required=True, help="canonical HDF5 trace file to write")
     p.add_argument("--settings", help="JSON/YAML string or file with simulation settings (see docs/formats.md)")
-    p.add_argument("--n-traces", type=int, help="number of traces (overrides settings)")
-    p.add_argument("--signal-fraction", type=float, help="fraction of traces with a pulse")
+    sim, rx = SimulationSettings(), ReceiverSettings()
+    p.add_argument("--n-traces", type=int, help=f"number of traces (overrides settings; default {sim.n_traces})")
+    p.add_argument("--signal-fraction", type=float,
+                   help=f"fraction of traces with a pulse (overrides settings; default {sim.signal_fraction:g})")
+    a = p.add_argument_group("acquisition (override the settings' receiver)")
+    a.add_argument("--band-hz", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help=f"receiver pass band in Hz (default {rx.band_hz[0]:g} {rx.band_hz[1]:g})")
+    a.add_argument("--sampling-rate-hz", type=float, help=f"sampling rate in Hz (default {rx.sampling_rate_hz:g})")
+    a.add_argument("--n-samples", type=int, help=f"samples per trace (default {rx.n_samples})")
+    a.add_argument("--n-channels", type=int, help=f"channels per trace (default {rx.n_channels})")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument(
         "--chunk", type=int, metavar="I",
@@ -392,6 +400,14 @@ def run(args: argparse.Namespace) -> None:
         mapping["n_traces"] = args.n_traces
     if args.signal_fraction is not None:
         mapping["signal_fraction"] = args.signal_fraction
+    acquisition = {"band_hz": args.band_hz, "sampling_rate_hz": args.sampling_rate_hz, "n_samples": args.n_samples,
+                   "n_channels": args.n_channels}
+    receiver = {k: v for k, v in acquisition.items() if v is not None}
+    if receiver:
+        if not isinstance(mapping.get("receiver", {}), dict):
+            msg = f"simulate settings.receiver: expected a mapping, got {mapping['receiver']!r}"
+            raise CrnnError(msg)
+        mapping["receiver"] = {**mapping.get("receiver", {}), **receiver}
     settings = from_mapping(SimulationSettings, mapping, "simulate settings")
     refuse_aliases([("pulse.library_file", settings.pulse.library_file),
                     ("background.measured_file", settings.background.measured_file)], [("--output", args.output)])

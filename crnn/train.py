@@ -63,7 +63,7 @@ class TrainingSettings:
     early_stopping_patience: int = 4
     reduce_lr_patience: int = 2
     #: wall-time limit (s): no epoch is started that would end past it (0 = no limit)
-    max_time_s: float = 0.0
+    max_time_s: float = 540.0
     #: false-positive rate on the validation background that sets the working point
     target_fpr: float = 1e-3
     class_weight: bool = True
@@ -830,15 +830,24 @@ class _SaveCheckpoint(_keras_callback_base()):  # type: ignore[misc]
         log.debug("checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - t)
 
 
+def default_name(output_dir: str | Path) -> str:
+    """A model's name when none is given: its output folder's name (``models/gru`` -> ``gru``)."""
+    return Path(output_dir).resolve().name or "model"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", required=True, help="training split (canonical file with labels)")
     p.add_argument("--val", required=True, help="validation split (canonical file with labels)")
     p.add_argument("--output-dir", "-o", required=True, help="folder for model.keras, model.card.json, history.csv")
-    p.add_argument("--name", default="model", help="model name (default 'model')")
+    p.add_argument("--name", help="model name, used by evaluate and report (default: the name of --output-dir)")
     p.add_argument("--model", help="model settings: JSON/YAML string or file (cell, units, ...)")
     p.add_argument("--training", help="training settings: JSON/YAML string or file (epochs, batch_size, ...)")
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell (overrides --model)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (overrides --training)")
+    defaults = TrainingSettings()
+    p.add_argument("--epochs", type=int, help=f"maximum epochs (overrides --training; default {defaults.epochs})")
+    p.add_argument("--max-time-s", type=float, metavar="S",
+                   help="training wall-time limit in s: no epoch is started that would end past it; 0 = no limit "
+                        f"(overrides --training; default {defaults.max_time_s:g})")
     p.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start from this trained .keras model (its architecture and weights; "
                         "overrides training.init_from); --model settings must agree with it")
@@ -866,6 +875,8 @@ def run(args: argparse.Namespace) -> None:
     training_map = load_mapping(args.training)
     if args.epochs is not None:
         training_map["epochs"] = args.epochs
+    if args.max_time_s is not None:
+        training_map["max_time_s"] = args.max_time_s
     if args.init_from is not None:
         training_map["init_from"] = args.init_from
     training = from_mapping(TrainingSettings, training_map, "training settings")
@@ -884,7 +895,8 @@ def run(args: argparse.Namespace) -> None:
         model_settings = from_mapping(ModelSettings, model_map, "model settings")
     train(
         args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
-        seed=args.seed, name=args.name, threads=args.threads, restart=args.restart, trust_model=args.trust_model,
+        seed=args.seed, name=args.name or default_name(args.output_dir), threads=args.threads, restart=args.restart,
+        trust_model=args.trust_model,
     )
 
 

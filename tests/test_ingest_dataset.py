@@ -96,7 +96,9 @@ def test_rntuple_input_reads_like_a_ttree(tmp_path):
 
 
 def test_canonical_copy_with_channel_selection_and_label(tmp_path):
-    out = ingest(EXAMPLE_H5, tmp_path / "x.h5", channels=(1,), label=0)
+    with pytest.raises(CrnnError, match="already holds labels"):  # a labelled file keeps its labels
+        ingest(EXAMPLE_H5, tmp_path / "x.h5", label=0)
+    out = ingest(EXAMPLE_H5, tmp_path / "x.h5", channels=(1,), label=0, relabel=True)
     data = read_traces(out)
     with h5py.File(EXAMPLE_H5) as f:
         np.testing.assert_array_equal(data.traces[:, 0], f["traces"][:, 1])

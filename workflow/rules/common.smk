@@ -42,12 +42,29 @@ def repo_path(path):
     return str(p if p.is_absolute() else REPO / p)
 
 
+def existing_repo_path(path, key):
+    """repo_path() of an input file that must exist, or one line naming the config key and the folder
+    that a relative path resolves against (not the config file's folder, not the working directory)."""
+    resolved = Path(repo_path(path))
+    if not resolved.exists():
+        raise WorkflowError(
+            f"{key} = {path}: no such file {resolved.resolve()} (relative paths in the config resolve against "
+            f"the repository folder {REPO}, not the config file's folder nor the working directory); "
+            "give an absolute path or one relative to the repository"
+        )
+    return str(resolved)
+
+
+for _name, _src in config["ingest"].items():
+    existing_repo_path(_src["path"], f"ingest.{_name}.path")
+
+
 def measured_background():
     """The measured-background file of the simulation, if any: a workflow output or a repo file."""
     path = config["simulate"].get("background", {}).get("measured_file")
     if not path:
         return []
-    return [path if path.startswith("results/") else repo_path(path)]
+    return [path if path.startswith("results/") else existing_repo_path(path, "simulate.background.measured_file")]
 
 
 def simulate_json():
