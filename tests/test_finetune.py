@@ -190,17 +190,17 @@ def test_fine_tuning_resumes_from_its_checkpoint_and_refuses_changed_settings(tm
     saved = _kill_after_first_checkpoint(proc, out)
     assert 1 <= saved < 3
     # another fine-tuning learning rate, or another initial model: not the run of this checkpoint
-    with pytest.raises(CrnnError, match=r"changed: .*settings\.training\.fine_tune_learning_rate"):
-        train(splits["train"], splits["val"], out, training=TrainingSettings(**{**training,
+    with pytest.raises(CrnnError, match=r"changed: settings\.training\.fine_tune_learning_rate"):
+        train(splits["train"], splits["val"], out, name="ft", training=TrainingSettings(**{**training,
                                                                                 "fine_tune_learning_rate": 1e-3}))
     other = tmp_path / "other" / "model.keras"
     other.parent.mkdir()
     other.write_bytes(init_model.read_bytes())
     (other.parent / "model.card.json").write_text(init_model.with_name("model.card.json").read_text())
     with pytest.raises(CrnnError, match=r"changed: settings\.training\.init_from"):
-        train(splits["train"], splits["val"], out, training=TrainingSettings(**{**training, "init_from": str(other)}))
+        train(splits["train"], splits["val"], out, name="ft", training=TrainingSettings(**{**training, "init_from": str(other)}))
     # the same settings: resumes and finishes the three epochs
-    path = train(splits["train"], splits["val"], out, training=TrainingSettings(**training))
+    path = train(splits["train"], splits["val"], out, name="ft", training=TrainingSettings(**training))
     card = read_card(path)
     assert card["training"]["epochs_run"] == 3 and card["training"]["resumed"][0]["epoch"] == saved
     assert card["init_from"]["name"] == "before"
