@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from crnn import __version__
+from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError
 from crnn.fileutil import refuse_aliases
 from crnn.settings import check_value
@@ -275,9 +276,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unreachable", action="store_true",
                    help="record FPRs that need more traces than given as unavailable instead of refusing")
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
-                        "arbitrary code (Lambda layers); only for files you trust")
+    add_model_flags(p, resample=False)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -40,6 +40,18 @@ log = logging.getLogger(__name__)
 VOLTAGE_UNITS = ("V", "mV", "uV", "nV", "ADC")
 #: largest factor between an input's sampling rate and the model's that is resampled unasked
 MAX_RESAMPLE_FACTOR = 8.0
+
+
+def add_model_flags(p: Any, *, resample: bool = True, scope: str = "") -> None:
+    """Add ``--force-resample`` (with ``resample``) and ``--trust-model`` to a command that loads a
+    model; ``scope`` (e.g. ``"--model: "``) says which option they apply to."""
+    if resample:
+        p.add_argument("--force-resample", action="store_true",
+                       help=f"{scope}resample inputs whose rate differs from the model's by more than a factor "
+                            f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
+    p.add_argument("--trust-model", action="store_true",
+                   help=f"{scope}load a model that is not checked: a card without model_sha256, or a model that "
+                        "carries arbitrary code (Lambda layers); only for files you trust")
 FIELD_UNITS = ("V/m", "mV/m", "uV/m")
 
 

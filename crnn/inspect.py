@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError
 from crnn.tracefile import LABELS, SNR, TraceFile
 
@@ -89,9 +90,7 @@ def inspect_path(path: str | Path, *, trust_model: bool = False) -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a trace file (.h5, .root) or a model (.keras)")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
-                        "arbitrary code (Lambda layers); only for files you trust")
+    add_model_flags(p, resample=False)
 
 
 def run(args: argparse.Namespace) -> None:

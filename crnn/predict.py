@@ -36,7 +36,7 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.classifier import MAX_RESAMPLE_FACTOR, configure_parallel_inference, load_classifier
+from crnn.classifier import add_model_flags, configure_parallel_inference, load_classifier
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
@@ -224,18 +224,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="use the card's working point at this target FPR (default: the card's own)")
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of sliding windows on long traces (0-1)")
     p.add_argument("--no-resample", action="store_true", help="refuse inputs at another sampling rate")
-    p.add_argument("--force-resample", action="store_true",
-                   help=f"resample inputs whose rate differs from the model's by more than a factor "
-                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
+    add_model_flags(p)
     p.add_argument("--pad", action="store_true", help="zero-pad traces shorter than the model's window")
     p.add_argument("--channels", type=int, nargs="+", help="use these input channels, in this order")
     p.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
                    help="CoREAS: field components to use")
     add_root_arguments(p)
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
-                        "arbitrary code (Lambda layers); only for files you trust")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -41,7 +41,7 @@ from crnn.baselines import (
     baseline_scores,
     check_one_method,
 )
-from crnn.classifier import MAX_RESAMPLE_FACTOR
+from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
@@ -409,12 +409,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                           "templates (the run's simulation; default: the simulation defaults)")
     p.add_argument("--skipped", action="append", default=[], metavar="NAME=PATH",
                    help="a shift not run because its required file PATH is missing (listed in the output)")
-    p.add_argument("--force-resample", action="store_true",
-                   help=f"--model: resample inputs whose rate differs from the model's by more than a factor "
-                        f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
-    p.add_argument("--trust-model", action="store_true",
-                   help="load a model that is not checked: a card without model_sha256, or a model that carries "
-                        "arbitrary code (Lambda layers); only for files you trust")
+    add_model_flags(p, scope="--model: ")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from crnn import __version__
+from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
@@ -855,9 +856,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--restart", action="store_true",
                    help="discard a checkpoint in --output-dir and start over (default: resume from it)")
-    p.add_argument("--trust-model", action="store_true",
-                   help="--init-from: load a model that is not checked (a card without model_sha256, arbitrary "
-                        "code such as Lambda layers); only for files you trust")
+    add_model_flags(p, resample=False, scope="--init-from: ")
 
 
 def run(args: argparse.Namespace) -> None:
