@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from crnn.errors import CrnnError
@@ -75,11 +76,9 @@ class SpectralWhitening(layers.Layer):
 
     def _band_mask(self, n_samples: int):
         """Weights of the rfft bins: 1 in the band, raised-cosine edges ``edge_width`` wide."""
-        import numpy as np
-
-        freq = np.fft.rfftfreq(n_samples)  # in units of the sampling rate
         if self.band is None:
             return None
+        freq = np.fft.rfftfreq(n_samples)  # in units of the sampling rate
         lo, hi = self.band
         half = self.edge_width / 2
         rise = np.clip((freq - (lo - half)) / self.edge_width, 0.0, 1.0)

@@ -192,6 +192,20 @@ def test_spectral_whitening_keeps_a_pulse_where_it_is():
     assert np.all(np.abs(np.argmax(envelope, axis=-1) - 300) <= 3)
 
 
+def test_band_limited_whitening_keeps_only_the_band():
+    from crnn.models import SpectralWhitening
+
+    rng = np.random.default_rng(6)
+    fs_hz, n = 180e6, 500
+    freq = np.fft.rfftfreq(n, 1 / fs_hz)
+    x = rng.normal(size=(64, 2, n)).astype("float32")  # white: every bin equal before
+    y = np.asarray(SpectralWhitening(band=(30e6 / fs_hz, 80e6 / fs_hz))(x))
+    power = (np.abs(np.fft.rfft(y, axis=-1)) ** 2).mean(axis=(0, 1))
+    inside, outside = (freq > 35e6) & (freq < 75e6), (freq < 25e6) | (freq > 85e6)
+    assert power[outside].max() < 1e-6 * power[inside].mean()
+    assert power[inside].max() / power[inside].min() < 1.6
+
+
 def test_whitening_models_round_trip(tmp_path):
     import keras
 
