@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from crnn.errors import CrnnError
-from crnn.responses import AnalogBandpass, Cable, Echo, LogPeriodic, Resonance, Tilt
+from crnn.responses import AnalogBandpass, Cable, DigitalBandpass, Echo, LogPeriodic, Resonance, Tilt
 
 #: edge filter kinds of the randomised chains, in the order of their per-trace codes
 EDGE_KINDS = ("butter", "cheby1", "bessel")
@@ -68,6 +68,9 @@ class RandomiseSettings:
     edge_order: tuple[int, int] = (2, 10)
     #: pass-band ripple range of Chebyshev edges in dB
     ripple_db: tuple[float, float] = (0.1, 1.0)
+    #: probability that a chain's edges are digital (bilinear transform at the sampling rate: a
+    #: response that falls to nothing at the Nyquist frequency, as a digital filter in the FPGA)
+    digital_probability: float = 0.0
     #: probability of each antenna term, in the order of :data:`ANTENNA_KINDS`
     antenna_probabilities: tuple[float, float, float] = (0.3, 0.35, 0.35)
     #: resonance: position in the band as a fraction of its width (0 = low edge) and quality factor
@@ -124,7 +127,8 @@ class RandomiseSettings:
         rng_ok("galactic_scale", *self.galactic_scale, low=0)
         rng_ok("cw.n_lines", *self.cw.n_lines, low=0)
         rng_ok("cw.amplitude_rel_noise", *self.cw.amplitude_rel_noise, low=1e-9)
-        for name in ("echo_probability", "channel_sign_flip_probability", "independent_channel_probability"):
+        for name in ("echo_probability", "digital_probability", "channel_sign_flip_probability",
+                     "independent_channel_probability"):
             if not 0 <= getattr(self, name) <= 1:
                 raise CrnnError(f"simulate.randomise.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -138,6 +142,7 @@ PARAMETER_NAMES: dict[str, Any] = {
     "response_lowpass_order": np.int8,
     "response_highpass_kind": np.int8,
     "response_lowpass_kind": np.int8,
+    "response_digital": np.int8,
     "antenna_kind": np.int8,
     "antenna_frequency_hz": np.float32,
     "antenna_q": np.float32,
@@ -244,6 +249,8 @@ class Detector:
         echo_amp = rng.uniform(*s.echo_amplitude, size=(m, 2)) * rng.choice((-1.0, 1.0), size=(m, 2))
         cable = rng.uniform(*s.cable_loss_db_per_sqrt_mhz, size=m)
         tilt = rng.uniform(*s.tilt_db, size=m)
+        # drawn only when enabled: runs without digital chains keep the numbers they had before
+        digital = rng.random(m) < s.digital_probability if s.digital_probability > 0 else np.zeros(m, dtype=bool)
 
         antenna = np.empty((m, len(f)), dtype=np.complex128)
         chain = np.empty((m, len(f)), dtype=np.complex128)
@@ -251,10 +258,14 @@ class Detector:
         ref_hz = lo + width / 2
         for i in range(m):
             # the response families of crnn.responses, built directly (no spec parsing: 64 per block)
-            h = AnalogBandpass(
+            edges = dict(
                 band_hz=(float(hp[i]), float(lp[i])), highpass_order=int(hp_order[i]), lowpass_order=int(lp_order[i]),
                 highpass_kind=EDGE_KINDS[hp_kind[i]], lowpass_kind=EDGE_KINDS[lp_kind[i]], ripple_db=float(ripple[i]),
-            ).transfer(f)
+            )
+            if digital[i]:
+                h = DigitalBandpass(**edges, sampling_rate_hz=r.sampling_rate_hz).transfer(f)
+            else:
+                h = AnalogBandpass(**edges).transfer(f)
             h = h * Cable(loss_db_per_sqrt_mhz=float(cable[i])).transfer(f)
             h = h * Tilt(slope_db_per_mhz=float(tilt[i] / (width / 1e6)), reference_frequency_hz=ref_hz).transfer(f)
             if has_echo[i]:
@@ -274,6 +285,7 @@ class Detector:
             "response_highpass_hz": hp, "response_lowpass_hz": lp,
             "response_highpass_order": hp_order, "response_lowpass_order": lp_order,
             "response_highpass_kind": hp_kind, "response_lowpass_kind": lp_kind,
+            "response_digital": digital.astype(np.int8),
             "antenna_kind": ant_kind,
             "antenna_frequency_hz": np.where(ant_kind == 1, ant_f, nan),
             "antenna_q": np.where(ant_kind == 1, ant_q, nan),

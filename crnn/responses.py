@@ -184,6 +184,11 @@ class AnalogBandpass(_AnalogZpk):
 
     @cached_property
     def zpk(self):
+        return self.analog_zpk
+
+    @property
+    def analog_zpk(self):
+        """The analog edges' zeros, poles and gain (rad/s)."""
         zs, ps, k = [], [], 1.0
         for kind, order, f, btype in ((self.highpass_kind, self.highpass_order, self.band_hz[0], "highpass"),
                                       (self.lowpass_kind, self.lowpass_order, self.band_hz[1], "lowpass")):
@@ -195,6 +200,36 @@ class AnalogBandpass(_AnalogZpk):
         z = np.concatenate(zs) if zs else np.zeros(0)
         p = np.concatenate(ps) if ps else np.zeros(0)
         return z, p, k
+
+
+@dataclass(frozen=True)
+class DigitalBandpass(AnalogBandpass):
+    """:class:`AnalogBandpass` designed in the digital domain: the edges pre-warped and mapped by
+    the bilinear transform at ``sampling_rate_hz`` (as ``scipy.signal.iirfilter(..., fs=...)``
+    does). The zeros of the low-pass edge land at the Nyquist frequency, so the response falls to
+    nothing there, unlike any analog filter; the group delay differs near the edges."""
+
+    sampling_rate_hz: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        where = "response 'digital_bandpass'"
+        if not self.sampling_rate_hz > 0:
+            raise CrnnError(f"{where}: sampling_rate_hz must be positive; found {self.sampling_rate_hz}")
+        _check_band(self.band_hz, where, self.sampling_rate_hz / 2)
+
+    @cached_property
+    def zpk(self):
+        fs = self.sampling_rate_hz
+        warped = tuple(fs / np.pi * np.tan(np.pi * f / fs) for f in self.band_hz)  # pre-warp the edges
+        analog = AnalogBandpass(band_hz=warped, highpass_order=self.highpass_order, lowpass_order=self.lowpass_order,
+                                highpass_kind=self.highpass_kind, lowpass_kind=self.lowpass_kind, ripple_db=self.ripple_db)
+        z, p, k = analog.analog_zpk
+        return signal.bilinear_zpk(z, p, k, fs)
+
+    def transfer(self, frequency_hz: np.ndarray) -> np.ndarray:
+        z, p, k = self.zpk
+        return _zpk_eval(z, p, k, np.exp(2j * np.pi * _freq(frequency_hz) / self.sampling_rate_hz))
 
 
 @dataclass(frozen=True)
@@ -841,6 +876,7 @@ _SIMPLE = {
     "analog_chebyshev": AnalogChebyshev,
     "analog_bandpass": AnalogBandpass,
     "digital_butterworth": DigitalButterworth,
+    "digital_bandpass": DigitalBandpass,
     "digital_chebyshev": DigitalChebyshev,
     "zero_phase": ZeroPhase,
     "log_periodic": LogPeriodic,
@@ -893,7 +929,7 @@ def build_response(spec: Mapping[str, Any], *, sampling_rate_hz: float, base_dir
             raise CrnnError(msg)
         return from_mapping(AnalogBandpass, params, where)
     cls = _SIMPLE[family]
-    if issubclass(cls, _Digital):
+    if issubclass(cls, (_Digital, DigitalBandpass)):
         params.setdefault("sampling_rate_hz", sampling_rate_hz)
     return from_mapping(cls, params, where)
 

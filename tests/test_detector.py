@@ -92,6 +92,27 @@ def test_randomised_detectors_vary_and_are_written_per_trace():
     assert f_cw.min() < 30e6 and f_cw.max() > 80e6 and np.mean(m["n_cw_lines"]) > 1.5
 
 
+def test_digital_chains_fall_to_zero_at_nyquist_and_are_recorded():
+    import dataclasses
+
+    from crnn.detector import Detector, RandomiseSettings
+
+    receiver = SimulationSettings().receiver
+    mixed = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.5),
+                     noise_temperature_k=40.0, galactic_scale=1.0).draw(4000, np.random.default_rng(3))
+    digital = mixed.params["response_digital"] == 1
+    assert 0.3 < digital.mean() < 0.7
+    at_nyquist = np.abs(mixed.chain[:, 0, -1])  # last rfft bin: the Nyquist frequency
+    assert np.all(at_nyquist[digital] < 1e-6) and np.median(at_nyquist[~digital]) > 1e-5
+    # without digital chains, nothing else changes: the same generator gives the same detectors
+    plain = Detector(receiver, RandomiseSettings(), noise_temperature_k=40.0, galactic_scale=1.0)
+    a = plain.draw(500, np.random.default_rng(3))
+    assert np.all(a.params["response_digital"] == 0)
+    b = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
+                 noise_temperature_k=40.0, galactic_scale=1.0).draw(500, np.random.default_rng(3))
+    np.testing.assert_array_equal(a.chain, b.chain)
+
+
 def test_each_component_has_its_own_random_stream():
     base = SimulationSettings()
     more_cw = dataclasses.replace(base, cw_lines=(*base.cw_lines, CWLine(frequency_hz=40e6, probability=1.0)))

@@ -27,6 +27,8 @@ FAMILY_SPECS = {
                         "highpass_kind": "bessel", "lowpass_kind": "cheby1", "ripple_db": 0.5},
     "digital_butterworth": {"band_hz": [30e6, 80e6], "order": 5},
     "digital_chebyshev": {"band_hz": [30e6, 80e6], "order": 4, "ripple_db": 1.0},
+    "digital_bandpass": {"band_hz": [30e6, 80e6], "highpass_order": 4, "lowpass_order": 7,
+                         "highpass_kind": "butter", "lowpass_kind": "cheby1", "ripple_db": 0.5},
     "zero_phase": {"band_hz": [30e6, 80e6], "order": 5},
     "log_periodic": {"band_hz": [30e6, 80e6], "tau": 0.8},
     "resonance": {"frequency_hz": 59e6, "q": 11.0},
@@ -124,6 +126,30 @@ def test_digital_filters_follow_scipy_freqz_not_the_analog_phase():
                          sampling_rate_hz=RATE)
     b, a = signal.cheby1(4, 2.0, [30e6, 80e6], btype="bandpass", fs=RATE)
     np.testing.assert_allclose(c.transfer(f), signal.freqz(b, a, worN=f, fs=RATE)[1], atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["butter", "cheby1", "bessel"])
+def test_digital_bandpass_edges_are_scipy_digital_filters(kind):
+    """Each edge of digital_bandpass equals scipy's digital design of that edge (pre-warped bilinear
+    transform), and the band-pass is the product: zero at Nyquist, unlike the analog edges."""
+    from scipy import signal
+
+    f = np.linspace(1e6, RATE / 2, 400)
+    design = {"butter": signal.butter, "cheby1": lambda n, *a, **k: signal.cheby1(n, 0.5, *a, **k),
+              "bessel": lambda n, *a, **k: signal.bessel(n, *a, norm="mag", **k)}[kind]
+    want = np.ones(len(f), dtype=complex)
+    for order, edge, btype in ((3, 30e6, "highpass"), (6, 80e6, "lowpass")):
+        b, a = design(order, edge, btype=btype, fs=RATE)
+        want *= signal.freqz(b, a, worN=f, fs=RATE)[1]
+    r = R.build_response({"family": "digital_bandpass", "band_hz": [30e6, 80e6], "highpass_order": 3,
+                          "lowpass_order": 6, "highpass_kind": kind, "lowpass_kind": kind, "ripple_db": 0.5},
+                         sampling_rate_hz=RATE)
+    np.testing.assert_allclose(r.transfer(f), want, atol=1e-8)
+    assert abs(r.transfer(np.array([RATE / 2]))[0]) < 1e-6
+    analog = R.build_response({"family": "analog_bandpass", "band_hz": [30e6, 80e6], "highpass_order": 3,
+                               "lowpass_order": 6, "highpass_kind": kind, "lowpass_kind": kind, "ripple_db": 0.5},
+                              sampling_rate_hz=RATE)
+    assert abs(analog.transfer(np.array([RATE / 2]))[0]) > 1e-5
 
 
 def test_zero_phase_is_the_butterworth_magnitude():
