@@ -37,7 +37,8 @@ DEFAULT_BUFFER_CHUNKS = 4
 class TraceStream(keras.utils.PyDataset):
     """Batches ``(traces, labels[, sample_weight])`` read from a canonical file, optionally shuffled.
 
-    ``class_weight`` ({0: w0, 1: w1}) adds per-trace sample weights. ``with_labels=False`` yields
+    ``class_weight`` ({0: w0, 1: w1}) and ``sample_weight`` (one per trace of the file, in file
+    order) add per-trace sample weights. ``with_labels=False`` yields
     traces only (for ``model.predict``). Indices are served by window; access in order (as
     Keras does) reads each window once. A new epoch starts when batch 0 is asked for after all
     batches of the current epoch were served (Keras' TensorFlow adapter may prefetch the next
@@ -55,6 +56,7 @@ class TraceStream(keras.utils.PyDataset):
         chunk_size: int = DEFAULT_CHUNK_TRACES,
         buffer_chunks: int = DEFAULT_BUFFER_CHUNKS,
         class_weight: dict[int, float] | None = None,
+        sample_weight: np.ndarray | None = None,
         with_labels: bool = True,
         prefetch: bool = True,
     ) -> None:
@@ -67,6 +69,7 @@ class TraceStream(keras.utils.PyDataset):
         self.chunk_size = max(1, int(chunk_size))
         self.buffer_chunks = max(1, int(buffer_chunks)) if shuffle else 1
         self.class_weight = class_weight
+        self.sample_weight = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
         self.with_labels = with_labels
         self._file = TraceFile(self.path)
         self.n_traces = self._file.n_traces
@@ -177,9 +180,13 @@ class TraceStream(keras.utils.PyDataset):
         if not self.with_labels:
             return (xb,)
         yb = y[s:s + self.batch_size].astype(np.float32)
-        if self.class_weight is None:
+        if self.class_weight is None and self.sample_weight is None:
             return xb, yb
-        wb = np.where(yb > 0.5, self.class_weight[1], self.class_weight[0]).astype(np.float32)
+        wb = np.ones(len(yb), dtype=np.float32)
+        if self.sample_weight is not None:
+            wb *= self.sample_weight[self._plan[w][s:s + self.batch_size]]
+        if self.class_weight is not None:
+            wb *= np.where(yb > 0.5, self.class_weight[1], self.class_weight[0]).astype(np.float32)
         return xb, yb, wb
 
     def labels(self) -> np.ndarray:

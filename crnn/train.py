@@ -68,6 +68,9 @@ class TrainingSettings:
     #: false-positive rate on the validation background that sets the working point
     target_fpr: float = 1e-3
     class_weight: bool = True
+    #: loss weight of background traces that carry a human-made transient (hard negatives),
+    #: relative to other background traces (1 = none); needs the splits' ``has_transient``
+    transient_weight: float = 1.0
     #: "always": read the splits chunk by chunk from disk (memory does not grow with their size);
     #: "never": hold them in memory; "auto": stream when they exceed ``memory_budget_mb``
     streaming: str = "auto"
@@ -201,6 +204,27 @@ class _Split:
     @property
     def nbytes(self) -> int:
         return self.n_traces * self.shape[0] * self.shape[1] * 4
+
+
+def _sample_weights(split: _Split, class_weight: dict[int, float] | None,
+                    transient_weight: float) -> np.ndarray | None:
+    """Per-trace loss weights (class weight x ``transient_weight`` on background with a transient),
+    or None when ``transient_weight`` is 1 (the class weights alone do)."""
+    if transient_weight == 1:
+        return None
+    labels = split.labels
+    w = np.ones(len(labels), dtype=np.float32)
+    if class_weight is not None:
+        w = np.where(labels == 1, class_weight[1], class_weight[0]).astype(np.float32)
+    with TraceFile(split.path) as tf:
+        if "has_transient" not in tf.meta_names:
+            raise MissingFieldError(str(split.path), "has_transient", tf.meta_names,
+                                    expected="int8 per trace (1 = a human-made transient) for training.transient_weight")
+        hard = (tf.read_meta("has_transient") == 1) & (labels == 0)
+    w[hard] *= np.float32(transient_weight)
+    log.info("transient_weight %g on %d background traces with a transient (%.1f %% of the background)",
+             transient_weight, int(hard.sum()), 100 * hard.sum() / max(1, int((labels == 0).sum())))
+    return w
 
 
 def _open_split(path: str | Path, what: str) -> _Split:
@@ -350,6 +374,9 @@ def train(
     if training.class_weight:
         pos = float(train_split.labels.mean())
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+    sample_weight = _sample_weights(train_split, class_weight, training.transient_weight)
+    if sample_weight is not None:
+        class_weight = None  # folded into the per-trace weights
     callbacks: list[Any] = [early, reduce_lr, _History(history_rows, out / "history.csv")]
     limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
     if limit is not None:
@@ -364,7 +391,8 @@ def train(
     if initial_epoch < training.epochs and not stopped:
         if stream:
             train_stream = TraceStream(train_path, training.batch_size, shuffle=True, seed=seed,
-                                       start_epoch=initial_epoch, class_weight=class_weight)
+                                       start_epoch=initial_epoch, class_weight=class_weight,
+                                       sample_weight=sample_weight)
             val_stream = TraceStream(val_path, training.batch_size, shuffle=False)
             streams = [train_stream, val_stream]
             fit_args: dict[str, Any] = {"x": train_stream, "validation_data": val_stream, "shuffle": False}
@@ -376,6 +404,8 @@ def train(
                 "validation_data": (val_data.traces, val_data.labels.astype(np.float32)),
                 "batch_size": training.batch_size, "class_weight": class_weight, "shuffle": True,
             }
+            if sample_weight is not None:
+                fit_args["sample_weight"] = sample_weight
             del train_data
         try:
             model.fit(**fit_args, epochs=training.epochs, initial_epoch=initial_epoch, callbacks=callbacks,

@@ -288,3 +288,38 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
     assert 1 < card["training"]["epochs_run"] < 50
     # no epoch is started that would end past the limit (the longest epoch so far is the estimate)
     assert card["training"]["train_time_s"] <= budget + 0.25 * epoch_s
+
+
+def test_transient_weight_weights_hard_negatives_in_both_reading_modes(tmp_path):
+    """training.transient_weight multiplies the loss weight of background traces with a transient:
+    the per-trace weights follow has_transient, the stream serves them with their traces, and a
+    split without has_transient is refused by name."""
+    from crnn.errors import MissingFieldError
+    from crnn.stream import TraceStream
+    from crnn.train import _open_split, _sample_weights
+
+    n = 3000
+    x = np.zeros((n, 2, 8), dtype=np.float32)
+    x[:, 0, 0] = np.arange(n)
+    labels = (np.arange(n) % 2 == 0).astype(np.int8)
+    has_transient = (np.arange(n) % 5 == 1).astype(np.int8)  # in background (odd) and signal traces alike
+    path = tmp_path / "split.h5"
+    write_traces(path, TraceSet(x, 180e6, "V", {"labels": labels, "has_transient": has_transient}))
+    split = _open_split(path, "train")
+    assert _sample_weights(split, {0: 1.0, 1: 1.0}, 1.0) is None
+    w = _sample_weights(split, {0: 0.8, 1: 1.2}, 4.0)
+    hard = (has_transient == 1) & (labels == 0)
+    np.testing.assert_allclose(w[hard], 3.2)
+    np.testing.assert_allclose(w[~hard & (labels == 0)], 0.8)
+    np.testing.assert_allclose(w[labels == 1], 1.2)  # a pulse with a transient stays a pulse
+    ds = TraceStream(path, 128, shuffle=True, seed=2, chunk_size=500, sample_weight=w)
+    try:
+        for i in range(len(ds)):
+            xb, yb, wb = ds[i]
+            np.testing.assert_array_equal(wb, w[xb[:, 0, 0].astype(np.int64)])
+    finally:
+        ds.close()
+    plain = tmp_path / "plain.h5"
+    write_traces(plain, TraceSet(x, 180e6, "V", {"labels": labels}))
+    with pytest.raises(MissingFieldError, match="has_transient"):
+        _sample_weights(_open_split(plain, "train"), None, 2.0)
