@@ -70,7 +70,7 @@ class RandomiseSettings:
     ripple_db: tuple[float, float] = (0.1, 1.0)
     #: probability that a chain's edges are digital (bilinear transform at the sampling rate: a
     #: response that falls to nothing at the Nyquist frequency, as a digital filter in the FPGA)
-    digital_probability: float = 0.0
+    digital_probability: float = 0.25
     #: probability of each antenna term, in the order of :data:`ANTENNA_KINDS`
     antenna_probabilities: tuple[float, float, float] = (0.3, 0.35, 0.35)
     #: resonance: position in the band as a fraction of its width (0 = low edge) and quality factor

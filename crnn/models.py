@@ -131,7 +131,7 @@ class ModelSettings:
     readout: str = "max"
     #: feed the network each trace's spectrally whitened copy beside the trace itself
     #: (SpectralWhitening): the noise colour of any detector flattened
-    whiten: bool = False
+    whiten: bool = True
     #: limit the whitened copy to the training data's pass band (raised-cosine edges)
     whiten_band: bool = False
     #: bins more than this below the channel's mean smoothed power are not raised above it, in dB

@@ -104,8 +104,9 @@ def test_digital_chains_fall_to_zero_at_nyquist_and_are_recorded():
     assert 0.3 < digital.mean() < 0.7
     at_nyquist = np.abs(mixed.chain[:, 0, -1])  # last rfft bin: the Nyquist frequency
     assert np.all(at_nyquist[digital] < 1e-6) and np.median(at_nyquist[~digital]) > 1e-5
-    # without digital chains, nothing else changes: the same generator gives the same detectors
-    plain = Detector(receiver, RandomiseSettings(), noise_temperature_k=40.0, galactic_scale=1.0)
+    # without digital chains the same generator gives the same detectors
+    plain = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
+                     noise_temperature_k=40.0, galactic_scale=1.0)
     a = plain.draw(500, np.random.default_rng(3))
     assert np.all(a.params["response_digital"] == 0)
     b = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
