@@ -97,8 +97,8 @@ def init_model():
     if str(Path(path)) in own:
         raise WorkflowError(
             f"training.init_from = {path} is the output of this workflow's own training of that model; "
-            "copy the initial model elsewhere (e.g. models/initial/, with its .card.json) or run in another "
-            "--directory"
+            "copy the initial model elsewhere (e.g. models/initial/, with its .card.json) or give this run another "
+            "results_dir"
         )
     return [path if path.startswith(f"{RESULTS}/") else repo_path(path)]
 
