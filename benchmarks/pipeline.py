@@ -44,8 +44,9 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             base = [*snakemake(), "-s", str(REPO / "Snakefile"), "--directory", str(tmp), "--cores", str(n_cores),
                     "--configfile", config]
             dt, rss = run_measured([*base, "--quiet", "all"], env=env, cwd=tmp)
-            dr, _ = run_measured([*base, "--report", str(tmp / "results" / "report.html")], env=env, cwd=tmp)
-            if not (tmp / "results" / "report.html").exists():
+            # the Snakemake report beside the results folder (whose report.html is a workflow output)
+            dr, _ = run_measured([*base, "--report", str(tmp / "snakemake_report.html")], env=env, cwd=tmp)
+            if not (tmp / "snakemake_report.html").exists():
                 raise RuntimeError(f"pipeline: no report written in {tmp}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

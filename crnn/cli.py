@@ -65,14 +65,20 @@ def _add_stage(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def build_parser(stages: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``crnn`` parser with the options of the given stages. Without stages it lists every stage
+    by name and one-line help only and imports none of their modules: ``crnn --help`` stays fast and
+    loads neither Keras nor TensorFlow."""
     parser = argparse.ArgumentParser(
         prog="crnn", description="Find cosmic-ray air-shower pulses in radio traces with RNNs."
     )
     parser.add_argument("--version", action="version", version=f"crnn {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
-    for name in stages or STAGES:
+    for name in stages or ():
         _add_stage(sub, name)
+    if not stages:
+        for name, text in STAGES.items():
+            sub.add_parser(name, help=text)
     return parser
 
 

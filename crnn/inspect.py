@@ -1,4 +1,11 @@
-"""Stage ``inspect``: print what a trace file (HDF5 or ROOT) or a model holds."""
+"""Stage ``inspect``: print what a trace file, a ``crnn predict`` output or a model holds.
+
+Trace files are read as ``crnn ingest`` and ``crnn predict`` read them (canonical or CoREAS HDF5,
+GRANDroot ROOT, any ROOT tree with a mapping: ``--tree``, ``--branch``, ``--unit``,
+``--sampling-rate-hz``): the output names the format (detected or given), the number of traces,
+channels and samples, the sampling rate and the unit. Outputs of ``crnn predict`` (``.h5``,
+``.csv``, ``.root`` with scores) are recognised by their columns.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,14 @@ import numpy as np
 
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError
+from crnn.ingest import FORMATS, HDF5_MAGIC, Conversion, detect_format, open_input
+from crnn.rootmap import RootMapping, add_root_arguments, mapping_from_args
 from crnn.tracefile import LABELS, SNR, TraceFile
+
+#: traces read at a time while counting a file that is not canonical
+CHUNK_TRACES = 4096
+#: columns that make a file an output of ``crnn predict`` (a ROOT tree names the score ``score``)
+SCORE_COLUMNS = ("scores", "decision")
 
 
 def describe_trace_file(path: str | Path) -> str:
@@ -18,6 +32,7 @@ def describe_trace_file(path: str | Path) -> str:
     with TraceFile(path) as tf:
         dur_s = tf.n_samples / tf.sampling_rate_hz
         lines.append(f"{tf.path}: canonical trace file")
+        lines.append("  format: canonical (detected)")
         lines.append(f"  traces: {tf.n_traces} x {tf.n_channels} channel(s) x {tf.n_samples} samples ({tf.unit})")
         lines.append(f"  sampling rate: {tf.sampling_rate_hz / 1e6:g} MHz ({dur_s * 1e9:.0f} ns per trace)")
         for key in ("band_hz", "crnn_stage", "split", "seed"):
@@ -74,27 +89,131 @@ def _describe_root(f, path: str | Path) -> str:
     return "\n".join(lines)
 
 
-def inspect_path(path: str | Path, *, trust_model: bool = False) -> str:
+def describe_traces(path: Path, kind: str, how: str, root: RootMapping | None = None,
+                    run_file: str | Path | None = None) -> str:
+    """The traces of a CoREAS, GRANDroot or mapped ROOT file, read as ``crnn ingest`` reads them."""
+    info, chunks = open_input(path, kind, root, Conversion(), CHUNK_TRACES, run_file)
+    n, shape = 0, None
+    for chunk in chunks:
+        n += len(chunk.traces)
+        shape = np.asarray(chunk.traces).shape[1:]
+    if shape is None:
+        msg = f"{path}: no traces found"
+        raise CrnnError(msg)
+    rate = float(info["sampling_rate_hz"])
+    lines = [f"  format: {kind} ({how})",
+             f"  traces: {n} x {shape[0]} channel(s) x {shape[1]} samples ({info['unit']})",
+             f"  sampling rate: {rate / 1e6:g} MHz ({shape[1] / rate * 1e9:.0f} ns per trace)"]
+    lines += [f"  {key}: {value}" for key, value in (info.get("attrs") or {}).items()]
+    return "\n".join(lines)
+
+
+def describe_scores(path: Path, columns: dict[str, np.ndarray], attrs: dict[str, object],
+                    names: list[str] | None = None) -> str:
+    """An output of ``crnn predict``: rows, decisions, score range and the columns (``names``: as the
+    file spells them, where it calls the scores ``score``)."""
+    scores = np.asarray(columns["scores"], dtype=float)
+    decision = np.asarray(columns["decision"]).astype(int)
+    lines = [f"{path}: crnn predict output (scores)", f"  format: predict output ({path.suffix.lstrip('.')})",
+             f"  traces: {len(scores)} scored, {int(decision.sum())} above the threshold"]
+    if "file_index" in columns:
+        lines.append(f"  input files: {len(np.unique(columns['file_index']))}")
+    if len(scores):
+        lines.append(f"  scores: min {scores.min():.4g}, max {scores.max():.4g}")
+    lines += [f"  {key}: {value}" for key, value in attrs.items()]
+    lines.append(f"  columns: {', '.join(names or columns)}")
+    return "\n".join(lines)
+
+
+def _scores_h5(path: Path) -> str | None:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if not all(c in f for c in SCORE_COLUMNS):
+            return None
+        columns = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset) and f[k].ndim == 1}
+        attrs = {k: f.attrs[k] for k in ("model", "threshold", "inputs") if k in f.attrs}
+    return describe_scores(path, columns, attrs)
+
+
+def _scores_csv(path: Path) -> str:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header = rows[0] if rows else []
+    if header[:3] != ["index", "score", "decision"]:
+        msg = f"{path}: not a crnn predict CSV; expected the header index,score,decision,...; found {','.join(header[:3])!r}"
+        raise CrnnError(msg)
+    columns = {("scores" if h == "score" else h): np.asarray([r[i] for r in rows[1:]]) for i, h in enumerate(header)}
+    for name in ("scores", "decision", "file_index"):
+        columns[name] = columns[name].astype(float)
+    return describe_scores(path, columns, {}, names=header)
+
+
+def _scores_root(f, path: Path) -> str | None:
+    if "scores" not in {k.split(";")[0] for k in f.keys()}:
+        return None
+    tree = f["scores"]
+    if "score" not in tree.keys():
+        return None
+    columns = {("scores" if b == "score" else b): tree[b].array(library="np") for b in tree.keys()}
+    return describe_scores(path, columns, {"title": tree.title} if tree.title else {}, names=list(tree.keys()))
+
+
+def _inspect_root(path: Path, fmt: str, root: RootMapping | None, run_file: str | Path | None) -> str:
+    from crnn.rootmap import open_root
+
+    with open_root(path) as f:
+        scores = _scores_root(f, path)
+    if scores is not None:
+        return scores
+    head, _, trees = describe_root_file(path).partition("\n")
+    kind = detect_format(path) if fmt == "auto" else fmt
+    how = "detected" if fmt == "auto" else "given"
+    if kind == "root" and root is None:
+        traces = (f"  format: root ({how}); give the mapping (--tree, --branch, --unit, --sampling-rate-hz) "
+                  "to read its traces as crnn ingest would")
+    else:
+        traces = describe_traces(path, kind, how, root, run_file)
+    return "\n".join([head, traces, "  trees and branches:", *("  " + line for line in trees.splitlines())])
+
+
+def inspect_path(path: str | Path, *, trust_model: bool = False, fmt: str = "auto", root: RootMapping | None = None,
+                 run_file: str | Path | None = None) -> str:
     p = Path(path)
     if not p.exists():
         msg = f"{p}: no such file"
         raise CrnnError(msg)
     if p.suffix == ".keras" or p.is_dir():
         return describe_model(p, trust_model=trust_model)
+    if p.suffix == ".csv":
+        return _scores_csv(p)
     with open(p, "rb") as f:
         magic = f.read(8)
     if magic.startswith(b"root"):
-        return describe_root_file(p)
-    return describe_trace_file(p)
+        return _inspect_root(p, fmt, root, run_file)
+    if magic.startswith(HDF5_MAGIC):
+        scores = _scores_h5(p)
+        if scores is not None:
+            return scores
+    kind = detect_format(p) if fmt == "auto" else fmt
+    if kind == "canonical":
+        return describe_trace_file(p)
+    return f"{p}: {kind} trace file\n" + describe_traces(p, kind, "detected" if fmt == "auto" else "given", root, run_file)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a trace file (.h5, .root) or a model (.keras)")
+    p.add_argument("path", help="a trace file (.h5, .hdf5, .root), a crnn predict output (.h5, .csv, .root) "
+                                "or a model (.keras)")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="format of a trace file (default: detect)")
+    add_root_arguments(p)
     add_model_flags(p, resample=False)
 
 
 def run(args: argparse.Namespace) -> None:
-    print(inspect_path(args.path, trust_model=args.trust_model))
+    print(inspect_path(args.path, trust_model=args.trust_model, fmt=args.format, root=mapping_from_args(args),
+                       run_file=args.run_file))
 
 
 if __name__ == "__main__":

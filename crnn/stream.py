@@ -26,10 +26,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from crnn.tracefile import TraceFile
+from crnn.tracefile import DEFAULT_CHUNK, TraceFile
 
 #: traces per block read from the file (a multiple of the 1024-trace HDF5 chunks that crnn writes)
-DEFAULT_CHUNK_TRACES = 4096
+DEFAULT_CHUNK_TRACES = DEFAULT_CHUNK
 #: blocks shuffled together in one window
 DEFAULT_BUFFER_CHUNKS = 4
 

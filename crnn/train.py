@@ -36,7 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -47,8 +47,11 @@ from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_j
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
-from crnn.stream import DEFAULT_CHUNK_TRACES, TraceStream
+from crnn.tracefile import DEFAULT_CHUNK as DEFAULT_CHUNK_TRACES
 from crnn.tracefile import LABELS, TraceFile, read_traces
+
+if TYPE_CHECKING:  # crnn.stream imports keras: at run time only where a run streams
+    from crnn.stream import TraceStream
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +332,8 @@ def train(
 
     keras.utils.set_random_seed(seed)
     input_shape = train_split.shape
+    from crnn.train_callbacks import _EarlyStopping, _History, _ReduceLR, _SaveCheckpoint, _TimeLimit
+
     early = _EarlyStopping(training.early_stopping_patience)
     reduce_lr = _ReduceLR(training.reduce_lr_patience)
     history_rows: list[dict[str, float]] = []
@@ -390,6 +395,8 @@ def train(
     streams: list[TraceStream] = []
     if initial_epoch < training.epochs and not stopped:
         if stream:
+            from crnn.stream import TraceStream  # imports keras: only when a run streams
+
             train_stream = TraceStream(train_path, training.batch_size, shuffle=True, seed=seed,
                                        start_epoch=initial_epoch, class_weight=class_weight,
                                        sample_weight=sample_weight)
@@ -673,192 +680,6 @@ def _differences(saved: Any, now: Any, prefix: str = "") -> list[str]:
             out += _differences(saved.get(key), now.get(key), f"{name}.")
         return out
     return [] if saved == now else [prefix.rstrip(".")]
-
-
-def _keras_callback_base() -> type:
-    import keras
-
-    return keras.callbacks.Callback
-
-
-class _History(_keras_callback_base()):  # type: ignore[misc]
-    """Collect one row per epoch and rewrite ``history.csv`` after each (a killed run keeps its history)."""
-
-    def __init__(self, rows: list[dict[str, float]], path: Path | None = None) -> None:
-        super().__init__()
-        self.rows = rows
-        self.path = path
-        self._t = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._t = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        row["epoch_time_s"] = round(time.perf_counter() - self._t, 2)
-        self.rows.append(row)
-        if self.path is not None:
-            _write_history(self.path, self.rows)
-
-
-class _EarlyStopping(_keras_callback_base()):  # type: ignore[misc]
-    """Keras' EarlyStopping on ``val_loss`` with restored best weights, with a state that a checkpoint keeps."""
-
-    def __init__(self, patience: int) -> None:
-        super().__init__()
-        self.patience = patience
-        self.wait = 0
-        self.best: float | None = None
-        self.best_epoch = -1
-        self.stopped_epoch = -1
-        self.best_weights: list[np.ndarray] | None = None
-
-    def state(self) -> dict[str, Any]:
-        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
-
-    def set_state(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
-        self.wait = int(state["wait"])
-        self.best = state["best"]
-        self.best_epoch = int(state["best_epoch"])
-        self.stopped_epoch = int(state["stopped_epoch"])
-        self.best_weights = best_weights
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        current = (logs or {}).get("val_loss")
-        if current is None:
-            return
-        current = float(current)
-        if self.best_weights is None:
-            self.best_weights = self.model.get_weights()
-            self.best_epoch = epoch
-        self.wait += 1
-        if self.best is None or current < self.best:
-            self.best = current
-            self.best_epoch = epoch
-            self.best_weights = self.model.get_weights()
-            self.wait = 0
-            return
-        if self.wait >= self.patience and epoch > 0:
-            self.stopped_epoch = epoch
-            self.model.stop_training = True
-            log.info("early stopping after epoch %d (best epoch %d)", epoch + 1, self.best_epoch + 1)
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self.restore(self.model)
-
-    def restore(self, model: Any) -> None:
-        if self.best_weights is not None:
-            model.set_weights(self.best_weights)
-
-
-class _ReduceLR(_keras_callback_base()):  # type: ignore[misc]
-    """Keras' ReduceLROnPlateau on ``val_loss`` (factor 0.5, min_delta 1e-4), with a checkpointable state."""
-
-    def __init__(self, patience: int, factor: float = 0.5, min_delta: float = 1e-4) -> None:
-        super().__init__()
-        self.patience = patience
-        self.factor = factor
-        self.min_delta = min_delta
-        self.wait = 0
-        self.best: float | None = None
-
-    def state(self) -> dict[str, Any]:
-        return {"wait": self.wait, "best": self.best}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.wait = int(state["wait"])
-        self.best = state["best"]
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        import keras
-
-        logs = logs if logs is not None else {}
-        lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        logs["learning_rate"] = lr
-        current = logs.get("val_loss")
-        if current is None:
-            return
-        current = float(current)
-        if self.best is None or current < self.best - self.min_delta:
-            self.best = current
-            self.wait = 0
-            return
-        self.wait += 1
-        if self.wait >= self.patience:
-            self.model.optimizer.learning_rate = lr * self.factor
-            log.info("epoch %d: learning rate reduced to %.3g", epoch + 1, lr * self.factor)
-            self.wait = 0
-
-
-class _TimeLimit(_keras_callback_base()):  # type: ignore[misc]
-    """Stop before an epoch that would end past ``max_time_s`` of training time.
-
-    After each epoch, the next one is predicted to take as long as the longest so far; training
-    stops when that would end past the limit (or the limit has passed already), so a run stays
-    within ``max_time_s`` unless its epochs slow down. The time counts across resumptions:
-    ``already_s`` is the training time of the earlier runs (from the checkpoint); the time
-    between a kill and the restart does not count.
-    """
-
-    def __init__(self, max_time_s: float, already_s: float = 0.0) -> None:
-        super().__init__()
-        self.max_time_s = max_time_s
-        self.already_s = already_s
-        self._t0 = time.perf_counter()
-        self._epoch_t0 = self._t0
-        self._longest_epoch_s = 0.0
-
-    def elapsed_s(self) -> float:
-        return self.already_s + time.perf_counter() - self._t0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._epoch_t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._longest_epoch_s = max(self._longest_epoch_s, time.perf_counter() - self._epoch_t0)
-        elapsed = self.elapsed_s()
-        if elapsed + self._longest_epoch_s > self.max_time_s:
-            log.info(
-                "time limit of %.0f s: %.0f s used after epoch %d, and another epoch takes about %.0f s: stopping",
-                self.max_time_s, elapsed, epoch + 1, self._longest_epoch_s,
-            )
-            self.model.stop_training = True
-
-
-class _SaveCheckpoint(_keras_callback_base()):  # type: ignore[misc]
-    """Write the checkpoint at the end of every epoch (after the other callbacks have updated)."""
-
-    def __init__(self, checkpoint: _Checkpoint, early: _EarlyStopping, reduce_lr: _ReduceLR,
-                 rows: list[dict[str, float]], already_s: float, resumes: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.checkpoint = checkpoint
-        self.early = early
-        self.reduce_lr = reduce_lr
-        self.rows = rows
-        self.already_s = already_s
-        self.resumes = resumes
-        self._t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        import keras
-
-        t = time.perf_counter()
-        state = {
-            "epoch": epoch + 1,
-            "stopped": bool(self.model.stop_training),
-            "history": self.rows,
-            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            "early_stopping": self.early.state(),
-            "reduce_lr": self.reduce_lr.state(),
-            "train_time_s": self.already_s + time.perf_counter() - self._t0,
-            "seed": self.checkpoint.run_id["settings"]["seed"],
-            "rng": "keras.utils.set_random_seed(seed) at start; the streamed shuffle order is a function "
-                   "of (seed, epoch); the in-memory shuffle and dropout restart from the seed on resumption",
-            "resumes": self.resumes,
-            "saved_utc": _utc_now(),
-        }
-        self.checkpoint.save(self.model, state, self.early.best_weights)
-        log.debug("checkpoint after epoch %d written in %.2f s", epoch + 1, time.perf_counter() - t)
 
 
 def default_name(output_dir: str | Path) -> str:

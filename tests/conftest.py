@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -105,7 +106,8 @@ def pipeline_run(tmp_path_factory) -> dict[str, Path]:
     report = base / "report.html"
     proc = snakemake("--cores", "1", "--directory", str(work), "--configfile", config, "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"work": work, "results": work / "results", "report": report}
+    results = work / yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results_dir"]
+    return {"work": work, "results": results, "report": report}
 
 
 @pytest.fixture

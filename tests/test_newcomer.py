@@ -202,7 +202,7 @@ def test_grand_preset_measured_background_recipe_plans_from_the_repository(tmp_p
     proc = snakemake("-n", "--cores", "1", "--directory", str(tmp_path / "run"), "--configfile",
                      str(REPO / "config" / "presets" / "grand.yaml"), str(recipe))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "results/ingest/gp13.h5" in proc.stdout and GP13.name in proc.stdout
+    assert "results/grand/ingest/gp13.h5" in proc.stdout and GP13.name in proc.stdout
 
 
 @pytest.mark.workflow

@@ -119,14 +119,14 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium_path, request):
             browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
             shown[category] = browser.evaluate(SHOW_EACH_ROW, timeout_s=60)
             if category == "2. Comparison":  # the ROC with its caption, as a user sees it
-                roc_uri = "results['results/report/roc.png'].data_uri"
+                roc_uri = "results['results/test/report/roc.png'].data_uri"
                 browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("eye")))
                 browser.wait_until(f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}")
                 browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("information-circle")))
                 browser.wait_until("document.querySelector('#app').innerText.includes('DESCRIPTION')")
                 browser.screenshot(ARTIFACTS / "report_roc.png")
             if category == "4. Example traces":  # the first model's gallery
-                gallery_uri = "results['results/evaluate/gru/gallery.png'].data_uri"
+                gallery_uri = "results['results/test/evaluate/gru/gallery.png'].data_uri"
                 browser.evaluate(ROW_BUTTON % (json.dumps("gru"), json.dumps("eye")))
                 browser.wait_until(f"document.querySelector({PLOT!r}).src === {gallery_uri}")
                 browser.screenshot(ARTIFACTS / "report_gallery.png")

@@ -192,7 +192,7 @@ def test_every_rule_runs_as_a_completed_slurm_job(slurm_env, tmp_path, capsys):
     n_shifts = len(yaml.safe_load((REPO / "config" / "test.yaml").read_text())["robustness"]["only"])
     assert rule_counts(rows) == {
         "simulate_traces": 2, "merge_traces": 1, "ingest_traces": n_ingest, "build_dataset": 1,
-        "train_classifier": 2, "evaluate_classifier": 2, "evaluate_baseline": n_baselines, "write_report": 1,
+        "train_classifier": 2, "evaluate_classifier": 2, "evaluate_baseline": n_baselines, "write_report": 1, "report_page": 1,
         # the robustness suite: one job per shift of test.yaml, one scoring job per model and baseline
         "simulate_shift": n_shifts, "evaluate_robustness": 2 + n_baselines,
     }, table
@@ -206,13 +206,13 @@ def test_every_rule_runs_as_a_completed_slurm_job(slurm_env, tmp_path, capsys):
     slurm_logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert sorted(p.stem for p in slurm_logs) == sorted(r["JobID"] for r in rows)
 
-    res = work / "results"
+    res = work / yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results_dir"]
     assert (res / "report" / "summary.html").exists()
     assert (res / "simulate" / "traces.h5").exists() and not list((res / "simulate" / "chunks").glob("*.h5"))
     for model in ("gru", "lstm"):
         assert (res / "models" / model / "model.keras").exists()
         # SLURM handed the job its (placeholder) GPU; crnn saw it and said the CPU build cannot use it
-        log = (work / "logs" / "train_classifier" / f"{model}.log").read_text()
+        log = (res / "logs" / "train_classifier" / f"{model}.log").read_text()
         assert "this job was given GPU(s) CUDA_VISIBLE_DEVICES=" in log, log[-2000:]
 
 

@@ -65,7 +65,7 @@ def test_simulation_chunks_run_as_jobs_and_merge_into_the_single_job_file(tmp_pa
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert log.count("rule simulate_traces:") == 3 and log.count("rule merge_traces:") == 1
-    assert sorted(p.name for p in (tmp_path / "logs" / "simulate_traces").iterdir()) == ["0.log", "1.log", "2.log"]
+    assert sorted(p.name for p in (tmp_path / "results" / "logs" / "simulate_traces").iterdir()) == ["0.log", "1.log", "2.log"]
     assert not list((tmp_path / "results" / "simulate" / "chunks").glob("*.h5"))  # temporary: removed after merging
     run_crnn("simulate", "-o", tmp_path / "single.h5", "--n-traces", "2500", "--seed", "4")
     merged = (tmp_path / "results" / "simulate" / "traces.h5").read_bytes()
@@ -101,8 +101,10 @@ def test_whole_pipeline_on_the_test_config(pipeline_run):
         # simulated traces carry has_transient, the ingested ROOT example does not: -1 = unknown
         assert set(np.unique(f["has_transient"][:])) == {-1, 0, 1}
     # every job wrote its log: simulate, 3 x ingest, dataset, 2 x train, 2 x evaluate, 4 baselines,
-    # 2 shifts, 6 robustness evaluations, report
-    assert len(list((work / "logs").rglob("*.log"))) == 22
+    # 2 shifts, 6 robustness evaluations, report, report page (all in the results folder)
+    assert len(list((res / "logs").rglob("*.log"))) == 23 and not (work / "logs").exists()
+    # the run's report.html is a workflow output: the summary page
+    assert (res / "report.html").read_bytes() == (res / "report" / "summary.html").read_bytes()
     # the robustness suite: the two shifts of test.yaml, simulated with their own seeds, every method scored
     shifts = ("band_plus_5mhz", "receiver_300k")
     from crnn.robustness import DEFAULT_SHIFTS
@@ -136,3 +138,40 @@ def test_whole_pipeline_on_the_test_config(pipeline_run):
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(report, artifacts / "test_report.html")
+
+
+def _snapshot(folder):
+    return {p.relative_to(folder): (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_second_config_with_its_own_results_dir_leaves_the_first_run_untouched(tmp_path):
+    """Two configs, each with its own results_dir, run in one working directory: the second run writes
+    only into its own folder (outputs and logs) and the first run's files stay as they were."""
+    runs = {}
+    for name, seed in (("first", 5), ("second", 6)):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(f"seed: {seed}\nresults_dir: runs/{name}\nsimulate:\n  n_traces: 1000\n")
+        runs[name] = cfg
+    targets = ("simulate/traces.h5", "ingest/example_root.h5")
+    work = tmp_path / "work"
+    for name, cfg in runs.items():
+        proc = snakemake(*(f"runs/{name}/{t}" for t in targets), "--cores", "2", "--directory", str(work),
+                         "--configfile", str(cfg))
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if name == "first":
+            first = _snapshot(work / "runs" / "first")
+            assert {str(p) for p in first} >= {*targets, "logs/simulate_traces.log", "logs/ingest_traces/example_root.log"}
+    assert _snapshot(work / "runs" / "first") == first  # not one byte or time stamp changed
+    second = _snapshot(work / "runs" / "second")
+    assert {str(p) for p in second} >= {*targets, "logs/simulate_traces.log"}
+    assert second[next(p for p in second if str(p) == targets[0])][1] != first[next(p for p in first if str(p) == targets[0])][1]
+    assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["runs"]  # no logs/ nor results/
+
+    # the second config's whole workflow (every job, forced) names only files in its own folder,
+    # its report.html among them
+    proc = snakemake("-n", "-F", "--cores", "1", "--directory", str(work), "--configfile", str(runs["second"]))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    paths = [p.strip() for line in proc.stdout.splitlines() if line.strip().startswith(("output:", "log:"))
+             for p in line.split(":", 1)[1].split(",")]
+    assert len(paths) > 40 and all(p.startswith("runs/second/") for p in paths), paths
+    assert "runs/second/report.html" in paths and "rule report_page:" in proc.stdout

@@ -9,6 +9,18 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
+# Every output and log of this run lies under the results folder (relative to the working directory):
+# another config with another results_dir writes beside it and leaves it untouched.
+RESULTS = str(Path(config["results_dir"]))
+# the file that the Snakemake report (`snakemake --report`, tasks.py demo) is written to; removed
+# whenever the run's report is rebuilt, so that no report of older results stays beside it
+SNAKEMAKE_REPORT = f"{RESULTS}/snakemake_report.html"
+
+
+def res(path):
+    """A path of this run's outputs: inside the results folder (config key results_dir)."""
+    return f"{RESULTS}/{path}"
+
 # crnn.simulate.BLOCK_SIZE: traces per block; a simulation chunk holds whole blocks
 SIM_BLOCK = 1000
 SIM_CHUNKS = config["scale_out"]["simulate_chunks"]
@@ -64,7 +76,7 @@ def measured_background():
     path = config["simulate"].get("background", {}).get("measured_file")
     if not path:
         return []
-    return [path if path.startswith("results/") else existing_repo_path(path, "simulate.background.measured_file")]
+    return [path if path.startswith(f"{RESULTS}/") else existing_repo_path(path, "simulate.background.measured_file")]
 
 
 def simulate_json():
@@ -81,14 +93,14 @@ def init_model():
     path = config["training"].get("init_from")
     if not path:
         return []
-    own = {f"results/models/{m}/model.keras" for m in config["models"]}
+    own = {res(f"models/{m}/model.keras") for m in config["models"]}
     if str(Path(path)) in own:
         raise WorkflowError(
             f"training.init_from = {path} is the output of this workflow's own training of that model; "
-            "copy the initial model elsewhere (e.g. models/initial/, with its .card.json) or run in another "
-            "--directory"
+            "copy the initial model elsewhere (e.g. models/initial/, with its .card.json) or give this run another "
+            "results_dir"
         )
-    return [path if path.startswith("results/") else repo_path(path)]
+    return [path if path.startswith(f"{RESULTS}/") else repo_path(path)]
 
 
 def training_json():
@@ -136,8 +148,8 @@ def ingest_args(wildcards):
 
 
 def dataset_inputs(wildcards):
-    files = ["results/simulate/traces.h5"] if config["simulate"]["n_traces"] > 0 else []
-    return files + [f"results/ingest/{name}.h5" for name, src in config["ingest"].items() if src.get("dataset", True)]
+    files = [res("simulate/traces.h5")] if config["simulate"]["n_traces"] > 0 else []
+    return files + [res(f"ingest/{name}.h5") for name, src in config["ingest"].items() if src.get("dataset", True)]
 
 
 def signal_model_json():
@@ -151,9 +163,9 @@ def methods():
 
 
 def get_final_output():
-    out = ["results/report/summary.html"]
-    out += expand("results/models/{model}/model.keras", model=config["models"])
-    out += expand("results/ingest/{source}.h5", source=config["ingest"])
+    out = [res("report.html")]
+    out += expand(res("models/{model}/model.keras"), model=config["models"])
+    out += expand(res("ingest/{source}.h5"), source=config["ingest"])
     return out
 
 
@@ -214,20 +226,20 @@ def train_runtime(wildcards, attempt):
 def simulate_output():
     """One file, or one file per chunk (then `merge_traces` joins them into the same file)."""
     if SIM_CHUNKS == 1:
-        return "results/simulate/traces.h5"
-    return temp("results/simulate/chunks/{chunk}.h5")
+        return res("simulate/traces.h5")
+    return temp(res("simulate/chunks/{chunk}.h5"))
 
 
 def simulate_log():
     if SIM_CHUNKS == 1:
-        return "logs/simulate_traces.log"
-    return "logs/simulate_traces/{chunk}.log"
+        return res("logs/simulate_traces.log")
+    return res("logs/simulate_traces/{chunk}.log")
 
 
 def simulate_benchmark():
     if SIM_CHUNKS == 1:
-        return "results/benchmarks/simulate_traces.tsv"
-    return "results/benchmarks/simulate_traces/{chunk}.tsv"
+        return res("benchmarks/simulate_traces.tsv")
+    return res("benchmarks/simulate_traces/{chunk}.tsv")
 
 
 def simulate_chunk_args(wildcards):
@@ -301,7 +313,7 @@ def shift_library(wildcards):
     """The converted pulse library of a shift ([] when it uses the analytic pulses)."""
     if "pulse_library" not in ROBUSTNESS["shifts"][wildcards.shift]:
         return []
-    return [f"results/robustness/libraries/{wildcards.shift}.h5"]
+    return [res(f"robustness/libraries/{wildcards.shift}.h5")]
 
 
 def shift_settings(wildcards):
@@ -344,9 +356,9 @@ def shift_requires(wildcards):
 
 
 def robustness_inputs(wildcards):
-    files = {"shifts": expand("results/robustness/shifts/{shift}.h5", shift=shifts_run())}
+    files = {"shifts": expand(res("robustness/shifts/{shift}.h5"), shift=shifts_run())}
     if wildcards.method in config["models"]:
-        files["model"] = f"results/models/{wildcards.method}/model.keras"
+        files["model"] = res(f"models/{wildcards.method}/model.keras")
     return files
 
 
@@ -370,7 +382,7 @@ def robustness_outputs():
     """The robustness files of every method (none when the suite is disabled)."""
     if not ROBUSTNESS["enabled"]:
         return []
-    return expand("results/robustness/{method}.json", method=methods())
+    return expand(res("robustness/{method}.json"), method=methods())
 
 
 wildcard_constraints:

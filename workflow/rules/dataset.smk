@@ -2,9 +2,9 @@ rule build_dataset:
     input:
         traces=dataset_inputs,
     output:
-        train="results/dataset/train.h5",
-        val="results/dataset/val.h5",
-        test="results/dataset/test.h5",
+        train=res("dataset/train.h5"),
+        val=res("dataset/val.h5"),
+        test=res("dataset/test.h5"),
     params:
         fractions=" ".join(str(f) for f in config["dataset"]["fractions"]),
         seed=config["seed"],
@@ -13,7 +13,7 @@ rule build_dataset:
         mem_mb=mem_mb(1000, per_input_mb=4),
         runtime=runtime_min(10, input_mb_per_min=500),
     log:
-        "logs/build_dataset.log",
+        res("logs/build_dataset.log"),
     conda:
         "../envs/crnn.yaml"
     shell:

@@ -1,27 +1,27 @@
 rule evaluate_classifier:
     input:
-        model="results/models/{model}/model.keras",
-        card="results/models/{model}/model.card.json",
-        test="results/dataset/test.h5",
+        model=res("models/{model}/model.keras"),
+        card=res("models/{model}/model.card.json"),
+        test=res("dataset/test.h5"),
     output:
-        metrics="results/evaluate/{model}/metrics.json",
-        scores="results/evaluate/{model}/scores.h5",
+        metrics=res("evaluate/{model}/metrics.json"),
+        scores=res("evaluate/{model}/scores.h5"),
         roc=report(
-            "results/evaluate/{model}/roc.png",
+            res("evaluate/{model}/roc.png"),
             caption="../report/roc_method.rst",
             category="Per method",
             subcategory="{model}",
             labels={"method": "{model}", "plot": "ROC"},
         ),
         efficiency=report(
-            "results/evaluate/{model}/efficiency.png",
+            res("evaluate/{model}/efficiency.png"),
             caption="../report/efficiency_method.rst",
             category="Per method",
             subcategory="{model}",
             labels={"method": "{model}", "plot": "efficiency vs SNR"},
         ),
         gallery=report(
-            "results/evaluate/{model}/gallery.png",
+            res("evaluate/{model}/gallery.png"),
             caption="../report/gallery.rst",
             category="4. Example traces",
             labels={"method": "{model}", "figure": "example traces"},
@@ -34,7 +34,7 @@ rule evaluate_classifier:
         mem_mb=mem_mb(1500, per_input_mb=3),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
-        "logs/evaluate_classifier/{model}.log",
+        res("logs/evaluate_classifier/{model}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:
@@ -45,28 +45,28 @@ rule evaluate_classifier:
 
 rule evaluate_baseline:
     input:
-        test="results/dataset/test.h5",
+        test=res("dataset/test.h5"),
         # noise-only traces (label 0) for the matched filter's noise spectrum
-        noise="results/dataset/val.h5",
+        noise=res("dataset/val.h5"),
     output:
-        metrics="results/evaluate/{baseline}/metrics.json",
-        scores="results/evaluate/{baseline}/scores.h5",
+        metrics=res("evaluate/{baseline}/metrics.json"),
+        scores=res("evaluate/{baseline}/scores.h5"),
         roc=report(
-            "results/evaluate/{baseline}/roc.png",
+            res("evaluate/{baseline}/roc.png"),
             caption="../report/roc_method.rst",
             category="Per method",
             subcategory="{baseline}",
             labels={"method": "{baseline}", "plot": "ROC"},
         ),
         efficiency=report(
-            "results/evaluate/{baseline}/efficiency.png",
+            res("evaluate/{baseline}/efficiency.png"),
             caption="../report/efficiency_method.rst",
             category="Per method",
             subcategory="{baseline}",
             labels={"method": "{baseline}", "plot": "efficiency vs SNR"},
         ),
         gallery=report(
-            "results/evaluate/{baseline}/gallery.png",
+            res("evaluate/{baseline}/gallery.png"),
             caption="../report/gallery.rst",
             category="4. Example traces",
             labels={"method": "{baseline}", "figure": "example traces"},
@@ -80,7 +80,7 @@ rule evaluate_baseline:
         mem_mb=mem_mb(1500, per_input_mb=3),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
-        "logs/evaluate_baseline/{baseline}.log",
+        res("logs/evaluate_baseline/{baseline}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:

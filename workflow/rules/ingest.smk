@@ -2,7 +2,7 @@ rule ingest_traces:
     input:
         source=ingest_input,
     output:
-        traces="results/ingest/{source}.h5",
+        traces=res("ingest/{source}.h5"),
     params:
         args=ingest_args,
     threads: 1
@@ -10,7 +10,7 @@ rule ingest_traces:
         mem_mb=mem_mb(1000, per_input_mb=6),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
-        "logs/ingest_traces/{source}.log",
+        res("logs/ingest_traces/{source}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:

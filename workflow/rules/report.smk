@@ -1,52 +1,52 @@
 rule write_report:
     input:
-        metrics=expand("results/evaluate/{method}/metrics.json", method=methods()),
-        scores=expand("results/evaluate/{method}/scores.h5", method=methods()),
-        galleries=expand("results/evaluate/{method}/gallery.png", method=methods()),
-        histories=expand("results/models/{model}/history.csv", model=config["models"]),
-        cards=expand("results/models/{model}/model.card.json", model=config["models"]),
+        metrics=expand(res("evaluate/{method}/metrics.json"), method=methods()),
+        scores=expand(res("evaluate/{method}/scores.h5"), method=methods()),
+        galleries=expand(res("evaluate/{method}/gallery.png"), method=methods()),
+        histories=expand(res("models/{model}/history.csv"), model=config["models"]),
+        cards=expand(res("models/{model}/model.card.json"), model=config["models"]),
         robustness=robustness_outputs(),
-        dataset=expand("results/dataset/{split}.h5", split=("train", "val", "test")),
+        dataset=expand(res("dataset/{split}.h5"), split=("train", "val", "test")),
     output:
         summary=report(
-            "results/report/summary.html",
+            res("report/summary.html"),
             caption="../report/summary.rst",
             category="1. Summary",
             labels={"figure": "summary page"},
         ),
-        summary_json="results/report/summary.json",
+        summary_json=res("report/summary.json"),
         roc=report(
-            "results/report/roc.png",
+            res("report/roc.png"),
             caption="../report/roc.rst",
             category="2. Comparison",
             labels={"figure": "ROC"},
         ),
         efficiency=report(
-            "results/report/efficiency.png",
+            res("report/efficiency.png"),
             caption="../report/efficiency.rst",
             category="2. Comparison",
             labels={"figure": "efficiency vs SNR"},
         ),
         snr=report(
-            "results/report/snr.png",
+            res("report/snr.png"),
             caption="../report/snr.rst",
             category="2. Comparison",
             labels={"figure": "SNR at 50 % / 90 % efficiency"},
         ),
         scores=report(
-            "results/report/scores.png",
+            res("report/scores.png"),
             caption="../report/scores.rst",
             category="2. Comparison",
             labels={"figure": "score distributions"},
         ),
         confusion=report(
-            "results/report/confusion.png",
+            res("report/confusion.png"),
             caption="../report/confusion.rst",
             category="2. Comparison",
             labels={"figure": "confusion matrices"},
         ),
         training=report(
-            "results/report/training.png",
+            res("report/training.png"),
             caption="../report/training.rst",
             category="3. Training",
             labels={"figure": "training curves"},
@@ -56,10 +56,30 @@ rule write_report:
         mem_mb=mem_mb(1000, per_input_mb=2),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
-        "logs/write_report.log",
+        res("logs/write_report.log"),
     conda:
         "../envs/crnn.yaml"
     shell:
         "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
         "--robustness {input.robustness} --dataset {input.dataset} --output-dir $(dirname {output.summary}) "
         "> {log} 2>&1"
+
+
+rule report_page:
+    input:
+        summary=res("report/summary.html"),
+    output:
+        page=res("report.html"),
+    params:
+        snakemake_report=SNAKEMAKE_REPORT,
+    threads: 1
+    resources:
+        mem_mb=mem_mb(100),
+        runtime=runtime_min(5),
+    log:
+        res("logs/report_page.log"),
+    conda:
+        "../envs/crnn.yaml"
+    shell:
+        # the run's report: the self-contained summary page; a Snakemake report of older results goes
+        "(rm -f {params.snakemake_report} && cp {input.summary} {output.page}) > {log} 2>&1"

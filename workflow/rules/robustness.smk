@@ -5,7 +5,7 @@ rule ingest_shift_library:
     input:
         pulses=library_input,
     output:
-        library="results/robustness/libraries/{shift}.h5",
+        library=res("robustness/libraries/{shift}.h5"),
     params:
         args=library_args,
     threads: 1
@@ -13,7 +13,7 @@ rule ingest_shift_library:
         mem_mb=mem_mb(1000),
         runtime=runtime_min(10),
     log:
-        "logs/ingest_shift_library/{shift}.log",
+        res("logs/ingest_shift_library/{shift}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:
@@ -25,7 +25,7 @@ rule simulate_shift:
         requires=shift_requires,
         library=shift_library,
     output:
-        traces="results/robustness/shifts/{shift}.h5",
+        traces=res("robustness/shifts/{shift}.h5"),
     params:
         settings=shift_settings,
         seed=shift_seed,
@@ -35,7 +35,7 @@ rule simulate_shift:
         mem_mb=mem_mb(1000),
         runtime=runtime_min(10),
     log:
-        "logs/simulate_shift/{shift}.log",
+        res("logs/simulate_shift/{shift}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:
@@ -47,7 +47,7 @@ rule evaluate_robustness:
     input:
         unpack(robustness_inputs),
     output:
-        robustness="results/robustness/{method}.json",
+        robustness=res("robustness/{method}.json"),
     params:
         settings=as_json(ROBUSTNESS),
         args=robustness_args,
@@ -56,7 +56,7 @@ rule evaluate_robustness:
         mem_mb=mem_mb(1500, per_input_mb=3),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
-        "logs/evaluate_robustness/{method}.log",
+        res("logs/evaluate_robustness/{method}.log"),
     conda:
         "../envs/crnn.yaml"
     shell:

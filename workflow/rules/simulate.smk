@@ -26,15 +26,15 @@ if SIM_CHUNKS > 1:
 
     rule merge_traces:
         input:
-            chunks=expand("results/simulate/chunks/{chunk}.h5", chunk=range(SIM_CHUNKS)),
+            chunks=expand(res("simulate/chunks/{chunk}.h5"), chunk=range(SIM_CHUNKS)),
         output:
-            traces="results/simulate/traces.h5",
+            traces=res("simulate/traces.h5"),
         threads: 1
         resources:
             mem_mb=mem_mb(1000),
             runtime=runtime_min(10, input_mb_per_min=1000),
         log:
-            "logs/merge_traces.log",
+            res("logs/merge_traces.log"),
         conda:
             "../envs/crnn.yaml"
         shell:

@@ -1,12 +1,12 @@
 rule train_classifier:
     input:
-        train="results/dataset/train.h5",
-        val="results/dataset/val.h5",
+        train=res("dataset/train.h5"),
+        val=res("dataset/val.h5"),
         init=init_model(),
     output:
-        model="results/models/{model}/model.keras",
-        card="results/models/{model}/model.card.json",
-        history="results/models/{model}/history.csv",
+        model=res("models/{model}/model.keras"),
+        card=res("models/{model}/model.card.json"),
+        history=res("models/{model}/history.csv"),
     params:
         model=model_json,
         training=training_json(),
@@ -16,9 +16,9 @@ rule train_classifier:
         mem_mb=train_mem_mb,
         runtime=train_runtime,
     log:
-        "logs/train_classifier/{model}.log",
+        res("logs/train_classifier/{model}.log"),
     benchmark:
-        "results/benchmarks/train_classifier/{model}.tsv"
+        res("benchmarks/train_classifier/{model}.tsv")
     conda:
         "../envs/crnn.yaml"
     shell:
