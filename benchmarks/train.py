@@ -83,11 +83,16 @@ def torch_peer(settings: Any, n_channels: int, n_samples: int):
             s = settings
             f = s.conv_filters
             self.conv = f > 0
-            width = n_channels
+            if s.whiten_band:
+                raise ValueError("torch peer: whiten_band is not mirrored; benchmark with whiten_band: false")
+            self.whiten = s.whiten
+            self.smooth_bins = 9
+            self.floor = 10.0 ** (-s.whiten_floor_db / 10.0)
+            width = 2 * n_channels if s.whiten else n_channels
             if self.conv:
                 self.pad1 = _same_padding(n_samples, s.conv_kernel_size, 1)
                 self.pad2 = _same_padding(n_samples, s.conv_kernel_size, s.conv_strides)
-                self.conv_1 = nn.Conv1d(n_channels, f, s.conv_kernel_size)
+                self.conv_1 = nn.Conv1d(width, f, s.conv_kernel_size)
                 self.conv_2 = nn.Conv1d(f, f, s.conv_kernel_size, stride=s.conv_strides)
                 width = f
             rnn = nn.GRU if s.cell == "gru" else nn.LSTM
@@ -97,9 +102,26 @@ def torch_peer(settings: Any, n_channels: int, n_samples: int):
             self.dropout = nn.Dropout(s.dropout)
             self.score = nn.Linear(s.units * (2 if s.bidirectional else 1), 1)
 
-        def forward(self, x):
+        @staticmethod
+        def normalise(x):
             rms = torch.sqrt(torch.mean(torch.square(x), dim=(1, 2), keepdim=True))
-            x = x / torch.clamp(rms, min=1e-30)
+            return x / torch.clamp(rms, min=1e-30)
+
+        def white(self, x):
+            # the same steps as crnn.models.SpectralWhitening: divide by the smoothed amplitude
+            spec = torch.fft.rfft(x)
+            power = spec.real.square() + spec.imag.square()
+            half = self.smooth_bins // 2
+            padded = F.pad(power, (half, half), mode="reflect")
+            smooth = F.avg_pool1d(padded, self.smooth_bins, stride=1)
+            floor = smooth.mean(dim=-1, keepdim=True) * self.floor
+            weight = torch.rsqrt(torch.clamp(torch.maximum(smooth, floor), min=1e-30))
+            return torch.fft.irfft(spec * weight, n=x.shape[-1])
+
+        def forward(self, x):
+            x = self.normalise(x)
+            if self.whiten:
+                x = torch.cat([x, self.normalise(self.white(x))], dim=1)
             if self.conv:
                 x = F.relu(self.conv_1(F.pad(x, self.pad1)))
                 x = F.relu(self.conv_2(F.pad(x, self.pad2)))

@@ -84,7 +84,12 @@ def layer_flops(model: Any) -> list[LayerFlops]:
 
     out = []
     for layer in model.layers:
-        shape_in = tuple(layer.input.shape) if not isinstance(layer, keras.layers.InputLayer) else ()
+        if isinstance(layer, keras.layers.InputLayer):
+            shape_in: tuple = ()
+        elif isinstance(layer.input, (list, tuple)):  # Concatenate and other layers of several inputs
+            shape_in = tuple(layer.input[0].shape)
+        else:
+            shape_in = tuple(layer.input.shape)
         shape_out = tuple(layer.output.shape)
         kind = type(layer).__name__
         if isinstance(layer, keras.layers.Conv1D):

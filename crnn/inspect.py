@@ -128,7 +128,9 @@ def describe_scores(path: Path, columns: dict[str, np.ndarray], attrs: dict[str,
 def _scores_h5(path: Path) -> str | None:
     import h5py
 
-    with h5py.File(path, "r") as f:
+    from crnn.tracefile import open_h5
+
+    with open_h5(path) as f:
         if not all(c in f for c in SCORE_COLUMNS):
             return None
         columns = {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset) and f[k].ndim == 1}

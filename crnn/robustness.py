@@ -77,8 +77,9 @@ DEFAULT_SHIFTS: dict[str, dict[str, Any]] = {'receiver_40k': {'description': 'th
  'filter_order_4': {'description': '4th-order band-pass filter instead of 10th: another phase response (pulse '
                                    'shape)',
                     'simulate': {'receiver': {'filter_order': 4}}},
- 'digital_butterworth': {'description': 'never trained: digital (bilinear) Butterworth band-pass 30-80 MHz of '
-                                        'order 5, another causal phase response',
+ 'digital_butterworth': {'description': 'digital (bilinear) Butterworth band-pass 30-80 MHz of order 5: the '
+                                        'digital family of the training (randomise.digital_probability) at '
+                                        'a fixed band and order',
                          'simulate': {'receiver': {'chain_response': {'family': 'digital_butterworth',
                                                                       'band_hz': [30000000.0, 80000000.0],
                                                                       'order': 5}}}},

@@ -33,7 +33,7 @@ from crnn.errors import CrnnError
 #: the exercise's model, as crnn model settings (95,873 parameters for (1, 500) traces)
 TEXTBOOK_MODEL = {
     "cell": "lstm", "units": [32, 64, 10], "bidirectional": True, "conv_filters": 0,
-    "dropout": 0.3, "readout": "flatten",
+    "dropout": 0.3, "readout": "flatten", "whiten": False,
 }
 #: the exercise's training: 40,000 traces less 10 % validation, at most 100 epochs
 TEXTBOOK_TRAINING_TRACES = 36_000

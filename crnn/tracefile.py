@@ -94,7 +94,7 @@ class TraceFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._h5 = _open_h5(self.path)
+        self._h5 = open_h5(self.path)
         try:
             self._validate_layout()
         except BaseException:
@@ -372,7 +372,7 @@ def write_traces(
     return Path(path)
 
 
-def _open_h5(path: Path) -> h5py.File:
+def open_h5(path: Path) -> h5py.File:
     if not path.exists():
         msg = f"{path}: no such file; expected a canonical HDF5 trace file"
         raise CrnnError(msg)

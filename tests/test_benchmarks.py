@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.__main__ import load_suites, update_docs
@@ -65,10 +66,32 @@ def test_torch_peer_has_the_shape_of_the_crnn_model():
         extra = 4 * s.units if cell == "lstm" else 0
         assert n_torch == keras_model.count_params() + extra
         conv_out = keras_model.get_layer("conv_2").output.shape[1]
-        x = torch.zeros(3, 2, 500)
+        x = torch.zeros(3, 4, 500)  # the trace and its whitened copy
         y = peer.conv_2(torch.nn.functional.pad(peer.conv_1(torch.nn.functional.pad(x, peer.pad1)), peer.pad2))
         assert y.shape[-1] == conv_out == -(-500 // s.conv_strides)
-        assert peer(x).shape == (3,)
+        assert peer(torch.zeros(3, 2, 500)).shape == (3,)
+
+
+def test_torch_peer_whitens_like_the_crnn_layer():
+    torch = pytest.importorskip("torch")
+    import keras
+
+    from benchmarks.train import torch_peer
+    from crnn.models import ModelSettings, build_classifier
+
+    s = ModelSettings()
+    model = build_classifier((2, 500), s)
+    keras_white = keras.Model(model.input, model.get_layer("trace_and_white").output)
+    # coloured noise with a CW line: whitening changes it a lot, so a wrong step shows
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(4, 2, 500)), axis=-1) + 5 * np.sin(0.3 * np.arange(500))
+    x = x.astype(np.float32)
+    want = np.asarray(keras_white(x))
+    peer = torch_peer(s, 2, 500)
+    t = peer.normalise(torch.from_numpy(x))
+    got = torch.cat([t, peer.normalise(peer.white(t))], dim=1).numpy()
+    assert np.abs(want[:, 2:] - x[:, :, :] / np.sqrt((x**2).mean(axis=(1, 2), keepdims=True))).max() > 0.1
+    np.testing.assert_allclose(got, want, atol=1e-3)  # float32 running sums in the keras layer
 
 
 @pytest.mark.parametrize(("length", "kernel", "stride"), [(500, 9, 4), (500, 9, 1), (125, 4, 8), (7, 9, 2)])

@@ -164,7 +164,8 @@ def test_textbook_preset_validates_and_describes_the_exercise():
 # -- FLOPs -------------------------------------------------------------------------------------------
 
 def test_flops_of_a_tiny_model_match_a_hand_count():
-    m = build_classifier((1, 8), ModelSettings(cell="gru", units=3, conv_filters=2, conv_kernel_size=3, conv_strides=2))
+    m = build_classifier((1, 8), ModelSettings(cell="gru", units=3, conv_filters=2, conv_kernel_size=3, conv_strides=2,
+                                                   whiten=False))
     per = {x.name: x.flops for x in layer_flops(m)}
     # conv_1: 8 steps x (2 x 3 taps x 1 channel x 2 filters + 2 biases) = 8 x 14
     # conv_2: stride 2 -> 4 steps x (2 x 3 x 2 x 2 + 2) = 4 x 26
@@ -177,7 +178,7 @@ def test_flops_of_a_tiny_model_match_a_hand_count():
     assert conv1d_flops(8, 1, 2, 3) == 112
     # bidirectional LSTM, flatten read-out: 2 directions x 5 steps x (2 x 4 x 2 x (1 + 2) + 4 x 2), dense 20 -> 1
     m = build_classifier((1, 5), ModelSettings(cell="lstm", units=2, bidirectional=True, conv_filters=0,
-                                               readout="flatten"))
+                                               readout="flatten", whiten=False))
     assert forward_flops(m) == 2 * 5 * (48 + 8) + 2 * 20 + 1 == 2 * lstm_flops(5, 1, 2) + 41
     assert training_flops(655, 1000, 7) == 3 * 655 * 1000 * 7
 
