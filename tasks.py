@@ -113,7 +113,12 @@ def test(args: list[str]) -> None:
     # pin, pip takes the CPU-only wheel that this machine's package mirror holds; left to
     # resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
     setup("test", pre=["torch==2.13.0"])
-    run([str(PY), "-m", "pytest", *args])
+    # Two worker processes (pytest-xdist): much of the suite waits on subprocesses, Snakemake,
+    # SLURM's polling and Chromium, so two keep both cores busy. Tests that share one expensive
+    # run carry the same xdist_group mark and stay on one worker. `-n 0` runs in this process.
+    workers = [] if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args) else [
+        "-n", "2", "--dist", "loadgroup"]
+    run([str(PY), "-m", "pytest", *workers, *args])
 
 
 def main() -> None:

@@ -15,7 +15,8 @@ from browser import Chromium, find_chromium
 from conftest import REPO
 from crnn.robustness import RobustnessSettings
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.browser]
+# one group with the workflow test: both use the session's pipeline_run, which runs once per worker
+pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.browser, pytest.mark.xdist_group("pipeline")]
 ARTIFACTS = REPO / "test-artifacts"
 CATEGORIES = ("1. Summary", "2. Comparison", "3. Training", "4. Example traces", "Per method")
 PLOT = "#app img[src^='data:image/png']"  # a displayed result (the logo is SVG)

@@ -78,6 +78,7 @@ def test_simulation_chunks_run_as_jobs_and_merge_into_the_single_job_file(tmp_pa
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")  # with the browser tests: one pipeline_run per session
 def test_whole_pipeline_on_the_test_config(pipeline_run):
     work, res, report = pipeline_run["work"], pipeline_run["results"], pipeline_run["report"]
     for model in ("gru", "lstm"):
