@@ -14,9 +14,9 @@ and renames on success, so a failed stage never leaves a partial file behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,16 @@ import h5py
 import numpy as np
 
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import publish
+from crnn.fileutil import (
+    OutputGroup,
+    check_input_file,
+    discard_temporary,
+    hold_unclosable,
+    new_temporary,
+    os_errno,
+    publish,
+    write_error,
+)
 
 TRACES = "traces"
 LABELS = "labels"
@@ -260,8 +269,10 @@ def read_traces(path: str | os.PathLike[str], *, require_labels: bool = False) -
 class TraceWriter:
     """Write a canonical trace file chunk by chunk, atomically.
 
-    Data go to a temporary file beside ``path``; :meth:`close` renames it into place, and an
-    exception inside the ``with`` block deletes it, so readers never see a partial file.
+    Data go to a temporary file beside ``path``; :meth:`close` renames it into place (or, with
+    ``group``, leaves that to the :class:`crnn.fileutil.OutputGroup`), and an exception inside the
+    ``with`` block deletes it, so readers never see a partial file. A failed write (no space,
+    read-only) becomes one line naming ``path``; the HDF5 file is closed before the error leaves.
     """
 
     def __init__(
@@ -274,40 +285,58 @@ class TraceWriter:
         unit: str,
         attrs: Mapping[str, Any] | None = None,
         chunk_size: int = DEFAULT_CHUNK,
+        group: OutputGroup | None = None,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._h5 = h5py.File(self._tmp, "w")
+        self._group = group
+        self._tmp = group.add(self.path) if group is not None else new_temporary(self.path)
+        self._h5: h5py.File | None = None
         self._chunk = max(1, min(chunk_size, 1024))
         self._n = 0
         self._shape = (n_channels, n_samples)
-        self._h5.attrs["sampling_rate_hz"] = float(sampling_rate_hz)
-        self._h5.attrs["unit"] = unit
-        self._h5.attrs["crnn_format_version"] = 1
-        for key, value in (attrs or {}).items():
-            self._h5.attrs[key] = _attr_value(value)
-        self._ds = self._h5.create_dataset(
-            TRACES,
-            shape=(0, n_channels, n_samples),
-            maxshape=(None, n_channels, n_samples),
-            dtype=np.float32,
-            chunks=(self._chunk, n_channels, n_samples),
-        )
-        self._ds.attrs["sampling_rate_hz"] = float(sampling_rate_hz)
-        self._ds.attrs["unit"] = unit
         self._meta: dict[str, h5py.Dataset] = {}
+        with self._writing():
+            self._h5 = h5py.File(self._tmp, "w")
+            self._h5.attrs["sampling_rate_hz"] = float(sampling_rate_hz)
+            self._h5.attrs["unit"] = unit
+            self._h5.attrs["crnn_format_version"] = 1
+            for key, value in (attrs or {}).items():
+                self._h5.attrs[key] = _attr_value(value)
+            self._ds = self._h5.create_dataset(
+                TRACES,
+                shape=(0, n_channels, n_samples),
+                maxshape=(None, n_channels, n_samples),
+                dtype=np.float32,
+                chunks=(self._chunk, n_channels, n_samples),
+            )
+            self._ds.attrs["sampling_rate_hz"] = float(sampling_rate_hz)
+            self._ds.attrs["unit"] = unit
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """On any failure inside: close and delete the temporary; a failed write becomes one line."""
+        try:
+            yield
+        except BaseException as exc:
+            self.abort()
+            error = write_error(self.path, exc, temporary=self._tmp) if isinstance(exc, (OSError, RuntimeError)) else None
+            if error is not None:
+                raise error from exc
+            raise
 
     def append(self, chunk: TraceSet) -> None:
         if chunk.traces.shape[1:] != self._shape:
             msg = f"{self.path}: chunk of shape {chunk.traces.shape[1:]} does not match {self._shape}"
             raise CrnnError(msg)
-        n0, n1 = self._n, self._n + chunk.n_traces
         if self._n and set(chunk.meta) != set(self._meta):
             msg = f"{self.path}: chunk metadata {sorted(chunk.meta)} differ from {sorted(self._meta)}"
             raise CrnnError(msg)
+        with self._writing():
+            self._append(chunk)
+
+    def _append(self, chunk: TraceSet) -> None:
+        assert self._h5 is not None
+        n0, n1 = self._n, self._n + chunk.n_traces
         self._ds.resize(n1, axis=0)
         self._ds[n0:n1] = chunk.traces.astype(np.float32, copy=False)
         for name, values in chunk.meta.items():
@@ -335,15 +364,22 @@ class TraceWriter:
             self.abort()
             msg = f"{self.path}: no traces to write"
             raise CrnnError(msg)
-        self._h5.close()
-        publish(self._tmp, self.path)
+        with self._writing():
+            assert self._h5 is not None
+            self._h5.close()
+            self._h5 = None
+            if self._group is None:
+                publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:
+        """Close the file (safely after a failed write) and delete the temporary."""
+        h5, self._h5 = self._h5, None
         try:
-            self._h5.close()
+            if h5 is not None:
+                close_after_failure(h5, self._tmp, self)
         finally:
-            self._tmp.unlink(missing_ok=True)
+            discard_temporary(self._tmp)
 
     def __enter__(self) -> TraceWriter:
         return self
@@ -355,16 +391,60 @@ class TraceWriter:
             self.abort()
 
 
+def close_after_failure(h5: h5py.File, tmp: Path, *owners: object) -> None:
+    """Close ``h5``, an HDF5 file on the temporary ``tmp`` that is dropped after a failed write.
+
+    The file is emptied first, so HDF5's last metadata writes find space on a full disk. Should the
+    close fail all the same, the file and ``owners`` (which hold its datasets) are kept alive until
+    the process leaves with ``os._exit``: deallocating them, or HDF5's cleanup at exit, would crash
+    the interpreter (a segmentation fault).
+    """
+    with contextlib.suppress(OSError):
+        os.truncate(tmp, 0)
+    try:
+        h5.close()
+    except Exception:  # HDF5 raises OSError or RuntimeError here
+        hold_unclosable((h5, *owners))
+
+
+@contextlib.contextmanager
+def h5_output(tmp: Path) -> Iterator[h5py.File]:
+    """An HDF5 file opened for writing on the temporary ``tmp`` (of :func:`crnn.fileutil.atomic_output`
+    or an output group): closed at the end, and closed safely when writing fails; a failed write
+    becomes an OSError that names ``tmp``, so the caller's one-line error names the output."""
+    try:
+        f = h5py.File(tmp, "w")
+    except RuntimeError as exc:
+        raise _as_os_error(exc, tmp) from exc
+    try:
+        yield f
+        f.close()
+    except (OSError, RuntimeError) as exc:
+        close_after_failure(f, tmp)
+        raise _as_os_error(exc, tmp) from exc
+    except BaseException:
+        close_after_failure(f, tmp)
+        raise
+
+
+def _as_os_error(exc: BaseException, tmp: Path) -> BaseException:
+    code = os_errno(exc)
+    if code is None:
+        return exc
+    return OSError(code, os.strerror(code), str(tmp))
+
+
 def write_traces(
-    path: str | os.PathLike[str], data: TraceSet, *, attrs: Mapping[str, Any] | None = None
+    path: str | os.PathLike[str], data: TraceSet, *, attrs: Mapping[str, Any] | None = None,
+    group: OutputGroup | None = None,
 ) -> Path:
-    """Write a whole :class:`TraceSet` atomically."""
+    """Write a whole :class:`TraceSet` atomically (with ``group``: as one of the group's outputs)."""
     all_attrs = {**data.attrs, **(attrs or {})}
     for reserved in ("sampling_rate_hz", "unit", "crnn_format_version"):
         all_attrs.pop(reserved, None)
     with TraceWriter(
         path, n_channels=data.n_channels, n_samples=data.n_samples,
-        sampling_rate_hz=data.sampling_rate_hz, unit=data.unit, attrs=all_attrs,
+        sampling_rate_hz=data.sampling_rate_hz, unit=data.unit, attrs=all_attrs, group=group,
     ) as w:
         step = 8192
         for start in range(0, data.n_traces, step):
@@ -373,9 +453,7 @@ def write_traces(
 
 
 def open_h5(path: Path) -> h5py.File:
-    if not path.exists():
-        msg = f"{path}: no such file; expected a canonical HDF5 trace file"
-        raise CrnnError(msg)
+    check_input_file(path, "a canonical HDF5 trace file")
     if path.stat().st_size == 0:
         msg = f"{path}: file is empty (0 bytes); expected a canonical HDF5 trace file"
         raise CrnnError(msg)
