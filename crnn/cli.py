@@ -3,6 +3,8 @@
 Each stage lives in its own module (``crnn.<stage>``) with ``add_arguments(parser)`` and
 ``run(args)``; it can also be run as ``python -m crnn.<stage>``. Errors that are the user's to
 fix (:class:`crnn.errors.CrnnError`) end the command with one line on stderr and exit code 2.
+SIGTERM, SIGINT (Ctrl-C) and SIGHUP remove the stage's temporary files and end it with one line
+and exit code 128 + the signal number (:mod:`crnn.fileutil`, the output contract).
 """
 
 from __future__ import annotations
@@ -16,6 +18,15 @@ from collections.abc import Sequence
 
 from crnn import __version__
 from crnn.errors import CrnnError
+from crnn.fileutil import (
+    Interrupted,
+    install_signal_handlers,
+    interrupted_message,
+    io_error_line,
+    leave,
+    remove_temporaries,
+    restore_signal_handlers,
+)
 
 STAGES = {
     "simulate": "simulate band-limited pulses in galactic, thermal and human-made noise",
@@ -86,32 +97,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # build only the sub-command that is asked for, so `crnn inspect` never imports keras
     wanted = next((a for a in argv if a in STAGES), None)
-    parser = build_parser([wanted] if wanted else None)
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    return _run(args)
+    old = install_signal_handlers(wanted or "crnn")
+    try:
+        with _interruptible(wanted or "crnn") as code:
+            parser = build_parser([wanted] if wanted else None)
+            args = parser.parse_args(argv)
+            _setup_logging(args.verbose)
+            code[0] = _run(args)
+        return leave(code[0])
+    finally:
+        restore_signal_handlers(old)
+
+
+class _interruptible:  # noqa: N801 -- used as a context manager
+    """Turn :class:`Interrupted` (and a KeyboardInterrupt that came before the handlers) into one line
+    on stderr and exit code 128 + the signal number, after removing the live temporaries."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.code = [0]
+
+    def __enter__(self) -> list[int]:
+        return self.code
+
+    def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        import signal
+
+        if isinstance(exc, KeyboardInterrupt):
+            exc = Interrupted(signal.SIGINT)
+        if not isinstance(exc, Interrupted):
+            return False
+        remove_temporaries()
+        print(interrupted_message(self.stage, exc.signum), file=sys.stderr)
+        sys.stderr.flush()
+        self.code[0] = 128 + exc.signum
+        return True
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
         args._module.run(args)
     except CrnnError as exc:
+        remove_temporaries()
         print(f"crnn {args._stage}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = io_error_line(exc)
+        if line is None:
+            raise
+        remove_temporaries()
+        print(f"crnn {args._stage}: error: {line}", file=sys.stderr)
         return 2
     return 0
 
 
 def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m crnn.<stage>``."""
-    parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage],
-                                     formatter_class=DefaultsHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    module = importlib.import_module(f"crnn.{stage}")
-    module.add_arguments(parser)
-    parser.set_defaults(_module=module, _stage=stage)
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    sys.exit(_run(args))
+    old = install_signal_handlers(stage)
+    try:
+        with _interruptible(stage) as code:
+            parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage],
+                                             formatter_class=DefaultsHelpFormatter)
+            parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+            module = importlib.import_module(f"crnn.{stage}")
+            module.add_arguments(parser)
+            parser.set_defaults(_module=module, _stage=stage)
+            args = parser.parse_args(argv)
+            _setup_logging(args.verbose)
+            code[0] = _run(args)
+    finally:
+        restore_signal_handlers(old)
+    sys.exit(leave(code[0]))
 
 
 if __name__ == "__main__":

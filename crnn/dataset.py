@@ -32,7 +32,7 @@ import json
 
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import refuse_aliases
+from crnn.fileutil import check_outputs, refuse_aliases
 from crnn.settings import check_value
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, write_traces
 
@@ -263,6 +263,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--input", p) for p in args.input],
                    [("--train", args.train), ("--val", args.val), ("--test", args.test)])
+    check_outputs([("--train", args.train), ("--val", args.val), ("--test", args.test)])
     check_value(list(args.fractions), "dataset.fractions", "--fractions")
     check_value(args.seed, "seed", "--seed")
     labels: dict[str, int] = {}

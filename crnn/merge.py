@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from crnn.errors import CrnnError
-from crnn.fileutil import refuse_aliases
+from crnn.fileutil import check_outputs, refuse_aliases
 from crnn.settings import from_mapping, load_mapping
 from crnn.simulate import BLOCK_SIZE, CHUNK_ATTRS, META_NAMES, RUN_ATTRS, SimulationSettings, chunk_blocks
 from crnn.tracefile import TraceFile, TraceSet, TraceWriter
@@ -103,6 +103,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--input", p) for p in args.input], [("--output", args.output)])
+    check_outputs([("--output", args.output)])
     merge_chunks(args.input, args.output)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from crnn import __version__
 from crnn.detector import PARAMETER_NAMES, Detector, RandomiseSettings
 from crnn.errors import CrnnError
-from crnn.fileutil import refuse_aliases
+from crnn.fileutil import check_outputs, refuse_aliases
 from crnn.noise import (
     TRANSIENT_KINDS,
     CWLine,
@@ -411,6 +411,7 @@ def run(args: argparse.Namespace) -> None:
     settings = from_mapping(SimulationSettings, mapping, "simulate settings")
     refuse_aliases([("pulse.library_file", settings.pulse.library_file),
                     ("background.measured_file", settings.background.measured_file)], [("--output", args.output)])
+    check_outputs([("--output", args.output)])
     simulate(settings, args.output, seed=args.seed, chunk=args.chunk, n_chunks=args.n_chunks)
 
 
