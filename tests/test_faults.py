@@ -1,0 +1,125 @@
+"""The output contract under faults, with real subprocesses and real signals: a signal removes the
+stage's temporaries and ends it with one line; a rerun removes what SIGKILL left; outputs that are
+folders are refused before work; a full disk is one line (exit 2), never a crash or a partial file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_crnn
+
+N_SLOW = 60000  # traces: simulate takes well over the time to the first temporary
+
+
+def _start_simulate(out: Path, n_traces: int = N_SLOW) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crnn", "simulate", "-o", str(out), "--n-traces", str(n_traces)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if ".tmp" in p.name]
+
+
+def _wait_for_temporary(proc: subprocess.Popen, folder: Path) -> Path:
+    """Wait until the stage's temporary exists and holds data (the stage is writing)."""
+    while proc.poll() is None:
+        tmps = _temporaries(folder)
+        if tmps and tmps[0].stat().st_size > 0:
+            return tmps[0]
+        time.sleep(0.05)
+    raise AssertionError(f"the stage ended ({proc.returncode}) before its temporary appeared: {proc.stderr.read()}")
+
+
+def _errors(stderr: str) -> list[str]:
+    """stderr without the INFO log lines."""
+    return [line for line in stderr.splitlines() if line.strip() and " INFO: " not in line]
+
+
+@pytest.fixture(scope="module")
+def old_output(tmp_path_factory) -> bytes:
+    folder = tmp_path_factory.mktemp("old")
+    run_crnn("simulate", "-o", folder / "a.h5", "--n-traces", "200")
+    return (folder / "a.h5").read_bytes()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_signal_removes_temporary_and_keeps_old_output(tmp_path, old_output, sig):
+    out = tmp_path / "a.h5"
+    out.write_bytes(old_output)
+    proc = _start_simulate(out)
+    _wait_for_temporary(proc, tmp_path)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, stderr
+    lines = _errors(stderr)
+    assert len(lines) == 1, stderr
+    assert signal.Signals(sig).name in lines[0] and "Traceback" not in stderr
+    assert _temporaries(tmp_path) == []
+    assert out.read_bytes() == old_output
+
+
+def test_rerun_removes_stale_temporary_of_sigkill(tmp_path, old_output):
+    out = tmp_path / "a.h5"
+    proc = _start_simulate(out)
+    stale = _wait_for_temporary(proc, tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert stale.exists() and not out.exists()  # SIGKILL cannot be caught
+    other = tmp_path / ".b.abcdefgh.tmp.h5"  # the temporary of another output stays
+    other.write_bytes(b"x")
+    run_crnn("simulate", "-o", out, "--n-traces", "200")
+    assert not stale.exists()
+    assert other.exists()
+    assert out.read_bytes() == old_output  # same seed, same bytes
+
+
+def test_output_that_is_a_folder_is_refused_before_work(tmp_path):
+    out = tmp_path / "a.h5"
+    out.mkdir()
+    proc = run_crnn("simulate", "-o", out, "--n-traces", str(N_SLOW), check=False)
+    assert proc.returncode == 2
+    lines = _errors(proc.stderr)
+    assert len(lines) == 1 and str(out) in lines[0] and "folder" in lines[0], proc.stderr
+    assert "simulating" not in proc.stderr  # refused before the work
+    assert os.listdir(tmp_path) == ["a.h5"] and os.listdir(out) == []
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a 5 MB tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk_is_one_line(small_tmpfs):
+    out = small_tmpfs / "a.h5"
+    proc = run_crnn("simulate", "-o", out, "--n-traces", "3000", check=False)  # ~12 MB
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = _errors(proc.stderr)
+    assert len(lines) == 1 and str(out) in lines[0] and "no space" in lines[0], proc.stderr[-3000:]
+    assert os.listdir(small_tmpfs) == []
+
+
+def test_dataset_splits_share_a_run_id(tmp_path, splits):
+    ids = set()
+    for path in splits.values():
+        with h5py.File(path, "r") as f:
+            ids.add(str(f.attrs["dataset_run_id"]))
+    assert len(ids) == 1 and ids != {""}
