@@ -18,11 +18,17 @@ size). Traces with ``measured_index`` -1 (or no such column) are split trace by 
 measured backgrounds. Each split records ``n_measured`` (traces with a measured background) and
 ``n_distinct_measured`` (distinct measured traces) as file attributes; when measured traces are
 present and a split would get none, the stage refuses.
+
+The three splits are written to temporaries and renamed together at the end, so a killed run
+never leaves a new split beside old ones; each carries the same ``dataset_run_id`` attribute (a
+digest of the mixed traces and their split), and ``crnn train`` refuses a train/validation pair
+whose ids differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 from pathlib import Path
 
@@ -32,9 +38,9 @@ import json
 
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import check_outputs, refuse_aliases
+from crnn.fileutil import check_outputs, output_group, refuse_aliases
 from crnn.settings import check_value
-from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, write_traces
+from crnn.tracefile import DATASET_RUN_ID, LABELS, SNR, TraceFile, TraceSet, write_traces
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -209,7 +215,8 @@ def build_dataset(
         log.info("%d traces have a measured background: %d distinct measured traces, each kept in one split",
                  int((groups >= 0).sum()), n_groups)
     written: dict[str, Path] = {}
-    try:
+    run_id = _run_id(traces, order, assign)  # in every split: readers refuse splits of different runs
+    with output_group() as group:  # the three splits appear together (renamed at the end) or not at all
         for k, split in enumerate(SPLITS):
             idx = order[assign[order] == k]
             distinct = len(np.unique(groups[idx][groups[idx] >= 0]))
@@ -230,18 +237,24 @@ def build_dataset(
                 "source_files": [str(p) for p in inputs],
                 "n_measured": int((groups[idx] >= 0).sum()),
                 "n_distinct_measured": distinct,
+                DATASET_RUN_ID: run_id,
             }
             if band is not None:
                 attrs["band_hz"] = band
-            written[split] = write_traces(outputs[split], part, attrs=attrs)
+            written[split] = write_traces(outputs[split], part, attrs=attrs, group=group)
             lab = part.meta[LABELS]
             log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], len(idx), lab.sum(),
                      len(idx) - lab.sum(), f", {distinct} distinct measured background traces" if n_groups else "")
-    except BaseException:
-        for path in written.values():
-            path.unlink(missing_ok=True)
-        raise
     return written
+
+
+def _run_id(traces: np.ndarray, order: np.ndarray, assign: np.ndarray) -> str:
+    """The ``dataset_run_id`` of a run: a digest of the mixed traces and how they were shuffled and
+    split, so a rerun with the same inputs and seed gives the same bytes, and any other run another id."""
+    h = hashlib.sha256()
+    for a in (order, assign, traces):
+        h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()[:32]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -497,3 +497,23 @@ def _attr_value(value: Any) -> Any:
     if value is None:
         return "null"
     return value
+
+
+#: file attribute that ``crnn dataset`` writes into each split of one run (the same value in all three)
+DATASET_RUN_ID = "dataset_run_id"
+
+
+def check_same_dataset_run(*paths: str | os.PathLike[str]) -> None:
+    """Refuse splits that come from different ``crnn dataset`` runs (their ``dataset_run_id``
+    attributes differ, e.g. a train split of a newer run beside an older validation split).
+    Files without the attribute (older files, or not made by ``crnn dataset``) are accepted."""
+    ids: list[tuple[Path, str]] = []
+    for p in paths:
+        with open_h5(Path(p)) as f:
+            if DATASET_RUN_ID in f.attrs:
+                ids.append((Path(p), str(_plain(f.attrs[DATASET_RUN_ID]))))
+    for p, run_id in ids[1:]:
+        if run_id != ids[0][1]:
+            msg = (f"{p}: {DATASET_RUN_ID} {run_id} differs from {ids[0][0]} ({ids[0][1]}); the splits come from "
+                   "different `crnn dataset` runs and may share traces: make them again in one run")
+            raise CrnnError(msg)

@@ -48,7 +48,7 @@ from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import DEFAULT_CHUNK as DEFAULT_CHUNK_TRACES
-from crnn.tracefile import LABELS, TraceFile, read_traces
+from crnn.tracefile import LABELS, TraceFile, check_same_dataset_run, read_traces
 
 if TYPE_CHECKING:  # crnn.stream imports keras: at run time only where a run streams
     from crnn.stream import TraceStream
@@ -295,6 +295,7 @@ def train(
     devices = report_devices()
     train_split = _open_split(train_path, "training")
     val_split = _open_split(val_path, "validation")
+    check_same_dataset_run(train_path, val_path)
     if val_split.shape != train_split.shape:
         msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
         raise CrnnError(msg)

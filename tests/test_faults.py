@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_crnn
@@ -117,9 +116,57 @@ def test_full_disk_is_one_line(small_tmpfs):
     assert os.listdir(small_tmpfs) == []
 
 
-def test_dataset_splits_share_a_run_id(tmp_path, splits):
+def test_dataset_splits_share_a_run_id(splits):
     ids = set()
     for path in splits.values():
         with h5py.File(path, "r") as f:
             ids.add(str(f.attrs["dataset_run_id"]))
     assert len(ids) == 1 and ids != {""}
+
+
+def test_dataset_failure_leaves_old_splits_untouched(tmp_path, sim_file, splits):
+    """The test split would be empty: train and val were written already, yet none is published."""
+    out = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
+    for s, p in out.items():
+        p.write_bytes(splits[s].read_bytes())
+    proc = run_crnn("dataset", "-i", sim_file, "--train", out["train"], "--val", out["val"], "--test", out["test"],
+                    "--fractions", "0.5", "0.5", "0", "--seed", "9", check=False)
+    assert proc.returncode == 2 and "test split would be empty" in proc.stderr, proc.stderr[-2000:]
+    for s, p in out.items():
+        assert p.read_bytes() == splits[s].read_bytes()
+    assert _temporaries(tmp_path) == []
+
+
+def test_train_refuses_splits_of_different_dataset_runs(tmp_path, sim_file, splits):
+    from crnn.dataset import build_dataset
+    from crnn.errors import CrnnError
+    from crnn.tracefile import check_same_dataset_run
+
+    other = build_dataset([sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
+                          fractions=(0.6, 0.2, 0.2), seed=4)
+    check_same_dataset_run(splits["train"], splits["val"])  # one run: accepted
+    with pytest.raises(CrnnError):
+        check_same_dataset_run(other["train"], splits["val"])
+    bare = tmp_path / "bare_val.h5"  # a file without the attribute is accepted
+    bare.write_bytes(splits["val"].read_bytes())
+    with h5py.File(bare, "a") as f:
+        del f.attrs["dataset_run_id"]
+    check_same_dataset_run(other["train"], bare)
+    proc = run_crnn("train", "--train", other["train"], "--val", splits["val"], "--output-dir", tmp_path / "m",
+                    "--epochs", "1", check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("crnn ")]  # TensorFlow logs too
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for path in (other["train"], splits["val"]):
+        assert str(path) in lines[0]
+        with h5py.File(path, "r") as f:
+            assert str(f.attrs["dataset_run_id"]) in lines[0]
+    assert not (tmp_path / "m" / "model.keras").exists()
+
+
+def test_dataset_run_id_is_reproducible(tmp_path, sim_file, splits):
+    from crnn.dataset import build_dataset
+
+    again = build_dataset([sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
+                          fractions=(0.6, 0.2, 0.2), seed=3)
+    assert again["test"].read_bytes() == splits["test"].read_bytes()
