@@ -40,7 +40,7 @@ from crnn.baselines import (
 )
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
@@ -260,6 +260,8 @@ def run(args: argparse.Namespace) -> None:
 
     refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model)],
                    folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
+    check_outputs([(f"--output-dir file {n}", Path(args.output_dir) / n) for n in (METRICS, SCORES)],
+                  folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
     mapping = load_mapping(args.settings)
     if args.fpr:

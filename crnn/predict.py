@@ -38,7 +38,7 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import add_model_flags, configure_parallel_inference, load_classifier
 from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output, refuse_aliases
+from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 from crnn.rootmap import add_root_arguments, mapping_from_args
 
@@ -239,6 +239,7 @@ def run(args: argparse.Namespace) -> None:
     inputs = [("--input", p) for p in expand_inputs(args.input)]
     refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
                    [("--output", args.output)])
+    check_outputs([("--output", args.output)])
     from crnn.settings import check_value
 
     if args.working_point is not None:

@@ -40,7 +40,7 @@ import numpy as np
 
 from crnn import __version__
 from crnn.errors import CrnnError
-from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import bootstrap, interval, snr_at_efficiency
 from crnn.robustness import measure, read_robustness
 
@@ -720,6 +720,7 @@ def run(args: argparse.Namespace) -> None:
               *(("--card", p) for p in args.card), *(("--robustness", p) for p in args.robustness),
               *(("--dataset", p) for p in args.dataset)]
     refuse_aliases(inputs, folder_outputs("--output-dir", args.output_dir, REPORT_FILES))
+    check_outputs(folders=[("--output-dir", args.output_dir)])
     report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness,
            dataset=args.dataset)
 

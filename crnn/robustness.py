@@ -43,7 +43,7 @@ from crnn.baselines import (
 )
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import refuse_aliases, write_json
+from crnn.fileutil import check_outputs, refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
 from crnn.settings import from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile
@@ -419,6 +419,7 @@ def run(args: argparse.Namespace) -> None:
     shifts = [parse_shift(t) for t in args.shift]
     refuse_aliases([*((f"--shift {n}", p) for n, p in shifts), *model_inputs("--model", args.model)],
                    [("--output", args.output)])
+    check_outputs([("--output", args.output)])
     settings = from_mapping(RobustnessSettings, load_mapping(args.settings), "robustness settings")
     bs = from_mapping(BaselineSettings, load_mapping(args.baseline_settings), "baseline settings")
     sm = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None

@@ -170,3 +170,13 @@ def test_dataset_run_id_is_reproducible(tmp_path, sim_file, splits):
     again = build_dataset([sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
                           fractions=(0.6, 0.2, 0.2), seed=3)
     assert again["test"].read_bytes() == splits["test"].read_bytes()
+
+
+def test_dataset_output_that_is_a_folder_is_refused(tmp_path, sim_file):
+    (tmp_path / "val.h5").mkdir()
+    proc = run_crnn("dataset", "-i", sim_file, "--train", tmp_path / "train.h5", "--val", tmp_path / "val.h5",
+                    "--test", tmp_path / "test.h5", check=False)
+    assert proc.returncode == 2
+    lines = _errors(proc.stderr)
+    assert len(lines) == 1 and f"{tmp_path / 'val.h5'}: output --val is a folder" in lines[0], proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["val.h5"]
