@@ -8,8 +8,8 @@ target false-positive rate on the validation background and writes:
 
 * ``model.keras``      the model (Keras 3 format, loadable in safe mode);
 * ``model.card.json``  the model card (see :mod:`crnn.modelcard`);
-* ``history.csv``      loss and AUC per epoch, training and validation (rewritten after every
-  epoch, so a killed run keeps its history).
+* ``history.csv``      loss and AUC per epoch, training and validation (published at the end with
+  the model; during training the per-epoch copy lives in ``checkpoint/history.csv``).
 
 The splits are held in memory, or streamed chunk by chunk from disk when they exceed the memory
 budget (:class:`crnn.stream.TraceStream`; setting ``streaming``). After every epoch a checkpoint
@@ -382,7 +382,7 @@ def train(
     sample_weight = _sample_weights(train_split, class_weight, training.transient_weight)
     if sample_weight is not None:
         class_weight = None  # folded into the per-trace weights
-    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, out / "history.csv")]
+    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None)]
     limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
     if limit is not None:
         callbacks.append(limit)
@@ -662,7 +662,7 @@ class _Checkpoint:
                  "best_weights_file": best_file, **state}
         write_json(self.state_path, state)
         for old in self.folder.iterdir():
-            if old.name not in ("state.json", model_file, best_file) and not old.name.startswith("."):
+            if old.name not in ("state.json", "history.csv", model_file, best_file) and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
     def remove(self) -> None:

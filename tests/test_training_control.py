@@ -59,9 +59,10 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     proc = _start_train(splits, killed, training)
     saved_epoch = _kill_after_first_checkpoint(proc, killed)
     assert 1 <= saved_epoch < 6
+    # nothing published: Snakemake sees no incomplete output; the history lives in the checkpoint
     assert not (killed / "model.keras").exists()
-    # the history of the killed run was written progressively, one row per finished epoch
-    assert _history_epochs(killed)[:saved_epoch] == list(range(1, saved_epoch + 1))
+    assert not (killed / "history.csv").exists()
+    assert _history_epochs(killed / "checkpoint")[:saved_epoch] == list(range(1, saved_epoch + 1))
 
     proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", killed,
                     "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
