@@ -8,8 +8,8 @@ target false-positive rate on the validation background and writes:
 
 * ``model.keras``      the model (Keras 3 format, loadable in safe mode);
 * ``model.card.json``  the model card (see :mod:`crnn.modelcard`);
-* ``history.csv``      loss and AUC per epoch, training and validation (rewritten after every
-  epoch, so a killed run keeps its history).
+* ``history.csv``      loss and AUC per epoch, training and validation (published at the end with
+  the model; during training the per-epoch copy lives in ``checkpoint/history.csv``).
 
 The splits are held in memory, or streamed chunk by chunk from disk when they exceed the memory
 budget (:class:`crnn.stream.TraceStream`; setting ``streaming``). After every epoch a checkpoint
@@ -319,6 +319,7 @@ def train(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_output(out)  # held until train() returns (the file closes with it)
     run_id = {
         "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
         "data": {"train_sha256": train_sha, "val_sha256": val_sha},
@@ -383,7 +384,7 @@ def train(
     sample_weight = _sample_weights(train_split, class_weight, training.transient_weight)
     if sample_weight is not None:
         class_weight = None  # folded into the per-trace weights
-    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, out / "history.csv")]
+    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None)]
     limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
     if limit is not None:
         callbacks.append(limit)
@@ -568,6 +569,28 @@ class _InitModel:
         }
 
 
+LOCK_FILE = ".train.lock"
+
+
+def _lock_output(out: Path) -> Any:
+    """Hold an exclusive ``flock`` on ``out/.train.lock`` (a killed holder releases it); refuse a second run."""
+    import fcntl
+
+    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - kept open as long as the lock is held
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "unknown"
+        f.close()
+        msg = f"{out}: another crnn train (PID {pid}) is training into this folder"
+        raise CrnnError(msg) from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
 def _utc_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -663,7 +686,7 @@ class _Checkpoint:
                  "best_weights_file": best_file, **state}
         write_json(self.state_path, state)
         for old in self.folder.iterdir():
-            if old.name not in ("state.json", model_file, best_file) and not old.name.startswith("."):
+            if old.name not in ("state.json", "history.csv", model_file, best_file) and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
     def remove(self) -> None:

@@ -25,7 +25,7 @@ log = logging.getLogger("crnn.train")
 
 
 class _History(keras.callbacks.Callback):
-    """Collect one row per epoch and rewrite ``history.csv`` after each (a killed run keeps its history)."""
+    """Collect one row per epoch and rewrite ``path`` (the checkpoint's ``history.csv``) after each."""
 
     def __init__(self, rows: list[dict[str, float]], path: Path | None = None) -> None:
         super().__init__()
