@@ -172,6 +172,14 @@ def _report(run, out, **kw):
     return page, json.loads((out / "summary.json").read_text())
 
 
+@pytest.fixture(scope="module")
+def default_report(run, tmp_path_factory):
+    """The report with the default settings, once for the tests below."""
+    out = tmp_path_factory.mktemp("default")
+    page, summary = _report(run, out)
+    return out, page, summary
+
+
 def _text(page):
     return re.sub(r"<[^>]+>", " ", re.sub(r'data:[^"]+', "", page.read_text()))
 
@@ -213,13 +221,13 @@ def test_report_states_acquisition_training_rates_and_false_alarms_per_kind(run,
     assert (tmp_path / "r" / "efficiency_arrival_polarisation.png").stat().st_size > 10_000
 
 
-def test_default_trial_rate_is_continuous_back_to_back_traces(run, tmp_path):
-    _, summary = _report(run, tmp_path / "r")
+def test_default_trial_rate_is_continuous_back_to_back_traces(default_report):
+    _, _, summary = default_report
     assert math.isclose(summary["trial_rate_hz"], RATE / N_SAMPLES)
 
 
-def test_headline_names_the_best_network_by_its_figure_and_the_better_noise_only_network(run, tmp_path):
-    page, summary = _report(run, tmp_path / "r")
+def test_headline_names_the_best_network_by_its_figure_and_the_better_noise_only_network(default_report):
+    _, page, summary = default_report
     rows = {r["method"]: r for r in summary["rows"]}
     # by construction alpha detects more on all background, beta needs less SNR in noise only
     assert rows["alpha"]["tpr_at_fpr_0.01"] > rows["beta"]["tpr_at_fpr_0.01"]
@@ -230,12 +238,11 @@ def test_headline_names_the_best_network_by_its_figure_and_the_better_noise_only
     assert "another network is better: <b>beta</b>" in lead
 
 
-def test_matched_filters_gallery_comes_before_other_baselines(run, tmp_path, monkeypatch):
+def test_matched_filters_gallery_comes_before_other_baselines(run, default_report, tmp_path, monkeypatch):
     sizes = {n: (run["dir"] / n / "gallery.png").stat().st_size for n in run["methods"]}
-    figures = 0
-    page, _ = _report(run, tmp_path / "full")
-    for name in ("roc", "efficiency", "snr", "scores", "confusion", "training", "efficiency_arrival_polarisation"):
-        figures += (tmp_path / "full" / f"{name}.png").stat().st_size
+    full = default_report[0]
+    figures = sum((full / f"{name}.png").stat().st_size for name in
+                  ("roc", "efficiency", "snr", "scores", "confusion", "training", "efficiency_arrival_polarisation"))
     # room for the figures, both networks' galleries and one more
     monkeypatch.setattr(report_mod, "MAX_EMBEDDED_BYTES", figures + sizes["alpha"] + sizes["beta"]
                         + max(sizes["matched_filter"], sizes["amplitude"]) + 10)
