@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +184,3 @@ def polarisation_deg(angle_rad: np.ndarray) -> np.ndarray:
     """Polarisation angles folded into [0, 180) degrees (a pulse and its negative are one direction)."""
     with np.errstate(invalid="ignore"):
         return np.mod(np.degrees(np.asarray(angle_rad, dtype=np.float64)), 180.0)
-
-
-def is_finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
