@@ -79,6 +79,49 @@ def efficiency_vs_snr(
     }
 
 
+def binned_efficiency(values: np.ndarray, passed: np.ndarray, edges: Sequence[float]) -> dict[str, list]:
+    """Fraction of the entries of ``values`` (e.g. the arrival times of pulses) with ``passed`` true,
+    per bin ``[edges[i], edges[i+1])``, with 68 % Clopper-Pearson intervals; NaN values count in no
+    bin, and an empty bin has efficiency None."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.asarray(passed, dtype=bool)
+    e = np.asarray(edges, dtype=np.float64)
+    inside = np.isfinite(v) & (v >= e[0]) & (v < e[-1])
+    b = np.clip(np.searchsorted(e, v[inside], side="right") - 1, 0, len(e) - 2)
+    n = np.bincount(b, minlength=len(e) - 1)
+    k = np.bincount(b, weights=ok[inside].astype(float), minlength=len(e) - 1).astype(int)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eff = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    lo, hi = clopper_pearson(k, n)
+    return {"low": e[:-1].tolist(), "high": e[1:].tolist(), "n": n.tolist(), "passed": k.tolist(),
+            "efficiency": _nan_to_none(eff), "lower": _nan_to_none(lo), "upper": _nan_to_none(hi)}
+
+
+def false_alarms_by_kind(
+    scores: np.ndarray, labels: np.ndarray, kind: np.ndarray, names: dict[int, str], threshold: float
+) -> dict[str, dict[str, Any]]:
+    """False alarms (background score > ``threshold``) per kind of background: ``kind`` holds one
+    code per trace, ``names`` the name of each code to count (codes not in it are left out; codes of
+    one name are counted together). Per name: ``n``, ``false_positives``, ``rate``, ``interval``."""
+    bg = np.asarray(labels).astype(int) == 0
+    s = np.asarray(scores, dtype=np.float64)
+    kind = np.asarray(kind)
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(names.values()):
+        codes = [c for c, n in names.items() if n == name]
+        mask = bg & np.isin(kind, codes)
+        out[name] = _rate(int(np.sum(s[mask] > threshold)), int(np.sum(mask)))
+    return out
+
+
+def trigger_rate_hz(wp: dict[str, Any], trial_rate_hz: float) -> dict[str, Any]:
+    """The rate at which a trigger at working point ``wp`` fires on background: its achieved FPR
+    times ``trial_rate_hz`` (traces tested per second), with the FPR's 68 % interval scaled alike."""
+    lo, hi = wp.get("fpr_interval") or (None, None)
+    return {"fpr": wp["fpr"], "rate_hz": wp["fpr"] * trial_rate_hz,
+            "interval_hz": [None if x is None else x * trial_rate_hz for x in (lo, hi)]}
+
+
 def snr_at_level(centre: np.ndarray, eff: np.ndarray, level: float) -> float:
     """Lowest SNR at which a binned efficiency curve reaches ``level`` (linear interpolation
     between bin centres); the first centre if the first bin is already above; NaN if never."""

@@ -176,6 +176,43 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
     return _save(fig, path)
 
 
+def plot_binned_efficiency(
+    panels: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], metrics: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Efficiency in bins of a pulse property, one panel per property: ``panels`` holds (x label,
+    title, {method: :func:`crnn.metrics.binned_efficiency` result}); 68 % intervals as error bars,
+    empty bins left out."""
+    st = styles(metrics)
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.2 * max(len(panels), 1), 3.9), squeeze=False,
+                             sharey=True)
+    for ax, (xlabel, title, curves) in zip(axes[0], panels, strict=False):
+        for method, e in curves.items():
+            centre = (np.asarray(e["low"]) + np.asarray(e["high"])) / 2
+            eff, lo, hi = _arr(e["efficiency"]), _arr(e["lower"]), _arr(e["upper"])
+            ok = (np.asarray(e["n"]) > 0) & np.isfinite(eff)
+            ax.errorbar(centre[ok], eff[ok], yerr=_error_lengths(eff[ok], lo[ok], hi[ok]), marker="o", ms=2.5,
+                        capsize=1.5, lw=1.2, elinewidth=0.8, label=method, **st.get(method, {}))
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.set_ylim(-0.02, 1.05)
+        ax.grid(alpha=0.3)
+        if not curves:
+            ax.text(0.5, 0.5, "not recorded in the test split", ha="center", transform=ax.transAxes)
+    axes[0][0].set_ylabel("efficiency (fraction of pulses detected)")
+    handles, labels = [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.tight_layout()
+    if handles:
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False,
+                   title="method", title_fontsize=8)
+    return _save(fig, path)
+
+
 def _interval(ax: Any, lo: float, hi: float, y: float, color: Any) -> None:
     """A horizontal interval [lo, hi] with end caps at height ``y``; it need not contain the
     estimate (a bootstrap interval of a quantity like the SNR at 50 % efficiency may not)."""

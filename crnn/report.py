@@ -11,7 +11,16 @@ writes into ``--output-dir``:
 * ``summary.json``: one flat row per method (AUC, TPR at each working point, SNR at 50 % and 90 %
   efficiency, their ratio to the matched filter's, false-alarm rates on noise and on transients,
   mean score on noise-only traces, the model card's working point); see ``docs/formats.md``;
-* ``roc.png``, ``efficiency.png``, ``snr.png``, ``scores.png``, ``confusion.png``, ``training.png``.
+* ``roc.png``, ``efficiency.png``, ``snr.png``, ``scores.png``, ``confusion.png``, ``training.png``,
+  ``efficiency_arrival_polarisation.png``.
+
+The page also states the acquisition of the test split (band, sampling rate, trace length,
+channels, unit), each model's training (training-set size, epochs, what stopped it, time against
+the limit, best validation AUC), the trigger rate in Hz of each working point for a trial rate
+(``--trial-rate-hz``, config ``report.trial_rate_hz``; default: continuous data cut into
+back-to-back traces, sampling rate / trace length), the false alarms per kind of transient at the
+working point and the efficiency against the pulses' arrival time and polarisation angle (from
+the test split's per-trace metadata, see :mod:`crnn.runfacts`).
 
 With ``--robustness`` (the JSON files of ``crnn robustness``) the summary page gets a section
 "Robustness to other detectors": per shift and method the efficiency at the suite's SNR points and
@@ -32,8 +41,9 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -41,8 +51,28 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
-from crnn.metrics import bootstrap, interval, snr_at_efficiency
+from crnn.metrics import (
+    binned_efficiency,
+    bootstrap,
+    false_alarms_by_kind,
+    interval,
+    snr_at_efficiency,
+    trigger_rate_hz,
+)
 from crnn.robustness import measure, read_robustness
+from crnn.runfacts import (
+    STOP_TEXT,
+    acquisition,
+    acquisition_text,
+    default_trial_rate_hz,
+    kind_codes,
+    polarisation_deg,
+    test_metadata,
+    training_facts,
+    training_text,
+    transient_kind_names,
+)
+from crnn.settings import check_value, validate
 
 log = logging.getLogger(__name__)
 REFERENCE = "matched_filter"
@@ -50,7 +80,23 @@ DASH = "&ndash;"  # an empty table cell
 #: embedded plots per summary page: the Snakemake report shows the page as a base64 data URL, and
 #: Chromium refuses URLs over 2 MB (base64 adds a third)
 MAX_EMBEDDED_BYTES = 1_300_000
-__all__ = ["report", "snr_at_efficiency", "summary_rows"]
+__all__ = ["ReportSettings", "report", "snr_at_efficiency", "summary_rows"]
+#: bins of the efficiency against arrival time (over the trace) and polarisation angle (degrees)
+N_TIME_BINS = 12
+POLARISATION_EDGES_DEG = tuple(range(0, 181, 15))
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """How the report states rates (config section ``report``)."""
+
+    #: the node of the config schema that holds the rules on these settings
+    SCHEMA: ClassVar[str] = "report"
+
+    #: traces a trigger tests per second, for the trigger rates in Hz (rate = FPR x trial rate);
+    #: None = continuous data cut into back-to-back traces (sampling rate / trace length)
+    trial_rate_hz: float | None = None
+
 
 CAPTIONS = {
     "roc": (
@@ -104,6 +150,15 @@ CAPTIONS = {
         "in-domain test split (same rule on the test split's own noise): the drop is the price of the shift. "
         "'n/a': the shift's noise-only background is too small for the false-positive rate. Intervals and the "
         "thresholds set on all background are in results/robustness/METHOD.json."
+    ),
+    "efficiency_arrival_polarisation": (
+        "Fraction of pulses detected at the working point (threshold set on all test background, as in the "
+        "confusion matrices), against the time of the pulse's peak in the trace (left) and its polarisation "
+        "angle (right: 0 degrees all in the first channel, 90 degrees all in the second; a pulse and its negative "
+        "are one direction), over all SNRs of the test split, with 68 % Clopper-Pearson intervals. A flat curve "
+        "means the method finds pulses equally well wherever they arrive and however they are polarised; a drop "
+        "near the trace ends is the price of windows or padding, a dip at some angle a channel the method "
+        "relies on."
     ),
     "gallery": (
         "Example test traces of one method at the working point, in units of the noise RMS (both "
@@ -256,7 +311,7 @@ def _num(v: Any, digits: int = 3) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return DASH
     if isinstance(v, float):
-        if v != 0 and (abs(v) < 10 ** -(digits - 1) or abs(v) >= 1e4):
+        if v != 0 and (abs(v) < 10 ** -max(digits - 1, 0) or abs(v) >= 1e4):
             return f"{v:.2e}"
         return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:.0f}"
     return html.escape(str(v))
@@ -282,7 +337,24 @@ def _img(path: Path) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
 
 
-def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: float) -> str:
+def _best_noise_only(models: list[dict[str, Any]], f: str) -> tuple[dict[str, Any] | None, str, str]:
+    """The best network in the noise-only comparison, the row key of the figure it is best by, and
+    that figure's name: the lowest ratio of the 50 %-efficiency SNR to the matched filter's if any
+    network has one, else the lowest 50 %-efficiency SNR, else the highest TPR."""
+    for key, name, lower in ((f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}", "SNR 50 % / matched filter's", True),
+                             (f"noise_snr50_at_fpr_{f}", "SNR at 50 % efficiency", True),
+                             (f"noise_tpr_at_fpr_{f}", f"TPR at FPR {f}", False)):
+        have = [r for r in models if r.get(key) is not None]
+        if have:
+            return (min if lower else max)(have, key=lambda r: r[key]), key, name
+    return None, "", ""
+
+
+def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: float,
+              trial_rate_hz: float | None = None) -> str:
+    """The page's answer in a few sentences: the best network by the figure stated (TPR at the
+    working point), the best classical trigger, the comparison with the matched filter in noise
+    without transients (and which network is best there when it is another one), false alarms."""
     f = f"{fpr:g}"
     models = [r for r in rows if r["kind"] == "model" and r.get(f"tpr_at_fpr_{f}") is not None]
     base = [r for r in rows if r["kind"] == "baseline" and r.get(f"tpr_at_fpr_{f}") is not None]
@@ -291,40 +363,62 @@ def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: fl
                 "see the tables at the working points that the statistics allow.</p>")
     parts = []
     n_bg = metrics[0]["n_background"]
-    if models:
-        best = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"])
+    best = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"]) if models else None
+    if best is not None:
         s50 = best.get(f"snr50_at_fpr_{f}")
+        which = "the network" if len(models) == 1 else "the network that detects the most pulses"
         parts.append(
-            f"At a false-positive rate of {f} ({n_bg} background traces, human-made transients included) the best "
-            f"network, <b>{html.escape(best['method'])}</b>, detects <b>{_pct(best[f'tpr_at_fpr_{f}'])}</b> of the "
+            f"At a false-positive rate of {f} ({n_bg} background traces, human-made transients included) "
+            f"{which}, <b>{html.escape(best['method'])}</b>, detects <b>{_pct(best[f'tpr_at_fpr_{f}'])}</b> of the "
             "pulses" + (f" and reaches 50 % efficiency at SNR <b>{_num(s50, 2)}</b>" if s50 is not None else "") + "."
         )
+        rate = best.get(f"trigger_rate_hz_at_fpr_{f}")
+        if rate is not None and trial_rate_hz:
+            parts.append(f"On background it triggers at {_hz(rate)} for {_hz(trial_rate_hz)} of traces tested.")
     if base:
         best_b = max(base, key=lambda r: r[f"tpr_at_fpr_{f}"])
         parts.append(
-            f"The best classical trigger, <b>{html.escape(best_b['method'])}</b>, detects "
+            f"The classical trigger that detects the most, <b>{html.escape(best_b['method'])}</b>, detects "
             f"{_pct(best_b[f'tpr_at_fpr_{f}'])}."
         )
     ref = next((r for r in rows if r["method"] == REFERENCE), None)
-    if ref is not None and models:
+    if best is not None:
         key = f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}"
-        best_model = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"])
-        ratio = best_model.get(key)
-        if ratio is not None:
+        ratio = best.get(key)
+        if ref is not None and ratio is not None:
             parts.append(
-                f"In noise without transients, where the matched filter is near-ideal, {html.escape(best_model['method'])} "
+                f"In noise without transients, where the matched filter is near-ideal, {html.escape(best['method'])} "
                 f"needs {_num(ratio, 2)} times the matched filter's SNR for 50 % efficiency "
                 f"(matched filter: SNR {_num(ref.get(f'noise_snr50_at_fpr_{f}'), 2)})."
             )
-        fa_m = best_model.get(f"false_alarm_rate_transient_at_fpr_{f}")
-        fa_r = ref.get(f"noise_false_alarm_rate_transient_at_fpr_{f}")
+        other, okey, oname = _best_noise_only(models, f)
+        if other is not None and other["method"] != best["method"] and other.get(okey) != best.get(okey):
+            figure = _num(other[okey], 2) if "tpr" not in okey else _pct(other[okey])
+            mine = best.get(okey)
+            parts.append(
+                f"In that noise-only comparison another network is better: <b>{html.escape(other['method'])}</b> "
+                f"({oname} {figure} against {html.escape(best['method'])}'s "
+                f"{DASH if mine is None else (_num(mine, 2) if 'tpr' not in okey else _pct(mine))})."
+            )
+        fa_m = best.get(f"false_alarm_rate_transient_at_fpr_{f}")
+        fa_r = ref.get(f"noise_false_alarm_rate_transient_at_fpr_{f}") if ref is not None else None
         if fa_m is not None and fa_r is not None:
             parts.append(
-                f"Of the background traces with a human-made transient, {html.escape(best_model['method'])} triggers on "
+                f"Of the background traces with a human-made transient, {html.escape(best['method'])} triggers on "
                 f"{_pct(fa_m)}; a matched filter with its threshold set on noise-only traces would trigger on "
                 f"{_pct(fa_r)} of them."
             )
     return "<p class='lead'>" + " ".join(parts) + "</p>"
+
+
+def _hz(v: float | None) -> str:
+    """A rate in Hz, kHz or MHz."""
+    if v is None or not math.isfinite(v):
+        return DASH
+    for scale, unit in ((1e6, "MHz"), (1e3, "kHz")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} Hz"
 
 
 def _ratio_cell(r: dict[str, Any], rows: list[dict[str, Any]], prefix: str, f: str) -> str:
@@ -407,6 +501,80 @@ def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
         tb = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in body)
         parts.append(f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>")
     return "\n".join(parts)
+
+def _table(table_id: str, head: list[str], body: list[list[str]]) -> str:
+    th = "".join(f"<th>{h}</th>" for h in head)
+    tb = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in body)
+    return f'<table id="{table_id}"><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>'
+
+
+def _acquisition_html(acq: dict[str, Any] | None, where: str) -> str:
+    if acq is None:
+        return ""
+    body = [[html.escape(k), html.escape(v)] for k, v in acquisition_text(acq).items()]
+    return (f'<h2 id="acquisition-title">Acquisition</h2>\n<p>The traces of the test split '
+            f'(<code>{html.escape(where)}</code>), as every method saw them:</p>\n'
+            + _table("acquisition", ["", "value"], body))
+
+
+def _training_html(facts: dict[str, dict[str, Any]]) -> str:
+    if not facts:
+        return ""
+    head = ["model", "training traces (with a pulse)", "validation traces", "epochs run / maximum", "stopped by",
+            "training time (s) / limit", "best validation AUC (epoch)", "validation AUC of the kept model"]
+    body = []
+    for name, f in facts.items():
+        stop = STOP_TEXT[f["stopped_by"]]
+        if f["val_auc_rising_at_end"] and f["stopped_by"] != "early_stopping":
+            stop += ' <span class="nr">(validation AUC still rising: more epochs would likely help)</span>'
+        time_s = _num(f["train_time_s"], 0) + (f" / {_num(f['max_time_s'], 0)}" if f["max_time_s"] else " / no limit")
+        if f["over_time_limit_s"]:
+            time_s += f' <span class="nr">({_num(f["over_time_limit_s"], 0)} s over: an epoch took longer than the ' \
+                      "last ones)</span>"
+        auc = DASH if f["best_val_auc"] is None else f"{_num(f['best_val_auc'], 4)} ({f['best_val_auc_epoch']})"
+        n_train = DASH if f["n_train"] is None else f"{f['n_train']} ({_num(f['n_train_signal'])})"
+        body.append([html.escape(name), n_train, _num(f["n_val"]), f"{_num(f['epochs_run'])} / {_num(f['epochs'])}",
+                     stop, time_s, auc, _num(f["val_auc_kept_model"], 4)])
+    return ('<h2 id="training-title">Training</h2>\n<p><b>How to read:</b> "stopped by": the epoch limit '
+            "(training.epochs), early stopping (no lower validation loss for training.early_stopping_patience "
+            "epochs) or the time limit (training.max_time_s: no epoch is started that would end past it). The "
+            "model kept is the one of the lowest validation loss; its validation AUC is in the last column.</p>\n"
+            + _table("training-facts", head, body))
+
+
+def _trigger_html(rows: list[dict[str, Any]], fprs: list[float], trial_rate_hz: float, trial_note: str) -> str:
+    head = ["method"] + [f"at FPR {x:g}" for x in fprs]
+    body = []
+    for r in rows:
+        cells = [html.escape(r["method"])]
+        for x in fprs:
+            g = f"{x:g}"
+            v, ci = r.get(f"trigger_rate_hz_at_fpr_{g}"), r.get(f"trigger_rate_interval_hz_at_fpr_{g}")
+            cells.append("n/a" if v is None else _hz(v) + (f' <span class="ci">[{_hz(ci[0])}, {_hz(ci[1])}]</span>'
+                                                          if ci and None not in ci else ""))
+        body.append(cells)
+    return (f'<h3>Trigger rates on background at a trial rate of {_hz(trial_rate_hz)}</h3>\n<p><b>How to read:</b> '
+            f"the rate at which each method would trigger on background: the false-positive rate it reaches on the "
+            f"test background at each working point times the trial rate, {html.escape(trial_note)}; 68 % "
+            "Clopper-Pearson intervals.</p>\n" + _table("trigger-rates", head, body))
+
+
+def _kinds_html(rows: list[dict[str, Any]], kinds: list[str], f: str) -> str:
+    if not kinds:
+        return ""
+    head = ["method"] + [html.escape(k.replace("_", " ")) for k in kinds]
+    body = []
+    for r in rows:
+        cells = [html.escape(r["method"])]
+        for k in kinds:
+            c = r.get(f"false_alarms_{k}_at_fpr_{f}")
+            cells.append(DASH if not c or c["rate"] is None else
+                         f"{_pct(c['rate'])} <span class=\"ci\">({c['false_positives']} of {c['n']})</span>")
+        body.append(cells)
+    return (f"<h3>False alarms per kind of human-made transient at FPR {f}</h3>\n<p><b>How to read:</b> the "
+            "fraction of the background traces with each kind of transient that trigger at the working point "
+            "(threshold set on all test background); lower is better.</p>\n" + _table("kind-false-alarms", head, body))
+
 
 # -- robustness -------------------------------------------------------------------------------------
 IN_DOMAIN = "in-domain test split"
@@ -520,7 +688,10 @@ figcaption b{color:#000}details summary{cursor:pointer;font-weight:600;margin:.5
 def write_summary_html(
     path: Path, rows: list[dict[str, Any]], context: dict[str, Any], figures: list[tuple[str, str, Path]],
     galleries: list[tuple[str, Path]], fprs: list[float], fpr: float, headline: str, robustness_html: str = "",
+    facts_html: str = "", extra_html: str = "",
 ) -> None:
+    """The page: headline, context, ``facts_html`` (acquisition), the comparison tables, ``extra_html``
+    (trigger rates, false alarms per kind, training), robustness, figures and galleries."""
     info = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in context.items())
     figs = []
     for title, caption, p in figures:
@@ -552,6 +723,7 @@ def write_summary_html(
 <h1>crnn run summary</h1>
 {headline}
 <ul>{info}</ul>
+{facts_html}
 <h2>Comparison table</h2>
 <p><b>How to read:</b> TPR: fraction of pulses detected when the threshold lets the stated fraction (FPR) of the
 background through; the threshold is set on the test background. SNR 50 % / 90 %: the SNR at which the efficiency
@@ -561,6 +733,7 @@ to the matched filter's is 1 for a method as good as the matched filter. Square 
 False alarms: fraction of each kind of background that triggers. Mean score on noise-only traces: the "SNR" a
 method reports on pure noise (for the networks a probability), needed to compare SNR thresholds across methods.</p>
 {_tables(rows, fprs, fpr)}
+{extra_html}
 {robustness_html}
 {"".join(figs)}
 </body></html>
@@ -596,6 +769,56 @@ def _measured_line(counts: dict[str, dict[str, int]]) -> str:
                      for split, c in counts.items()) + " (each measured trace in one split only)"
 
 
+def _test_split(dataset: list[str | Path] | None, metrics: list[dict[str, Any]]) -> Path | None:
+    """The test split: the ``--dataset`` file whose ``split`` attribute is "test" (or named test.h5),
+    else the test file the evaluations name, if it exists."""
+    for p in dataset or []:
+        try:
+            with h5py.File(p, "r") as f:
+                split = f.attrs.get("split")
+        except OSError:
+            continue
+        split = split.decode() if isinstance(split, bytes) else split
+        if split == "test" or (split is None and Path(p).stem == "test"):
+            return Path(p)
+    named = metrics[0].get("test_file")
+    return Path(named) if named and Path(named).exists() else None
+
+
+def _card_acquisition(cards: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The acquisition a model was trained for, when the test split cannot be read."""
+    c = next(iter(cards.values()), None)
+    if not c or "sampling_rate_hz" not in c:
+        return None
+    rate, n = float(c["sampling_rate_hz"]), int(c["n_samples"])
+    band = c.get("band_hz")
+    return {"sampling_rate_hz": rate, "n_samples": n, "duration_s": n / rate, "n_channels": int(c["n_channels"]),
+            "unit": c.get("unit_trained", "?"), "n_traces": None, "band_hz": list(band) if band else None}
+
+
+def pulse_breakdown(
+    metrics: list[dict[str, Any]], score_map: dict[str, dict[str, np.ndarray]], meta: dict[str, np.ndarray],
+    duration_s: float | None,
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per method, at its report working point: the efficiency against arrival time (``time_ns``)
+    and polarisation angle (``polarisation_deg``), from the test split's per-trace metadata."""
+    out: dict[str, dict[str, dict[str, Any]]] = {"time_ns": {}, "polarisation_deg": {}}
+    variables = {}
+    if "pulse_time_s" in meta and duration_s:
+        variables["time_ns"] = (meta["pulse_time_s"] * 1e9, np.linspace(0.0, duration_s * 1e9, N_TIME_BINS + 1))
+    if "polarisation_angle_rad" in meta:
+        variables["polarisation_deg"] = (polarisation_deg(meta["polarisation_angle_rad"]), POLARISATION_EDGES_DEG)
+    for m in metrics:
+        d = score_map.get(m["method"])
+        if d is None or "report_working_point" not in m:
+            continue
+        sig = d["labels"] == 1
+        passed = d["scores"] > m["report_working_point"]["threshold"]
+        for name, (values, edges) in variables.items():
+            out[name][m["method"]] = binned_efficiency(values[sig], passed[sig], edges)
+    return out
+
+
 def report(
     metrics_paths: list[str | Path],
     output_dir: str | Path,
@@ -604,11 +827,23 @@ def report(
     cards: list[str | Path] | None = None,
     robustness: list[str | Path] | None = None,
     dataset: list[str | Path] | None = None,
+    settings: ReportSettings | None = None,
 ) -> Path:
     """Write the summary page and plots. ``dataset``: the split files, for their measured-background
-    counts (default: the test file named in the metrics, when it can be read)."""
-    from crnn.plots import plot_confusion, plot_efficiency, plot_history, plot_roc, plot_scores, plot_snr_levels
+    counts, the acquisition and the per-trace metadata of the test split (default: the test file
+    named in the metrics, when it can be read)."""
+    from crnn.plots import (
+        plot_binned_efficiency,
+        plot_confusion,
+        plot_efficiency,
+        plot_history,
+        plot_roc,
+        plot_scores,
+        plot_snr_levels,
+    )
 
+    rs = settings or ReportSettings()
+    validate(rs, "report")
     metrics = []
     for p in metrics_paths:
         try:
@@ -638,11 +873,51 @@ def report(
     rob_results = [read_robustness(p) for p in robustness or []]
     fprs = sorted({wp["target_fpr"] for m in metrics for wp in m["working_points"]}, reverse=True)
     wp_fpr = report_fpr(metrics)
+    f = f"{wp_fpr:g}"
     score_map = _read_scores(metrics)
     ratios = reference_ratios(metrics, score_map, wp_fpr)
     rows = summary_rows(metrics, card_map, ratios)
     for r, m in zip(rows, metrics, strict=True):
         r["score_meaning"] = m.get("score_meaning", "score")
+
+    # the acquisition, the trial rate and the test split's per-trace metadata
+    test_path = _test_split(dataset, metrics)
+    acq = acquisition(test_path) if test_path is not None else None
+    acq = acq or _card_acquisition(card_map)
+    if rs.trial_rate_hz is not None:
+        trial, trial_note = float(rs.trial_rate_hz), "as set (report.trial_rate_hz, --trial-rate-hz)"
+    elif acq is not None:
+        trial = default_trial_rate_hz(acq)
+        trial_note = (f"that of continuous data cut into back-to-back traces ({acq['sampling_rate_hz'] / 1e6:g} MHz / "
+                      f"{acq['n_samples']} samples; set report.trial_rate_hz for the rate of traces your trigger "
+                      "tests)")
+    else:
+        trial, trial_note = None, ""
+    for r, m in zip(rows, metrics, strict=True):
+        for wp in m["working_points"]:
+            g = f"{wp['target_fpr']:g}"
+            if wp.get("available") and trial is not None:
+                t = trigger_rate_hz(wp, trial)
+                r[f"trigger_rate_hz_at_fpr_{g}"] = t["rate_hz"]
+                r[f"trigger_rate_interval_hz_at_fpr_{g}"] = t["interval_hz"]
+    first_scores = next(iter(score_map.values()), None)
+    meta = test_metadata(test_path, first_scores["labels"]) if test_path is not None and first_scores else {}
+    kinds: list[str] = []
+    if "transient_kind" in meta:
+        codes, names = kind_codes(meta, transient_kind_names(test_path, meta.get("source_id")))
+        kinds = list(dict.fromkeys(names.values()))
+        for r, m in zip(rows, metrics, strict=True):
+            d = score_map.get(m["method"])
+            if d is None or "report_working_point" not in m:
+                continue
+            by_kind = false_alarms_by_kind(d["scores"], d["labels"], codes, names, m["report_working_point"]["threshold"])
+            for k, c in by_kind.items():
+                r[f"false_alarms_{k}_at_fpr_{f}"] = c
+    breakdown = pulse_breakdown(metrics, score_map, meta, acq["duration_s"] if acq else None)
+    facts = {name: training_facts(card, hist_map.get(name, {})) for name, card in card_map.items()}
+    for r in rows:
+        if r["method"] in facts:
+            r["training"] = facts[r["method"]]
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -656,6 +931,12 @@ def report(
     if all("report_working_point" in m for m in metrics):
         plot_confusion(metrics, out / "confusion.png")
     plot_history(hist_map, out / "training.png")
+    plot_binned_efficiency(
+        [("time of the pulse's peak in the trace (ns)", f"arrival time; FPR = {f}, threshold on all background",
+          breakdown["time_ns"]),
+         ("polarisation angle (degrees, folded into 0-180)", f"polarisation; FPR = {f}, threshold on all background",
+          breakdown["polarisation_deg"])],
+        metrics, out / "efficiency_arrival_polarisation.png")
     first = metrics[0]
     context = {
         "created (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
@@ -669,6 +950,8 @@ def report(
         "SNR": "peak |signal| over channels and samples / RMS of the background (galactic, thermal, CW; no transients)",
         "intervals": f"68.3 %; bootstrap with {first.get('n_bootstrap', 0)} replicates, Clopper-Pearson for rates",
     }
+    if trial is not None:
+        context["trial rate"] = f"{_hz(trial).replace('&ndash;', '-')}: {trial_note}"
     splits = list(dataset) if dataset else [first["test_file"]] if first.get("test_file") else []
     measured = measured_backgrounds(splits)
     if measured:
@@ -677,24 +960,51 @@ def report(
         ("ROC", CAPTIONS["roc"], out / "roc.png"),
         ("Efficiency vs SNR", CAPTIONS["efficiency"], out / "efficiency.png"),
         ("SNR at 50 % and 90 % efficiency", CAPTIONS["snr"], out / "snr.png"),
+        ("Efficiency vs arrival time and polarisation", CAPTIONS["efficiency_arrival_polarisation"],
+         out / "efficiency_arrival_polarisation.png"),
         ("Score distributions", CAPTIONS["scores"], out / "scores.png"),
         ("Confusion matrices at the working point", CAPTIONS["confusion"], out / "confusion.png"),
         ("Training curves", CAPTIONS["training"], out / "training.png"),
     ]
-    galleries = [(m["method"], Path(m["_dir"]) / "gallery.png") for m in metrics]
-    summary: dict[str, Any] = {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr, "rows": rows}
+    # the networks' galleries, then the matched filter's (the reference), then the other baselines'
+    ordered = sorted(metrics, key=lambda m: (m.get("kind") != "model", m["method"] != REFERENCE))
+    galleries = [(m["method"], Path(m["_dir"]) / "gallery.png") for m in ordered]
+    summary: dict[str, Any] = {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr,
+                               "acquisition": acq, "trial_rate_hz": trial, "transient_kinds": kinds,
+                               "efficiency_by_pulse": breakdown, "rows": rows}
     rob_html = ""
     if rob_results:
         summary["robustness"] = robustness_summary(rob_results, [m["method"] for m in metrics], score_map,
                                                    [str(p) for p in robustness or []])
         rob_html = _robustness_html(summary["robustness"])
+    extra = (_trigger_html(rows, fprs, trial, trial_note) if trial is not None else "") + _kinds_html(rows, kinds, f) \
+        + _training_html(facts)
     write_summary_html(out / "summary.html", rows, context, figures, galleries, fprs, wp_fpr,
-                       _headline(metrics, rows, wp_fpr), rob_html)
+                       _headline(metrics, rows, wp_fpr, trial), rob_html,
+                       facts_html=_acquisition_html(acq, str(test_path or "model card")), extra_html=extra)
     summary["measured_backgrounds"] = measured
     write_json(out / "summary.json", summary)
-    for r in rows:
-        log.info("%s", {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if "interval" not in k})
+    _log_summary(rows, facts, acq, wp_fpr, trial, out / "summary.html")
     return out / "summary.html"
+
+
+def _log_summary(rows: list[dict[str, Any]], facts: dict[str, dict[str, Any]], acq: dict[str, Any] | None,
+                 fpr: float, trial: float | None, page: Path) -> None:
+    """One readable line per method and model, then where the page is."""
+    f = f"{fpr:g}"
+    if acq is not None:
+        log.info("acquisition: %s", "; ".join(f"{k} {v}" for k, v in acquisition_text(acq).items()))
+    for r in rows:
+        tpr, s50, ratio = r.get(f"tpr_at_fpr_{f}"), r.get(f"snr50_at_fpr_{f}"), r.get(
+            f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}")
+        rate = r.get(f"trigger_rate_hz_at_fpr_{f}")
+        log.info("%s (%s): AUC %.4f; at FPR %s: TPR %s, SNR 50 %% %s%s%s", r["method"], r["kind"], r["auc"], f,
+                 "n/a" if tpr is None else f"{tpr:.3f}", "not reached" if s50 is None else f"{s50:.2f}",
+                 "" if ratio is None else f", noise-only SNR 50 % / matched filter's {ratio:.2f}",
+                 "" if rate is None or trial is None else f", trigger rate {_hz(rate)} at {_hz(trial)} trials")
+    for name, fa in facts.items():
+        log.info("training of %s: %s", name, training_text(fa))
+    log.info("summary page: %s", page.resolve())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -703,14 +1013,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", nargs="*", default=[], help="model cards (model.card.json)")
     p.add_argument("--robustness", nargs="*", default=[], help="robustness JSON files from crnn robustness")
     p.add_argument("--dataset", nargs="*", default=[],
-                   help="split files of crnn dataset, for how many distinct measured backgrounds each holds "
-                        "(default: the test file named in the metrics)")
+                   help="split files of crnn dataset, for how many distinct measured backgrounds each holds, the "
+                        "acquisition and the test split's per-trace metadata (default: the test file named in the "
+                        "metrics)")
+    p.add_argument("--trial-rate-hz", type=float,
+                   help="traces the trigger tests per second, for the trigger rates in Hz (default: sampling rate / "
+                        "trace length, continuous data in back-to-back traces)")
     p.add_argument("--output-dir", "-o", required=True, help="folder for summary.html and plots")
 
 
 #: the files `crnn report` writes into its output folder
-REPORT_FILES = ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png", "summary.html",
-                "summary.json")
+REPORT_FILES = ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png",
+                "efficiency_arrival_polarisation.png", "summary.html", "summary.json")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -720,9 +1034,10 @@ def run(args: argparse.Namespace) -> None:
               *(("--card", p) for p in args.card), *(("--robustness", p) for p in args.robustness),
               *(("--dataset", p) for p in args.dataset)]
     refuse_aliases(inputs, folder_outputs("--output-dir", args.output_dir, REPORT_FILES))
+    check_value(args.trial_rate_hz, "report.trial_rate_hz", "--trial-rate-hz")
     check_outputs(folders=[("--output-dir", args.output_dir)])
     report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness,
-           dataset=args.dataset)
+           dataset=args.dataset, settings=ReportSettings(trial_rate_hz=args.trial_rate_hz))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from crnn.evaluate import EvaluationSettings
 from crnn.models import ModelSettings
 from crnn.noise import CWLine, ReceiverSettings, SiderealSettings, TransientForm
 from crnn.pulse import PulseSettings
+from crnn.report import ReportSettings
 from crnn.robustness import RobustnessSettings
 from crnn.settings import from_mapping, to_mapping
 from crnn.simulate import BackgroundSettings, SimulationSettings
@@ -42,6 +43,7 @@ def _defaults(node):
         (["evaluate"], EvaluationSettings),
         (["evaluate", "baseline"], BaselineSettings),
         (["robustness"], RobustnessSettings),
+        (["report"], ReportSettings),
     ],
 )
 def test_schema_defaults_equal_package_defaults(path, cls):
@@ -68,6 +70,8 @@ def test_configs_validate_and_build_settings(name):
         from_mapping(EvaluationSettings, config["evaluate"]).check()
     if "robustness" in config:
         from_mapping(RobustnessSettings, config["robustness"])
+    if "report" in config:
+        from_mapping(ReportSettings, config["report"])
 
 
 def test_every_key_of_the_default_config_has_a_comment():

@@ -8,6 +8,7 @@ Needs Debian's ``chromium`` package (``.ci/run`` installs it); skipped where it 
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -66,6 +67,19 @@ ROBUSTNESS_TABLE = """(() => {
   const rows = [...t.querySelectorAll('tbody tr')];
   return {visible: box.width > 300 && box.height > 40 && getComputedStyle(t).visibility === 'visible',
           rows: rows.map(r => r.dataset.shift), cells: rows.map(r => r.querySelectorAll('td').length)};
+})()"""
+# the acquisition and training tables of the summary page: displayed, and their cells' text
+FACT_TABLES = """(() => {
+  const out = {};
+  for (const id of ['acquisition', 'training-facts', 'trigger-rates', 'kind-false-alarms']) {
+    const t = document.querySelector('#' + id);
+    if (!t) { out[id] = null; continue; }
+    const box = t.getBoundingClientRect();
+    out[id] = {visible: box.width > 100 && box.height > 40 && getComputedStyle(t).visibility === 'visible',
+               head: [...t.querySelectorAll('thead th')].map(c => c.innerText.trim()),
+               rows: [...t.querySelectorAll('tbody tr')].map(r => [...r.querySelectorAll('td')].map(c => c.innerText.trim()))};
+  }
+  return out;
 })()"""
 # all images of a page, once loaded
 IMAGES_LOADED = """(async () => {
@@ -149,11 +163,12 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium_path, request):
         for item in shown[category]:
             assert item["shown"] and item["shown"]["kind"] == "img" and item["shown"]["width"] > 300, (category, item)
     assert [i["shown"]["kind"] for i in shown["1. Summary"]] == ["iframe"]
-    assert len(summary_images) == 6 + 6 and all(i["ok"] for i in summary_images), summary_images
+    assert len(summary_images) == 7 + 6 and all(i["ok"] for i in summary_images), summary_images
     labels = {i["label"] for i in shown["2. Comparison"]}
-    assert {"ROC", "efficiency vs SNR", "score distributions", "confusion matrices"} <= labels
+    assert {"ROC", "efficiency vs SNR", "score distributions", "confusion matrices",
+            "efficiency vs arrival time and polarisation"} <= labels
     assert len(shown["4. Example traces"]) == 6  # gru, lstm and the four baselines
-    assert len(decoded) == 6 + 3 * 6 and all(w > 300 for w in decoded.values()), decoded  # 6 comparison + 3 per method
+    assert len(decoded) == 7 + 3 * 6 and all(w > 300 for w in decoded.values()), decoded  # 7 comparison + 3 per method
 
 
 def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
@@ -164,11 +179,13 @@ def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
         images = browser.evaluate(IMAGES_LOADED)
         text = browser.evaluate("document.body.innerText")
         robustness = browser.evaluate(ROBUSTNESS_TABLE)
+        facts = browser.evaluate(FACT_TABLES)
         browser.screenshot(ARTIFACTS / "summary_page.png", full_page=True)
         errors = browser.errors()
     assert not errors, errors
     alts = [i["alt"] for i in images]
-    for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png"):
+    for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png",
+                 "efficiency_arrival_polarisation.png"):
         assert name in alts
     assert alts.count("gallery.png") == 6
     assert all(i["ok"] for i in images), images
@@ -183,3 +200,30 @@ def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
     n_points = len(RobustnessSettings().snr_points)  # the test config keeps the default SNR points
     assert all(n == 6 * (n_points + 1) + 1 for n in robustness["cells"]), robustness
     assert "own noise-only background" in text and "receiver noise temperature 300 K" in text
+    # the acquisition and the training facts, as displayed, match the test split and the model cards
+    from crnn.tracefile import TraceFile
+
+    with TraceFile(run["results"] / "dataset" / "test.h5") as tf:
+        rate, n, c, unit, band = tf.sampling_rate_hz, tf.n_samples, tf.n_channels, tf.unit, tf.attrs["band_hz"]
+    acq = facts["acquisition"]
+    assert acq and acq["visible"], facts
+    shown = dict(acq["rows"])
+    assert shown["band"] == f"{band[0] / 1e6:g}-{band[1] / 1e6:g} MHz"
+    assert shown["sampling rate"].startswith(f"{rate / 1e6:g} MHz")
+    assert shown["trace length"] == f"{n} samples = {n / rate * 1e9:.0f} ns"
+    assert shown["channels"] == str(c) and shown["unit"] == unit
+    training = facts["training-facts"]
+    assert training and training["visible"], facts
+    by_model = {r[0]: dict(zip(training["head"], r, strict=True)) for r in training["rows"]}
+    assert set(by_model) == {"gru", "lstm"}
+    for name, row in by_model.items():
+        card = json.loads((run["results"] / "models" / name / "model.card.json").read_text())
+        assert row["training traces (with a pulse)"] == f"{card['data']['train']['n_traces']} " \
+                                                       f"({card['data']['train']['n_signal']})"
+        assert row["epochs run / maximum"] == f"{card['training']['epochs_run']} / {card['training']['epochs']}"
+        assert row["stopped by"].startswith("the epoch limit")  # test.yaml: two epochs, far from the time limit
+        assert row["training time (s) / limit"].startswith(f"{card['training']['train_time_s']:.0f} / 540")
+        assert re.fullmatch(r"0\.\d{4} \([12]\)", row["best validation AUC (epoch)"]), row
+    assert facts["trigger-rates"]["visible"] and facts["kind-false-alarms"]["visible"], facts
+    assert facts["kind-false-alarms"]["head"] == ["method", "ringing", "pulse train", "burst"]
+    assert "MHz" in text and "trial rate" in text

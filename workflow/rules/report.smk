@@ -7,6 +7,8 @@ rule write_report:
         cards=expand(res("models/{model}/model.card.json"), model=config["models"]),
         robustness=robustness_outputs(),
         dataset=expand(res("dataset/{split}.h5"), split=("train", "val", "test")),
+        # the simulation and ingested files behind the splits: the names of their transient kinds
+        sources=dataset_inputs,
     output:
         summary=report(
             res("report/summary.html"),
@@ -45,11 +47,23 @@ rule write_report:
             category="2. Comparison",
             labels={"figure": "confusion matrices"},
         ),
+        efficiency_pulse=report(
+            res("report/efficiency_arrival_polarisation.png"),
+            caption="../report/efficiency_pulse.rst",
+            category="2. Comparison",
+            labels={"figure": "efficiency vs arrival time and polarisation"},
+        ),
         training=report(
             res("report/training.png"),
             caption="../report/training.rst",
             category="3. Training",
             labels={"figure": "training curves"},
+        ),
+    params:
+        trial_rate=(
+            f"--trial-rate-hz {config['report']['trial_rate_hz']}"
+            if config["report"]["trial_rate_hz"] is not None
+            else ""
         ),
     threads: 1
     resources:
@@ -61,7 +75,8 @@ rule write_report:
         "../envs/crnn.yaml"
     shell:
         "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
-        "--robustness {input.robustness} --dataset {input.dataset} --output-dir $(dirname {output.summary}) "
+        "--robustness {input.robustness} --dataset {input.dataset} {params.trial_rate} "
+        "--output-dir $(dirname {output.summary}) "
         "> {log} 2>&1"
 
 
