@@ -319,7 +319,6 @@ def train(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lock = _lock_output(out)  # held until train() returns (the file closes with it)
     run_id = {
         "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
         "data": {"train_sha256": train_sha, "val_sha256": val_sha},
@@ -567,28 +566,6 @@ class _InitModel:
             "val_sha256": data.get("val", {}).get("sha256"),
             "crnn_version": self.card.get("crnn_version"),
         }
-
-
-LOCK_FILE = ".train.lock"
-
-
-def _lock_output(out: Path) -> Any:
-    """Hold an exclusive ``flock`` on ``out/.train.lock`` (a killed holder releases it); refuse a second run."""
-    import fcntl
-
-    f = open(out / LOCK_FILE, "a+")  # noqa: SIM115 - kept open as long as the lock is held
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        pid = f.read().strip() or "unknown"
-        f.close()
-        msg = f"{out}: another crnn train (PID {pid}) is training into this folder"
-        raise CrnnError(msg) from None
-    f.truncate(0)
-    f.write(str(os.getpid()))
-    f.flush()
-    return f
 
 
 def _utc_now() -> str:

@@ -89,25 +89,6 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     assert not (whole / "checkpoint").exists()
 
 
-def test_second_training_into_a_running_folder_is_refused(tmp_path, splits):
-    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
-    out = tmp_path / "run"
-    first = _start_train(splits, out, training)
-    lock = out / ".train.lock"
-    t0 = time.monotonic()
-    while not (lock.exists() and lock.read_text().strip()):
-        assert first.poll() is None and time.monotonic() - t0 < 120, "the first run took no lock"
-        time.sleep(0.02)
-    second = _start_train(splits, out, training)
-    text = second.communicate(timeout=120)[0]
-    assert second.returncode == 2, text[-2000:]
-    errors = [line for line in text.splitlines() if "another crnn train" in line]
-    assert len(errors) == 1 and str(out) in errors[0] and f"PID {first.pid}" in errors[0], text[-2000:]
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=30)
-    first.stdout.close()
-
-
 def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
     out = tmp_path / "run"
