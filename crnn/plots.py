@@ -60,10 +60,34 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
     plt.close(fig)
     buf.seek(0)
     with Image.open(buf) as im, atomic_output(path) as tmp:
-        im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            tmp, format="PNG", optimize=True
-        )
+        Path(tmp).write_bytes(_palette_png(im))
     return Path(path)
+
+
+def _palette_png(im: Image.Image) -> bytes:
+    out = io.BytesIO()
+    im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+        out, format="PNG", optimize=True
+    )
+    return out.getvalue()
+
+
+def shrink_png(data: bytes, max_bytes: int, min_width_px: int) -> bytes | None:
+    """``data`` (a PNG) if it has at most ``max_bytes``, else the image scaled down until it fits;
+    None where it would have to be narrower than ``min_width_px``."""
+    if len(data) <= max_bytes:
+        return data
+    with Image.open(io.BytesIO(data)) as im:
+        rgb = im.convert("RGB")
+    width, height = rgb.size
+    scale = math.sqrt(max_bytes / len(data))  # a PNG's size goes roughly with its area
+    while (new_width := int(width * scale)) >= min_width_px:
+        small = rgb.resize((new_width, max(1, round(height * new_width / width))), Image.Resampling.LANCZOS)
+        out = _palette_png(small)
+        if len(out) <= max_bytes:
+            return out
+        scale *= 0.85
+    return None
 
 
 def _finite(v: Any) -> float | None:

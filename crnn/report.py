@@ -77,9 +77,11 @@ from crnn.settings import check_value, validate
 log = logging.getLogger(__name__)
 REFERENCE = "matched_filter"
 DASH = "&ndash;"  # an empty table cell
-#: embedded plots per summary page: the Snakemake report shows the page as a base64 data URL, and
-#: Chromium refuses URLs over 2 MB (base64 adds a third)
-MAX_EMBEDDED_BYTES = 1_300_000
+#: the summary page at most (bytes, its plots embedded in base64): the Snakemake report shows the page
+#: as a base64 data URL, a third larger again, and Chromium refuses URLs over 2 MiB
+MAX_PAGE_BYTES = 1_500_000
+#: galleries are scaled down to fit the page, down to this width; a narrower one is left out
+MIN_GALLERY_WIDTH_PX = 480
 __all__ = ["ReportSettings", "report", "snr_at_efficiency", "summary_rows"]
 #: bins of the efficiency against arrival time (over the trace) and polarisation angle (degrees)
 N_TIME_BINS = 12
@@ -332,9 +334,48 @@ def _pct(rate: Any) -> str:
     return DASH if rate is None else f"{100 * rate:.2f} %"
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+def _img(path: Path, data: bytes | None = None) -> str:
+    encoded = base64.b64encode(path.read_bytes() if data is None else data).decode("ascii")
+    return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(path.name)}">'
+
+
+def _gallery_html(galleries: list[tuple[str, Path]], room: int) -> str:
+    """The galleries in order, within ``room`` bytes of page: the small ones whole, the others an equal
+    share of what is left, scaled down to fit it; left out (and said so) where even the narrowest would
+    not fit."""
+    from crnn.plots import shrink_png  # matplotlib only where a page is written
+
+    present = [(name, p) for name, p in galleries if p.exists()]
+    heads = [f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary><figure>"
+             for i, (name, _) in enumerate(present)]
+    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p) in zip(heads, present)]
+    need = [w + 4 * -(-p.stat().st_size // 3) for w, (_, p) in zip(wrap, present)]
+    # water-filling: small galleries keep their size, the others share what is left equally
+    room, share = room - 1000, {}  # 1000: the note below
+    for k, i in enumerate(sorted(range(len(present)), key=need.__getitem__)):
+        share[i] = min(need[i], room // (len(present) - k))
+        room -= share[i]
+    parts, shrunk, left_out = [], [], []
+    for i, ((name, p), head) in enumerate(zip(present, heads)):
+        raw = shrink_png(p.read_bytes(), max(0, (share[i] - wrap[i]) * 3 // 4), MIN_GALLERY_WIDTH_PX)
+        if raw is None:
+            left_out.append(name)
+            continue
+        if len(raw) != p.stat().st_size:
+            shrunk.append(name)
+        parts.append(f"{head}{_img(p, raw)}</figure></details>")
+    if not present:
+        return ""
+    notes = ([f"the galleries of {', '.join(shrunk)} are shown at reduced resolution"] if shrunk else []) + (
+        [f"the galleries of {', '.join(left_out)} are left out"] if left_out else [])
+    note = ""
+    if notes:
+        text = "; ".join(notes)
+        note = (f"<p>{html.escape(text[0].upper() + text[1:])} to keep this page small enough for browsers; at full "
+                "size they are in the Snakemake report (4. Example traces) and in "
+                "<code>results/evaluate/METHOD/gallery.png</code>.</p>")
+    return ("<h2>Example traces</h2><p><b>How to read:</b> " + html.escape(CAPTIONS["gallery"])
+            + " Click a method to open its gallery.</p>" + "\n".join(parts) + note)
 
 
 def _best_noise_only(models: list[dict[str, Any]], f: str) -> tuple[dict[str, Any] | None, str, str]:
@@ -698,25 +739,6 @@ def write_summary_html(
         if p.exists():
             figs.append(f"<h2>{html.escape(title)}</h2><figure>{_img(p)}<figcaption><b>How to read:</b> "
                         f"{html.escape(caption)}</figcaption></figure>")
-    gal, left_out = [], []
-    size = sum(p.stat().st_size for _, _, p in figures if p.exists())
-    for i, (name, p) in enumerate(galleries):
-        if not p.exists():
-            continue
-        if size + p.stat().st_size > MAX_EMBEDDED_BYTES:
-            left_out.append(name)
-            continue
-        size += p.stat().st_size
-        gal.append(f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary>"
-                   f"<figure>{_img(p)}</figure></details>")
-    if gal:
-        note = ""
-        if left_out:
-            note = (f"<p>Galleries of {html.escape(', '.join(left_out))} are left out of this page to keep it small "
-                    "enough for browsers; they are in the Snakemake report (4. Example traces) and in "
-                    "<code>results/evaluate/METHOD/gallery.png</code>.</p>")
-        figs.append("<h2>Example traces</h2><p><b>How to read:</b> " + html.escape(CAPTIONS["gallery"])
-                    + " Click a method to open its gallery.</p>" + "\n".join(gal) + note)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>crnn run summary</title>
 <style>{STYLE}</style></head><body>
@@ -736,8 +758,10 @@ method reports on pure noise (for the networks a probability), needed to compare
 {extra_html}
 {robustness_html}
 {"".join(figs)}
+@GALLERIES@
 </body></html>
 """
+    page = page.replace("@GALLERIES@", _gallery_html(galleries, MAX_PAGE_BYTES - len(page.encode())))
     with atomic_output(path) as tmp:
         tmp.write_text(page)
 

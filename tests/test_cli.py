@@ -141,7 +141,7 @@ def test_train_evaluate_report_predict(tmp_path, splits):
              "--history", model_dir / "history.csv", "--card", model_dir / "model.card.json", "-o", tmp_path / "rep")
     html = (tmp_path / "rep" / "summary.html").read_text()
     assert "<td>gru</td>" in html and "<td>envelope</td>" in html and "<td>matched_filter</td>" in html
-    assert html.count('<img src="data:image/png;base64,') == 6 + 3  # comparison plots and three galleries
+    assert html.count('<img src="data:image/png;base64,') == 7 + 3  # comparison plots and three galleries
     for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png"):
         assert (tmp_path / "rep" / name).read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((tmp_path / "rep" / "summary.json").read_text())["rows"]

@@ -102,13 +102,14 @@ DECODE_ALL = """(async () => {
 
 
 def _wait_for_frame(browser: Chromium, url_prefix: str, timeout_s: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout_s
+    deadline, frames = time.monotonic() + timeout_s, []
     while time.monotonic() < deadline:
-        for frame in browser.child_frames():
+        frames = browser.child_frames()
+        for frame in frames:
             if frame.get("url", "").startswith(url_prefix):
                 return frame["id"]
         time.sleep(0.2)
-    pytest.fail(f"no frame with a {url_prefix!r} URL appeared")
+    pytest.fail(f"no frame with a {url_prefix!r} URL appeared; frames: {[f.get('url', '')[:60] for f in frames]}")
 
 
 @pytest.fixture(scope="module")

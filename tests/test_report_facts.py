@@ -6,7 +6,9 @@ crnn.metrics on scores whose outcome is known by construction."""
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import math
 import re
@@ -238,19 +240,40 @@ def test_headline_names_the_best_network_by_its_figure_and_the_better_noise_only
     assert "another network is better: <b>beta</b>" in lead
 
 
-def test_matched_filters_gallery_comes_before_other_baselines(run, default_report, tmp_path, monkeypatch):
-    sizes = {n: (run["dir"] / n / "gallery.png").stat().st_size for n in run["methods"]}
-    full = default_report[0]
-    figures = sum((full / f"{name}.png").stat().st_size for name in
-                  ("roc", "efficiency", "snr", "scores", "confusion", "training", "efficiency_arrival_polarisation"))
-    # room for the figures, both networks' galleries and one more
-    monkeypatch.setattr(report_mod, "MAX_EMBEDDED_BYTES", figures + sizes["alpha"] + sizes["beta"]
-                        + max(sizes["matched_filter"], sizes["amplitude"]) + 10)
-    page, _ = _report(run, tmp_path / "r")
+def test_matched_filters_gallery_comes_before_other_baselines(default_report):
+    summaries = re.findall(r"<details[^>]*><summary>([^<]+)</summary>", default_report[1].read_text())
+    assert summaries[:3] == ["alpha", "beta", "matched_filter"] and len(summaries) == len(set(summaries)) >= 4
+
+
+def test_galleries_are_scaled_down_to_keep_the_page_under_the_data_url_limit(run, tmp_path, monkeypatch):
+    # the Snakemake report shows the page as a base64 data URL: a third larger, and Chromium refuses 2 MiB
+    assert report_mod.MAX_PAGE_BYTES * 4 / 3 < 2 * 2**20
+    monkeypatch.setattr(report_mod, "MIN_GALLERY_WIDTH_PX", 120)  # the test's galleries are small
+    full, _ = _report(run, tmp_path / "full")
+    full_size = full.stat().st_size
+    widths_full = _gallery_widths(full.read_text())
+    gallery_bytes = sum((run["dir"] / n / "gallery.png").stat().st_size * 4 // 3 for n in run["methods"])
+    budget = full_size - gallery_bytes // 3  # room for the figures and smaller galleries
+    monkeypatch.setattr(report_mod, "MAX_PAGE_BYTES", budget)
+    page, _ = _report(run, tmp_path / "small")
     html = page.read_text()
-    summaries = re.findall(r"<details[^>]*><summary>([^<]+)</summary>", html)
-    assert summaries == ["alpha", "beta", "matched_filter"]
-    assert "Galleries of amplitude are left out" in html
+    assert len(html.encode()) <= budget < full_size
+    widths = _gallery_widths(html)
+    assert list(widths) == list(widths_full)  # every gallery still shown, in the same order
+    assert all(widths[n] < widths_full[n] for n in widths) and min(widths.values()) >= report_mod.MIN_GALLERY_WIDTH_PX
+    assert "shown at reduced resolution" in html and "left out" not in html
+    # with room for the figures only, the galleries are left out, and the page says where they are
+    monkeypatch.setattr(report_mod, "MAX_PAGE_BYTES", full_size - gallery_bytes + 20_000)
+    html = _report(run, tmp_path / "tiny")[0].read_text()
+    assert len(html.encode()) <= report_mod.MAX_PAGE_BYTES and "are left out" in html and "gallery.png" in html
+
+
+def _gallery_widths(page: str) -> dict[str, int]:
+    out = {}
+    for name, data in re.findall(r"<summary>([^<]+)</summary><figure><img src=\"data:image/png;base64,([^\"]+)\"", page):
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            out[name] = im.size[0]
+    return out
 
 
 def test_report_logs_readable_lines_and_where_the_page_is(run, tmp_path):
