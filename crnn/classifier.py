@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class Classifier:
     """A loaded model plus its card. Use :func:`load_classifier` to make one."""
 
     def __init__(self, model: Any, card: dict[str, Any], path: Path) -> None:
+        #: how the traces of the last score() call were fitted to the model
+        self.last_plan: WindowPlan | None = None
         self.model = model
         self.card = card
         self.path = path
@@ -95,8 +98,8 @@ class Classifier:
 
     def working_point_text(self) -> str:
         wp = self.card["working_point"]
-        return (f"threshold {float(wp['threshold']):.4g} of the card's working point at FPR "
-                f"{float(wp['target_fpr']):g}, chosen on {wp.get('chosen_on', 'validation background')}")
+        return (f"threshold {float(wp['threshold']):.4g} (FPR {fpr_text(float(wp['target_fpr']))} working point "
+                f"of the card, chosen on {wp.get('chosen_on', 'validation background')})")
 
     def calibration_status(
         self, path: str | os.PathLike[str] | None, shape: tuple[int, ...], sampling_rate_hz: float, unit: str | None,
@@ -300,14 +303,22 @@ class Classifier:
             raise CrnnError(msg)
         self.check_unit(unit, where)
         x = self.adapt(traces, sampling_rate_hz, resample=resample, pad=pad, where=where, force_resample=force_resample)
+        t_in = t_resampled = int(np.shape(traces)[-1])
+        if not np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0):
+            from crnn.resample import rate_ratio
+
+            ratio = rate_ratio(sampling_rate_hz, self.sampling_rate_hz)  # as in adapt: n * q // p samples
+            t_resampled = (t_in * ratio.numerator) // ratio.denominator
         n, c, t = x.shape
         w = self.n_samples
         if t == w:
+            self.last_plan = WindowPlan(t_in, t_resampled, t, 1, w)
             return self._score_windows(x, batch_size), np.zeros(n, dtype=np.float32)
         hop = max(1, int(round(w * (1 - overlap))))
         starts = list(range(0, t - w + 1, hop))
         if starts[-1] != t - w:
             starts.append(t - w)  # the last window ends with the trace
+        self.last_plan = WindowPlan(t_in, t_resampled, t, len(starts), w)
         windows = np.stack([x[:, :, s : s + w] for s in starts], axis=1).reshape(n * len(starts), c, w)
         s = self._score_windows(windows, batch_size).reshape(n, len(starts))
         best = np.argmax(s, axis=1)
@@ -325,8 +336,48 @@ class Classifier:
         return (np.asarray(scores) > thr).astype(np.int8)
 
 
+def fpr_text(fpr: float) -> str:
+    """A false-positive rate as people write it: ``1e-3``, ``5e-4``, ``0.01`` (``1e-2``), ``0.5``."""
+    if fpr <= 0 or fpr >= 0.1:
+        return f"{fpr:g}"
+    mantissa, exponent = f"{fpr:.3g}".split("e") if "e" in f"{fpr:.3g}" else f"{fpr:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 #: batch size of each stream when batches are scored side by side
 PARALLEL_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How the traces of one :meth:`Classifier.score` call were fitted to the model, in samples."""
+
+    #: samples per trace in the input
+    n_samples_in: int
+    #: after resampling to the model's rate (= ``n_samples_in`` at the model's rate)
+    n_samples_resampled: int
+    #: after zero-padding (= ``n_samples_resampled`` without padding)
+    n_samples_scored: int
+    #: windows scored per trace (the score is their maximum)
+    n_windows: int
+    #: samples per window (the model's input length)
+    window_samples: int
+
+    def text(self, sampling_rate_hz: float, model_rate_hz: float) -> str:
+        """In words: resampling, padding and windows, e.g. ``"resampled 4082 -> 73 samples (1e+10 -> 1.8e+08 Hz),
+        zero-padded to 500 samples, 1 window of 500 samples per trace"``."""
+        parts = []
+        if self.n_samples_resampled != self.n_samples_in or not np.isclose(sampling_rate_hz, model_rate_hz, rtol=1e-6):
+            parts.append(f"resampled {self.n_samples_in} -> {self.n_samples_resampled} samples "
+                         f"({sampling_rate_hz:g} -> {model_rate_hz:g} Hz)")
+        if self.n_samples_scored != self.n_samples_resampled:
+            parts.append(f"zero-padded from {self.n_samples_resampled} to {self.n_samples_scored} samples")
+        else:
+            parts.append("no padding")
+        s = "" if self.n_windows == 1 else "s"
+        parts.append(f"{self.n_windows} window{s} of {self.window_samples} samples per trace")
+        return ", ".join(parts)
 
 
 def configure_parallel_inference(streams: int = 0) -> int:

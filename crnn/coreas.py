@@ -36,8 +36,8 @@ def _names(group: h5py.Group) -> list[str]:
 
 def read_coreas(
     path: str | Path, polarisations: tuple[str, ...] = ("north_south", "east_west")
-) -> tuple[float, Iterator[TraceSet]]:
-    """Sampling rate and an iterator over one-observer chunks (electric field, V/m)."""
+) -> tuple[float, Iterator[TraceSet], int]:
+    """Sampling rate, an iterator over one-observer chunks (electric field, V/m) and the number of observers."""
     path = Path(path)
     bad = [p for p in polarisations if p not in POLARISATIONS]
     if bad or not polarisations:
@@ -110,4 +110,4 @@ def read_coreas(
         finally:
             f.close()
 
-    return 1.0 / dt_s, chunks()
+    return 1.0 / dt_s, chunks(), len(names)

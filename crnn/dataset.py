@@ -39,6 +39,7 @@ import json
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import check_outputs, output_group, refuse_aliases
+from crnn.progress import Progress
 from crnn.settings import check_value
 from crnn.tracefile import DATASET_RUN_ID, LABELS, SNR, TraceFile, TraceSet, write_traces
 
@@ -178,7 +179,11 @@ def build_dataset(
                 )
         parts: list[TraceSet] = []
         measured_sources = [_measured_source(tf) for tf in files]
-        datas = [tf.read_all() for tf in files]
+        datas = []
+        with Progress("dataset: reading", sum(tf.n_traces for tf in files), logger=log) as progress:
+            for tf in files:
+                datas.append(tf.read_all())
+                progress.update(datas[-1].n_traces)
         fill = _fill_values(datas)
         for i, (tf, data) in enumerate(zip(files, datas, strict=True)):
             n = data.n_traces
@@ -216,7 +221,8 @@ def build_dataset(
                  int((groups >= 0).sum()), n_groups)
     written: dict[str, Path] = {}
     run_id = _run_id(traces, order, assign)  # in every split: readers refuse splits of different runs
-    with output_group() as group:  # the three splits appear together (renamed at the end) or not at all
+    progress = Progress("dataset: writing", n, logger=log)
+    with output_group() as group, progress:  # the three splits appear together (renamed at the end) or not at all
         for k, split in enumerate(SPLITS):
             idx = order[assign[order] == k]
             distinct = len(np.unique(groups[idx][groups[idx] >= 0]))
@@ -242,6 +248,7 @@ def build_dataset(
             if band is not None:
                 attrs["band_hz"] = band
             written[split] = write_traces(outputs[split], part, attrs=attrs, group=group)
+            progress.update(len(idx))
             lab = part.meta[LABELS]
             log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], len(idx), lab.sum(),
                      len(idx) - lab.sum(), f", {distinct} distinct measured background traces" if n_groups else "")

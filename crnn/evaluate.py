@@ -42,6 +42,7 @@ from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
+from crnn.progress import Progress
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
 
@@ -108,6 +109,10 @@ def _noise_traces(noise_path: str | Path | None, test: TraceSet, test_path: str 
     return x, f"{noise_path} ({len(x)} noise-only traces)"
 
 
+#: traces a model scores between two progress updates
+SCORE_CHUNK = 8192
+
+
 def evaluate(
     test_path: str | Path,
     output_dir: str | Path,
@@ -142,7 +147,13 @@ def evaluate(
 
         clf = load_classifier(model, trust_model=trust_model)
         clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
-        scores = clf.predict(data.traces, sampling_rate_hz=data.sampling_rate_hz, force_resample=force_resample)
+        parts = []
+        with Progress(f"evaluate {clf.path.name} on {Path(test_path).name}", data.n_traces, logger=log) as progress:
+            for i in range(0, data.n_traces, SCORE_CHUNK):  # in chunks, for the progress (scores are per trace)
+                parts.append(clf.predict(data.traces[i : i + SCORE_CHUNK], sampling_rate_hz=data.sampling_rate_hz,
+                                         force_resample=force_resample))
+                progress.update(len(parts[-1]))
+        scores = np.concatenate(parts)
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
         extra["score_meaning"] = "probability that a pulse is present"

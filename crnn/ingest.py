@@ -104,7 +104,7 @@ def _iter_canonical(path: Path, chunk_size: int) -> tuple[dict, Iterator[TraceSe
         finally:
             tf.close()
 
-    info = {"sampling_rate_hz": tf.sampling_rate_hz, "unit": tf.unit, "attrs": {}}
+    info = {"sampling_rate_hz": tf.sampling_rate_hz, "unit": tf.unit, "attrs": {}, "n_traces": tf.n_traces}
     if "band_hz" in tf.attrs:
         info["attrs"]["band_hz"] = tf.attrs["band_hz"]
     return info, chunks()
@@ -117,8 +117,9 @@ def open_input(path: Path, kind: str, root: RootMapping | None, conv: Conversion
     if kind == "coreas":
         from crnn.coreas import read_coreas
 
-        rate, chunks = read_coreas(path, conv.polarisations)
-        return {"sampling_rate_hz": rate, "unit": "V/m", "attrs": {"polarisations": list(conv.polarisations)}}, chunks
+        rate, chunks, n_observers = read_coreas(path, conv.polarisations)
+        return {"sampling_rate_hz": rate, "unit": "V/m", "attrs": {"polarisations": list(conv.polarisations)},
+                "n_traces": n_observers}, chunks
     if kind == "grandroot":
         from crnn.grandroot import iter_grandroot
 

@@ -11,8 +11,8 @@ Outputs, by suffix of ``--output``:
   score above the threshold), ``window_start_s`` (start of the best window), ``file_index`` and
   ``index`` (file and row of the trace), plus the input's per-trace metadata; attributes record
   the model, the threshold and the inputs;
-* ``.csv``: columns ``index,score,decision``, then ``window_start_s``, ``file_index`` and the
-  scalar metadata;
+* ``.csv``: columns ``index,score,decision``, then ``window_start_s``, ``file_index``, ``file`` (the
+  input's path as given) and the scalar metadata;
 * ``.root``: a TTree ``scores`` with the same numeric columns (written with uproot).
 
 The threshold is the model card's working point, or ``--working-point FPR`` (another working point
@@ -20,7 +20,11 @@ stored in the card), or ``--threshold``. After ``crnn calibrate`` the card's wor
 calibrated ones. For each input, one log line says which threshold decides and whether the model
 was calibrated for data like it (the same file, the same rate, shape and unit, or not); a warning
 line each says when the input's band (``band_hz`` attribute), sampling rate (before resampling) or
-unit differs from the card's.
+unit differs from the card's (once per kind of mismatch: the other inputs with the same one are
+named in one line at the end). Then one line says how the traces were fitted to the model
+(resampling, zero-padding, the number of windows per trace), and one the traces scored and how
+many lie above the threshold; the last line gives the total over all inputs. Progress: see
+:mod:`crnn.progress`.
 """
 
 from __future__ import annotations
@@ -29,17 +33,17 @@ import argparse
 import csv
 import glob
 import logging
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.classifier import add_model_flags, configure_parallel_inference, load_classifier
+from crnn.classifier import add_model_flags, configure_parallel_inference, fpr_text, load_classifier
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
+from crnn.progress import Progress
 from crnn.rootmap import add_root_arguments, mapping_from_args
 
 log = logging.getLogger(__name__)
@@ -55,27 +59,6 @@ def expand_inputs(patterns: list[str]) -> list[Path]:
             raise CrnnError(msg)
         files += [Path(m) for m in matches]
     return files
-
-
-class _Progress:
-    def __init__(self, total: int | None) -> None:
-        self.total, self.done = total, 0
-        self.tty = sys.stderr.isatty()
-
-    def update(self, n: int, label: str) -> None:
-        self.done += n
-        if self.tty:
-            width = 30
-            frac = min(1.0, self.done / self.total) if self.total else 0.0
-            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-            sys.stderr.write(f"\r[{bar}] {self.done} traces  {label}")
-            sys.stderr.flush()
-        else:
-            log.info("scored %d traces (%s)", self.done, label)
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
 
 
 def predict_files(
@@ -113,8 +96,8 @@ def predict_files(
     conv = Conversion(channels=channels, polarisations=polarisations)
     columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
     meta_parts: list[dict[str, np.ndarray]] = []
-    progress = _Progress(None)
     source = _threshold_source(clf, thr, threshold, working_point)
+    warned: dict[str, list[Path]] = {}  # each mismatch note (without the file) and the files it applies to
     for k, path in enumerate(files):
         kind = detect_format(path) if fmt == "auto" else fmt
         info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
@@ -124,8 +107,12 @@ def predict_files(
         band = (info.get("attrs") or {}).get("band_hz")
         for note in clf.input_mismatches(rate, info["unit"], band):
             if same_rate or resample or not note.startswith("sampling rate"):  # else refused below
-                log.warning("%s: %s (model %s)", path, note, clf.path.name)
+                warned.setdefault(note, []).append(path)
+                if len(warned[note]) == 1:  # once per kind of mismatch; the other files are counted at the end
+                    log.warning("%s: %s (model %s)", path, note, clf.path.name)
         row = 0
+        above = 0
+        progress = Progress(f"predict {path.name}", info.get("n_traces"), logger=log)
         for chunk in chunks:
             x = select_channels(np.asarray(chunk.traces), conv.channels, str(path))
             if row == 0:  # one line per input, once it is known to fit the model
@@ -133,36 +120,44 @@ def predict_files(
                 log.info("%s: %s; %s", path, source, clf.calibration_status(path, x.shape, rate, info["unit"], band))
             scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=None, overlap=overlap,
                                        resample=resample, pad=pad, where=str(path), force_resample=force_resample)
+            if row == 0 and clf.last_plan is not None:
+                log.info("%s: %s", path, clf.last_plan.text(rate, clf.sampling_rate_hz))
             n = len(scores)
             columns["scores"].append(scores)
             columns["window_start_s"].append(t_best)
             columns["file_index"].append(np.full(n, k, dtype=np.int32))
             columns["index"].append(np.arange(row, row + n, dtype=np.int64))
             meta_parts.append(dict(chunk.meta))
+            above += int(clf.decide(scores, thr).sum())
             row += n
-            progress.update(n, path.name)
+            progress.update(n)
+        progress.close()
         if row == 0:
             msg = f"{path}: no traces found"
             raise CrnnError(msg)
-    progress.close()
+        log.info("%s: scored %d traces in %.1f s, %d above the threshold", path, row, progress.elapsed_s(), above)
+    for note, paths in warned.items():
+        if len(paths) > 1:
+            log.info("%d more input(s) with the same mismatch (%s): %s", len(paths) - 1, note,
+                     ", ".join(str(q) for q in paths[1:]))
     result = {k: np.concatenate(v) for k, v in columns.items()}
     result["decision"] = clf.decide(result["scores"], thr)
     common = set.intersection(*(set(m) for m in meta_parts)) if meta_parts else set()
     meta = {name: np.concatenate([m[name] for m in meta_parts]) for name in sorted(common)
             if name not in result}
     _write(out, result, meta, clf, thr, files)
-    log.info("%s: %d traces from %d file(s), %d above threshold %.4g", out, len(result["scores"]), len(files),
-             int(result["decision"].sum()), thr)
+    log.info("%s: %d traces from %d file(s) in all, %d above the %s", out, len(result["scores"]), len(files),
+             int(result["decision"].sum()), source)
     return out
 
 
 def _threshold_source(clf, thr: float, threshold: float | None, working_point: float | None) -> str:
     """Which threshold decides, in words (for the log line of each input)."""
     if threshold is not None:
-        return f"threshold {thr:.4g} given by --threshold"
+        return f"threshold {thr:.4g} (given by --threshold: no false-positive rate known)"
     if working_point is not None:
         on = "calibration background" if clf.calibration else "validation background"
-        return f"threshold {thr:.4g} of the card's working point at FPR {working_point:g}, chosen on the {on}"
+        return f"threshold {thr:.4g} (FPR {fpr_text(working_point)} working point of the card, chosen on the {on})"
     return clf.working_point_text()
 
 
@@ -174,8 +169,9 @@ def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray]
         if out.suffix == ".csv":
             with open(tmp, "w", newline="") as f:
                 w = csv.writer(f)
-                w.writerow(["index", "score", "decision", "window_start_s", "file_index", *scalar_meta])
-                cols = [result[c] for c in first] + list(scalar_meta.values())
+                w.writerow(["index", "score", "decision", "window_start_s", "file_index", "file", *scalar_meta])
+                names = np.array([str(p) for p in files], dtype=object)
+                cols = [result[c] for c in first] + [names[result["file_index"]], *scalar_meta.values()]
                 for values in zip(*cols, strict=True):
                     w.writerow([_cell(v) for v in values])
         elif out.suffix == ".root":

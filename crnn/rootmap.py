@@ -142,7 +142,8 @@ def iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, 
         finally:
             f.close()
 
-    return {"sampling_rate_hz": float(rate), "unit": mapping.unit, "branch": mapping.branch, "attrs": {}}, chunks()
+    return ({"sampling_rate_hz": float(rate), "unit": mapping.unit, "branch": mapping.branch, "attrs": {},
+             "n_traces": int(tree.num_entries)}, chunks())
 
 
 def root_chunk(arrays, wanted: dict[str, str], mapping: RootMapping, where: str, start: int, rate: float) -> TraceSet:

@@ -49,6 +49,7 @@ from crnn.noise import (
     read_for_receiver,
     transient_waveforms,
 )
+from crnn.progress import Progress, format_duration
 from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter
@@ -308,6 +309,14 @@ SNR_DEFINITION_TEXT = {
 CHUNK_ATTRS = ("chunk", "n_chunks", "first_trace")
 
 
+def noise_rms_text(rms_v: float, receiver: ReceiverSettings) -> str:
+    """The expected noise RMS at the digitiser's input, in V, and in ADC counts where the traces are
+    digitised (``"0.00134 V at the ADC input = 12.2 ADC counts"``; ``"4.1e-06 V"`` without an ADC)."""
+    if receiver.adc_bits <= 0:
+        return f"{rms_v:.3g} V"
+    return f"{rms_v:.3g} V at the ADC input = {rms_v / receiver.lsb_v:.3g} ADC counts"
+
+
 def chunk_blocks(n_traces: int, n_chunks: int) -> list[range]:
     """The blocks of each of ``n_chunks`` chunks: whole blocks, in order, as even as possible."""
     n_blocks = -(-n_traces // BLOCK_SIZE)
@@ -356,18 +365,19 @@ def simulate(
     first = blocks.start * BLOCK_SIZE
     last = min(blocks.stop * BLOCK_SIZE, settings.n_traces)
     log.info(
-        "simulating traces %d..%d of %d%s: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %.3g %s",
+        "simulating traces %d..%d of %d%s: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %s",
         first, last - 1, settings.n_traces, "" if chunk is None else f" (chunk {chunk} of 0..{n_chunks - 1})",
-        r.n_channels, r.n_samples, r.sampling_rate_hz, list(r.band_hz), sim.noise.expected_rms_v, settings.unit,
+        r.n_channels, r.n_samples, r.sampling_rate_hz, list(r.band_hz), noise_rms_text(sim.noise.expected_rms_v, r),
     )
     with TraceWriter(
         output, n_channels=r.n_channels, n_samples=r.n_samples,
         sampling_rate_hz=r.sampling_rate_hz, unit=settings.unit, attrs=attrs,
-    ) as writer:
+    ) as writer, Progress(f"simulate {Path(output).name}", last - first, logger=log) as progress:
         for k in blocks:
             n = min(BLOCK_SIZE, settings.n_traces - k * BLOCK_SIZE)
             writer.append(sim.block(k, n))
-    log.info("wrote %s", output)
+            progress.update(n)
+    log.info("wrote %s: %d traces in %s", output, last - first, format_duration(progress.elapsed_s()))
     return Path(output)
 
 

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -333,7 +332,7 @@ def train(
 
     keras.utils.set_random_seed(seed)
     input_shape = train_split.shape
-    from crnn.train_callbacks import _EarlyStopping, _History, _ReduceLR, _SaveCheckpoint, _TimeLimit
+    from crnn.train_callbacks import _EarlyStopping, _EpochLog, _History, _ReduceLR, _SaveCheckpoint, _TimeLimit
 
     early = _EarlyStopping(training.early_stopping_patience)
     reduce_lr = _ReduceLR(training.reduce_lr_patience)
@@ -383,13 +382,13 @@ def train(
     sample_weight = _sample_weights(train_split, class_weight, training.transient_weight)
     if sample_weight is not None:
         class_weight = None  # folded into the per-trace weights
-    callbacks: list[Any] = [early, reduce_lr, _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None)]
+    callbacks: list[Any] = [_EpochLog(training.epochs, training.max_time_s, time_before_s), early, reduce_lr,
+                            _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None)]
     limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
     if limit is not None:
         callbacks.append(limit)
     if checkpoint is not None:
         callbacks.append(_SaveCheckpoint(checkpoint, early, reduce_lr, history_rows, time_before_s, resumes))
-    verbose = 1 if sys.stderr.isatty() else 2
     stopped = bool(state and state.get("stopped"))
     t0 = time.perf_counter()
     val_data = None
@@ -417,7 +416,7 @@ def train(
             del train_data
         try:
             model.fit(**fit_args, epochs=training.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                      verbose=verbose)
+                      verbose=0)  # the epoch lines are _EpochLog's, on stderr
         finally:
             for s in streams:
                 s.close()
