@@ -10,11 +10,12 @@ import logging
 import re
 import shutil
 
+import pytest
 import yaml
 from conftest import REPO
 
-from crnn.simulate import SimulationSettings, simulate
 from crnn.settings import from_mapping
+from crnn.simulate import SimulationSettings, simulate
 
 FIXTURE = REPO / "tests" / "data" / "model_v0_1"  # GRU of crnn 0.1: 2 channels, 500 samples, 180 MHz
 
@@ -28,7 +29,7 @@ def test_grand_preset_logs_the_noise_rms_in_volts_and_adc_counts(tmp_path, caplo
     line = next(r.getMessage() for r in caplog.records if "expected noise RMS" in r.getMessage())
     volts, counts = re.search(r"noise RMS ([\d.e+-]+) V at the ADC input = ([\d.e+-]+) ADC counts", line).groups()
     lsb_v = 2 * preset["receiver"]["adc_full_scale_v"] / 2 ** preset["receiver"]["adc_bits"]
-    assert float(counts) == __import__("pytest").approx(float(volts) / lsb_v, rel=0.01)
+    assert float(counts) == pytest.approx(float(volts) / lsb_v, rel=0.01)
     assert 5 < float(counts) < 30  # the preset's chain brings the noise to ~12 counts (its comment)
 
 
