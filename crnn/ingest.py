@@ -35,6 +35,7 @@ import numpy as np
 from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import check_outputs, refuse_aliases
+from crnn.progress import Progress
 from crnn.settings import check_value
 from crnn.resample import fit_length, resample
 from crnn.rootmap import RootMapping, add_root_arguments, iter_root, mapping_from_args, open_root, tree_names
@@ -186,6 +187,7 @@ def ingest(
     writer: TraceWriter | None = None
     n = 0
     n_samples = conv.n_samples
+    progress = Progress(f"ingest {path.name}", info.get("n_traces"), logger=log)
     try:
         for chunk in chunks:
             where = f"{path}:{(root or RootMapping()).tree}" if kind == "root" else str(path)
@@ -234,6 +236,8 @@ def ingest(
                                      unit=info["unit"], attrs=attrs)
             writer.append(TraceSet(x.astype(np.float32), rate_out, info["unit"], meta))
             n += len(x)
+            progress.update(len(x))
+        progress.close()
         if writer is None:
             msg = f"{path}: no traces found"
             raise CrnnError(msg)

@@ -94,7 +94,7 @@ def _progress_lines(caplog, prefix: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix) and LINE.search(r.getMessage())]
 
 
-def test_simulate_and_dataset_log_progress(tmp_path, caplog, every_update):
+def test_simulate_dataset_and_ingest_log_progress(tmp_path, caplog, every_update):
     from crnn.dataset import build_dataset
     from crnn.detector import RandomiseSettings
     from crnn.simulate import SimulationSettings, simulate
@@ -111,6 +111,12 @@ def test_simulate_and_dataset_log_progress(tmp_path, caplog, every_update):
     assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "dataset: reading")] == ["3,000"]
     assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "dataset: writing")] == ["1,800", "2,400",
                                                                                                 "3,000"]
+    caplog.clear()
+    from crnn.ingest import ingest
+
+    with caplog.at_level(logging.INFO, logger="crnn"):
+        ingest(tmp_path / "s.h5", tmp_path / "copy.h5", chunk_size=1000)
+    assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "ingest s.h5: ")] == ["1,000", "2,000", "3,000"]
 
 
 
