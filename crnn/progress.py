@@ -83,6 +83,7 @@ class Progress:
         self._last_line_t = self.t0
         self._last_line_done = 0
         self._last_bar_t = -math.inf
+        self._drawn_done = -1
         self.lines = 0  # log lines written (for tests and callers that want to know)
 
     def elapsed_s(self) -> float:
@@ -113,11 +114,13 @@ class Progress:
         self.stream.write(f"\r{self.what}: {text}\033[K")
         self.stream.flush()
         self._last_bar_t = now
+        self._drawn_done = self.done
 
     def close(self) -> None:
         """End the bar's line on a terminal (the caller logs its own summary line)."""
         if self.tty and self._last_bar_t > -math.inf:
-            self._draw(self.clock())
+            if self._drawn_done != self.done:  # the last state, once
+                self._draw(self.clock())
             self.stream.write("\n")
             self.stream.flush()
 
