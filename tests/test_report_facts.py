@@ -245,27 +245,25 @@ def test_matched_filters_gallery_comes_before_other_baselines(default_report):
     assert summaries[:3] == ["alpha", "beta", "matched_filter"] and len(summaries) == len(set(summaries)) >= 4
 
 
-def test_galleries_are_scaled_down_to_keep_the_page_under_the_data_url_limit(run, tmp_path, monkeypatch):
+def test_galleries_are_scaled_down_to_keep_the_page_under_the_data_url_limit(run, monkeypatch):
     # the Snakemake report shows the page as a base64 data URL: a third larger, and Chromium refuses 2 MiB
     assert report_mod.MAX_PAGE_BYTES * 4 / 3 < 2 * 2**20
     monkeypatch.setattr(report_mod, "MIN_GALLERY_WIDTH_PX", 120)  # the test's galleries are small
-    full, _ = _report(run, tmp_path / "full")
-    full_size = full.stat().st_size
-    widths_full = _gallery_widths(full.read_text())
-    gallery_bytes = sum((run["dir"] / n / "gallery.png").stat().st_size * 4 // 3 for n in run["methods"])
-    budget = full_size - gallery_bytes // 3  # room for the figures and smaller galleries
-    monkeypatch.setattr(report_mod, "MAX_PAGE_BYTES", budget)
-    page, _ = _report(run, tmp_path / "small")
-    html = page.read_text()
-    assert len(html.encode()) <= budget < full_size
+    galleries = [(n, run["dir"] / n / "gallery.png") for n in run["methods"]]
+    full = report_mod._gallery_html(galleries, 10**9)
+    widths_full = _gallery_widths(full)
+    assert list(widths_full) == list(run["methods"]) and "reduced resolution" not in full
+    room = len(full.encode()) * 2 // 3  # a third less room than the galleries need at full size
+    html = report_mod._gallery_html(galleries, room)
+    assert len(html.encode()) <= room
     widths = _gallery_widths(html)
     assert list(widths) == list(widths_full)  # every gallery still shown, in the same order
     assert all(widths[n] < widths_full[n] for n in widths) and min(widths.values()) >= report_mod.MIN_GALLERY_WIDTH_PX
     assert "shown at reduced resolution" in html and "left out" not in html
-    # with room for the figures only, the galleries are left out, and the page says where they are
-    monkeypatch.setattr(report_mod, "MAX_PAGE_BYTES", full_size - gallery_bytes + 20_000)
-    html = _report(run, tmp_path / "tiny")[0].read_text()
-    assert len(html.encode()) <= report_mod.MAX_PAGE_BYTES and "are left out" in html and "gallery.png" in html
+    # with room for almost nothing, the galleries are left out, and the page says where they are
+    html = report_mod._gallery_html(galleries, 5_000)
+    assert len(html.encode()) <= 5_000 and "are left out" in html and "gallery.png" in html
+    assert not _gallery_widths(html)
 
 
 def _gallery_widths(page: str) -> dict[str, int]:
