@@ -209,6 +209,15 @@ def build_classifier(
         if settings.bidirectional:
             rnn = layers.Bidirectional(rnn, name=f"bi_{settings.cell}_{i + 1}")
         x = rnn(x)
+    if settings.readout == "max_logit":
+        # a score per time step, the trace's score its largest: a pulse anywhere decides, whatever
+        # else (a transient, a CW line) the trace holds elsewhere
+        if settings.dropout > 0:
+            x = layers.Dropout(settings.dropout, name="dropout")(x)
+        x = layers.Dense(1, dtype="float32", name="logit_per_step")(x)
+        x = layers.GlobalMaxPooling1D(name="max_over_time", dtype="float32")(x)
+        outputs = layers.Activation("sigmoid", dtype="float32", name="score")(x)
+        return keras.Model(inputs, outputs, name=name or f"crnn_{settings.cell}")
     if settings.readout == "max":
         x = layers.GlobalMaxPooling1D(name="max_over_time")(x)
     elif settings.readout == "mean":

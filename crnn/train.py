@@ -73,6 +73,9 @@ class TrainingSettings:
     #: loss weight of background traces that carry a human-made transient (hard negatives),
     #: relative to other background traces (1 = none); needs the splits' ``has_transient``
     transient_weight: float = 1.0
+    #: loss weight of pulse traces that also carry a human-made transient (a pulse beside
+    #: interference, which a network may learn to call background), relative to other pulse traces
+    transient_signal_weight: float = 1.0
     #: "always": read the splits chunk by chunk from disk (memory does not grow with their size);
     #: "never": hold them in memory; "auto": stream when they exceed ``memory_budget_mb``
     streaming: str = "auto"
@@ -209,10 +212,11 @@ class _Split:
 
 
 def _sample_weights(split: _Split, class_weight: dict[int, float] | None,
-                    transient_weight: float) -> np.ndarray | None:
-    """Per-trace loss weights (class weight x ``transient_weight`` on background with a transient),
-    or None when ``transient_weight`` is 1 (the class weights alone do)."""
-    if transient_weight == 1:
+                    transient_weight: float, transient_signal_weight: float = 1.0) -> np.ndarray | None:
+    """Per-trace loss weights: the class weight, times ``transient_weight`` on background and
+    ``transient_signal_weight`` on pulse traces that carry a human-made transient; None when both
+    are 1 (the class weights alone do)."""
+    if transient_weight == 1 and transient_signal_weight == 1:
         return None
     labels = split.labels
     w = np.ones(len(labels), dtype=np.float32)
@@ -222,10 +226,15 @@ def _sample_weights(split: _Split, class_weight: dict[int, float] | None,
         if "has_transient" not in tf.meta_names:
             raise MissingFieldError(str(split.path), "has_transient", tf.meta_names,
                                     expected="int8 per trace (1 = a human-made transient) for training.transient_weight")
-        hard = (tf.read_meta("has_transient") == 1) & (labels == 0)
-    w[hard] *= np.float32(transient_weight)
-    log.info("transient_weight %g on %d background traces with a transient (%.1f %% of the background)",
-             transient_weight, int(hard.sum()), 100 * hard.sum() / max(1, int((labels == 0).sum())))
+        has = tf.read_meta("has_transient") == 1
+    for label, factor, what in ((0, transient_weight, "transient_weight"),
+                                (1, transient_signal_weight, "transient_signal_weight")):
+        if factor == 1:
+            continue
+        hard = has & (labels == label)
+        w[hard] *= np.float32(factor)
+        log.info("%s %g on %d %s traces with a transient (%.1f %% of them)", what, factor, int(hard.sum()),
+                 "background" if label == 0 else "pulse", 100 * hard.sum() / max(1, int((labels == label).sum())))
     return w
 
 
@@ -379,7 +388,8 @@ def train(
     if training.class_weight:
         pos = float(train_split.labels.mean())
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
-    sample_weight = _sample_weights(train_split, class_weight, training.transient_weight)
+    sample_weight = _sample_weights(train_split, class_weight, training.transient_weight,
+                                   training.transient_signal_weight)
     if sample_weight is not None:
         class_weight = None  # folded into the per-trace weights
     callbacks: list[Any] = [_EpochLog(training.epochs, training.max_time_s, time_before_s), early, reduce_lr,

@@ -13,7 +13,7 @@ from crnn.models import ModelSettings, build_classifier
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("readout", ["max", "last", "flatten"])
+@pytest.mark.parametrize("readout", ["max", "max_logit", "last", "flatten"])
 def test_builders_return_functional_models(cell, readout):
     m = build_classifier((2, 500), ModelSettings(cell=cell, units=8, conv_filters=4, readout=readout))
     assert isinstance(m, keras.Model) and m.input_shape == (None, 2, 500) and m.output_shape == (None, 1)
@@ -36,6 +36,17 @@ def test_flatten_readout_sees_every_step_of_the_last_layer():
     m = build_classifier((1, 100), ModelSettings(units=(6, 3), conv_filters=0, readout="flatten", dropout=0.0))
     assert tuple(m.get_layer("flatten").output.shape) == (None, 100 * 3)
     assert m.get_layer("score").kernel.shape == (300, 1)
+
+
+def test_max_logit_readout_scores_the_best_time_step():
+    """readout max_logit: a logit per time step, the trace's score the sigmoid of the largest (a
+    pulse anywhere decides, whatever the rest of the trace holds)."""
+    m = build_classifier((2, 200), ModelSettings(units=6, conv_filters=0, readout="max_logit", dropout=0.0))
+    per_step = keras.Model(m.input, m.get_layer("logit_per_step").output)
+    x = np.random.default_rng(3).normal(size=(4, 2, 200)).astype("float32")
+    logits = per_step.predict(x, verbose=0)[..., 0]
+    assert logits.shape == (4, 200) and np.ptp(logits, axis=1).min() > 0
+    np.testing.assert_allclose(m.predict(x, verbose=0)[:, 0], 1 / (1 + np.exp(-logits.max(axis=1))), rtol=1e-5)
 
 
 def test_no_front_end_keeps_the_full_sequence():

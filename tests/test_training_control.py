@@ -313,6 +313,14 @@ def test_transient_weight_weights_hard_negatives_in_both_reading_modes(tmp_path)
     np.testing.assert_allclose(w[hard], 3.2)
     np.testing.assert_allclose(w[~hard & (labels == 0)], 0.8)
     np.testing.assert_allclose(w[labels == 1], 1.2)  # a pulse with a transient stays a pulse
+    # transient_signal_weight: pulses beside a transient (hard positives), alone or with the above
+    both = _sample_weights(split, {0: 0.8, 1: 1.2}, 4.0, 3.0)
+    hard_pos = (has_transient == 1) & (labels == 1)
+    np.testing.assert_allclose(both[hard_pos], 3.6)
+    np.testing.assert_allclose(both[hard], 3.2)
+    np.testing.assert_allclose(both[~hard_pos & ~hard], np.where(labels == 1, 1.2, 0.8)[~hard_pos & ~hard])
+    only_pos = _sample_weights(split, None, 1.0, 2.0)
+    np.testing.assert_allclose(only_pos, np.where(hard_pos, 2.0, 1.0))
     ds = TraceStream(path, 128, shuffle=True, seed=2, chunk_size=500, sample_weight=w)
     try:
         for i in range(len(ds)):
