@@ -43,7 +43,7 @@ from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.progress import Progress
-from crnn.settings import check_value, from_mapping, load_mapping, to_mapping, validate
+from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
 
 log = logging.getLogger(__name__)
@@ -255,6 +255,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--baseline", choices=BASELINES, help="a classical trigger statistic")
     p.add_argument("--name", help="name of the method in tables and plots")
     p.add_argument("--settings", help="JSON/YAML string or file: the config's evaluate section (see docs/formats.md)")
+    add_print_settings(p, "--print-settings", {"--settings": EvaluationSettings})
     p.add_argument("--fpr", type=float, nargs="+", help="working points (default 1e-2 1e-3 1e-4)")
     p.add_argument("--snr-edges", type=float, nargs="+", help="SNR bin edges for efficiency curves (default 2, 2.5, ..., 10)")
     p.add_argument("--n-bootstrap", type=int, help="bootstrap replicates for the intervals (default 200; 0 = none)")

@@ -45,7 +45,7 @@ from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import check_outputs, refuse_aliases, write_json
 from crnn.metrics import CONFIDENCE, clopper_pearson, threshold_at_fpr
-from crnn.settings import from_mapping, load_mapping, to_mapping, validate
+from crnn.settings import add_print_settings, from_mapping, load_mapping, to_mapping, validate
 from crnn.tracefile import LABELS, SNR, TraceFile
 
 log = logging.getLogger(__name__)
@@ -406,6 +406,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="name of the method in tables")
     p.add_argument("--settings", help="JSON/YAML string or file: the config's robustness section")
     p.add_argument("--baseline-settings", help="JSON/YAML string or file: the config's evaluate.baseline section")
+    add_print_settings(p, "--print-settings", {"--settings": RobustnessSettings, "--baseline-settings": BaselineSettings})
     p.add_argument("--signal-model", help="matched filter: JSON/YAML with 'receiver' and 'pulse' settings of the "
                                           "templates (the run's simulation; default: the simulation defaults)")
     p.add_argument("--skipped", action="append", default=[], metavar="NAME=PATH",

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -186,3 +187,76 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise CrnnError(msg)
         return value
     return value
+
+
+def yaml_flow(value: Any) -> str:
+    """``value`` in YAML flow style that YAML 1.1 readers (PyYAML, Snakemake) read back as the same
+    value: floats always with a point in the mantissa (``1.0e-08``; ``1e-08`` would be a string)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {yaml_flow(v)}" for k, v in value.items()) + "}"
+    return "[" + ", ".join(yaml_flow(v) for v in value) + "]"
+
+
+def settings_listing(cls: type, path: str | None = None, indent: int = 0) -> list[str]:
+    """Every key that settings dataclass ``cls`` accepts, as YAML lines: ``key: default`` with the
+    schema's description as a comment; nested settings indented under their key. ``path`` is the
+    schema node (default: ``cls.SCHEMA``)."""
+    path = path or getattr(cls, "SCHEMA")
+    try:
+        props = schema_node(path).get("properties", {})
+    except KeyError:
+        props = {}
+    default = cls()
+    pad = " " * indent
+    lines: list[str] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value = getattr(default, f.name)
+        about = " ".join(str(props.get(f.name, {}).get("description", "")).split())
+        if dataclasses.is_dataclass(value):
+            lines.append(f"{pad}{f.name}:" + (f"  # {about}" if about else ""))
+            lines += settings_listing(type(value), f"{path}.{f.name}", indent + 2)
+            continue
+        shown = yaml_flow(value)
+        lines.append(f"{pad}{f.name}: {shown}" + (f"  # {about}" if about else ""))
+    return lines
+
+
+def add_print_settings(parser: Any, flag: str, classes: Mapping[str, type | str]) -> None:
+    """``--print-settings``: print every key of ``classes`` (the option that takes each, e.g.
+    ``{"--settings": SimulationSettings}``; a class may be named ``"module:Class"``, imported only
+    when asked, so that a stage's help need not import Keras) with its default and meaning, then exit 0."""
+    import argparse
+    import importlib
+
+    class _Print(argparse.Action):
+        def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+            import os
+
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before a class's module imports Keras
+            out = []
+            for option, cls in classes.items():
+                if isinstance(cls, str):
+                    module, _, name = cls.partition(":")
+                    cls = getattr(importlib.import_module(module), name)
+                out.append(f"# {parser.prog} {option}: every key, its default and what it means "
+                           f"(the config's {getattr(cls, 'SCHEMA')} section; units in the names)")
+                out += settings_listing(cls)
+            print("\n".join(out))
+            parser.exit(0)
+
+    parser.add_argument(flag, nargs=0, action=_Print,
+                        help="print every key that " + " and ".join(classes) + " accept, with defaults, and exit")

@@ -51,7 +51,7 @@ from crnn.noise import (
 )
 from crnn.progress import Progress, format_duration
 from crnn.pulse import SNR_DEFINITIONS, PulseModel, PulseSettings, amplitude_for_snr
-from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
+from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import LABELS, SNR, UNIT_TO_SI, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
@@ -384,6 +384,7 @@ def simulate(
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", required=True, help="canonical HDF5 trace file to write")
     p.add_argument("--settings", help="JSON/YAML string or file with simulation settings (see docs/formats.md)")
+    add_print_settings(p, "--print-settings", {"--settings": SimulationSettings})
     sim, rx = SimulationSettings(), ReceiverSettings()
     p.add_argument("--n-traces", type=int, help=f"number of traces (overrides settings; default {sim.n_traces})")
     p.add_argument("--signal-fraction", type=float,

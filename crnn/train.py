@@ -45,7 +45,7 @@ from crnn.errors import CrnnError, MissingFieldError
 from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
-from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
+from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import DEFAULT_CHUNK as DEFAULT_CHUNK_TRACES
 from crnn.tracefile import LABELS, TraceFile, check_same_dataset_run, read_traces
 
@@ -704,6 +704,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name, used by evaluate and report (default: the name of --output-dir)")
     p.add_argument("--model", help="model settings: JSON/YAML string or file (cell, units, ...)")
     p.add_argument("--training", help="training settings: JSON/YAML string or file (epochs, batch_size, ...)")
+    add_print_settings(p, "--print-settings", {"--model": "crnn.models:ModelSettings", "--training": TrainingSettings})
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell (overrides --model)")
     defaults = TrainingSettings()
     p.add_argument("--epochs", type=int, help=f"maximum epochs (overrides --training; default {defaults.epochs})")

@@ -216,3 +216,34 @@ def test_a_missing_config_input_names_its_key_and_where_it_was_looked_for(tmp_pa
     text = proc.stdout + proc.stderr
     assert "ingest.mine.path = ../no_such_folder/mine.root: no such file" in text
     assert str((REPO / ".." / "no_such_folder" / "mine.root").resolve()) in text and "repository folder" in text
+
+
+@pytest.mark.parametrize("stage, options", [
+    ("simulate", {"--settings": "crnn.simulate:SimulationSettings"}),
+    ("evaluate", {"--settings": "crnn.evaluate:EvaluationSettings"}),
+    ("robustness", {"--settings": "crnn.robustness:RobustnessSettings",
+                    "--baseline-settings": "crnn.baselines:BaselineSettings"}),
+    ("train", {"--model": "crnn.models:ModelSettings", "--training": "crnn.train:TrainingSettings"}),
+])
+def test_print_settings_lists_every_key_with_its_default_and_meaning(stage, options, capsys):
+    """`crnn STAGE --print-settings` (issue 16, item 5): YAML whose values are the defaults that the
+    stage's settings options accept, every key with the schema's description; nothing else needed."""
+    import importlib
+
+    import yaml
+
+    from crnn.cli import main
+    from crnn.settings import to_mapping
+
+    with pytest.raises(SystemExit) as exit_:
+        main([stage, "--print-settings"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    parts = re.split(r"^# crnn \S+ (--[\w-]+): .*$", text, flags=re.M)[1:]
+    assert [parts[i] for i in range(0, len(parts), 2)] == list(options)
+    for (option, name), body in zip(options.items(), parts[1::2]):
+        module, _, cls_name = name.partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        assert yaml.safe_load(body) == to_mapping(cls()), option  # the listing is the defaults, as YAML
+        for line in body.strip().splitlines():
+            assert re.search(r"  # \S", line), f"{option}: no description in {line!r}"
