@@ -528,3 +528,48 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+# -- a folder that one process at a time writes into ------------------------------------------
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], name: str, what: str) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``folder/name`` while the block runs; refuse a second holder.
+
+    The lock file holds the holder's PID; it is removed and closed when the block ends (returns,
+    raises or is interrupted), and the kernel drops the lock of a killed holder. A process that
+    locked a file which the holder unlinked meanwhile tries again on the new file, so two
+    processes never both hold a lock on ``folder/name``. ``what`` names the holder in the refusal:
+    ``"{folder}: another {what} (PID n) is ... into this folder"``.
+    """
+    import fcntl
+
+    path = Path(folder) / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            msg = f"{folder}: another {what} (PID {pid}) is writing into this folder; wait for it or stop it"
+            raise CrnnError(msg) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the previous holder removed this file after we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # while still locked: a waiting process then locks the new file
+        finally:
+            os.close(fd)

@@ -27,6 +27,7 @@ new card records ``init_from`` (path, SHA-256, name and training data of the ini
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -43,7 +44,7 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import atomic_output, folder_lock, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
@@ -266,6 +267,10 @@ def _choose_streaming(training: TrainingSettings, nbytes: int) -> bool:
     return stream
 
 
+#: held by a running training in its output folder (the holder's PID inside), see :func:`folder_lock`
+LOCK_FILE = ".train.lock"
+
+
 def train(
     train_path: str | Path,
     val_path: str | Path,
@@ -284,7 +289,32 @@ def train(
     With ``training.checkpoint``, the state after every epoch goes to ``output_dir/checkpoint``;
     a later call with the same settings and data resumes from it (``restart=True`` discards it).
     ``model_settings`` None: the defaults, or with ``training.init_from`` the initial model's.
+    While it runs, it holds the lock ``output_dir/.train.lock``: a second training into the same
+    folder is refused (:class:`CrnnError` naming the folder and the holder's PID). The lock is
+    released and its file removed when this returns or raises.
     """
+    with contextlib.ExitStack() as held:
+        return _train(
+            train_path, val_path, output_dir, held, model_settings=model_settings, training=training, seed=seed,
+            name=name, threads=threads, restart=restart, trust_model=trust_model,
+        )
+
+
+def _train(
+    train_path: str | Path,
+    val_path: str | Path,
+    output_dir: str | Path,
+    held: contextlib.ExitStack,
+    *,
+    model_settings: Any,
+    training: TrainingSettings,
+    seed: int,
+    name: str,
+    threads: int,
+    restart: bool,
+    trust_model: bool,
+) -> Path:
+    """:func:`train`; the output folder's lock enters ``held`` once the folder exists."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -319,6 +349,7 @@ def train(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    held.enter_context(folder_lock(out, LOCK_FILE, "crnn train"))  # before the checkpoint is read or written
     run_id = {
         "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
         "data": {"train_sha256": train_sha, "val_sha256": val_sha},

@@ -89,6 +89,55 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     assert not (whole / "checkpoint").exists()
 
 
+def test_second_training_into_a_running_folder_is_refused(tmp_path, splits):
+    # epochs and patience far above what runs before the first one is stopped: it trains throughout
+    training = {"epochs": 200, "batch_size": 128, "early_stopping_patience": 500}
+    out = tmp_path / "run"
+    first = _start_train(splits, out, training)
+    try:
+        lock = out / ".train.lock"
+        t0 = time.monotonic()
+        while not (lock.exists() and lock.read_text().strip()):
+            assert first.poll() is None, f"the first run ended:\n{first.stdout.read()[-3000:]}"
+            assert time.monotonic() - t0 < 120, "the first run took no lock"
+            time.sleep(0.02)
+        assert lock.read_text().strip() == str(first.pid)
+        second = _start_train(splits, out, training)
+        text = second.communicate(timeout=120)[0]
+        second.stdout.close()
+        assert second.returncode == 2, text[-2000:]
+        errors = [line for line in text.splitlines() if "another crnn train" in line]
+        assert len(errors) == 1, text[-2000:]
+        assert errors[0].startswith(f"crnn train: error: {out}: another crnn train (PID {first.pid}) "), errors[0]
+        assert "Traceback" not in text
+        assert first.poll() is None  # the refused run did not disturb the running one
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+        first.stdout.close()
+    assert first.returncode == 128 + signal.SIGTERM
+    assert not lock.exists()  # released and removed by the interrupted run
+
+
+def test_folder_lock_is_exclusive_and_released_on_return_and_on_error(tmp_path):
+    from crnn.fileutil import folder_lock
+
+    lock = tmp_path / ".x.lock"
+    with folder_lock(tmp_path, ".x.lock", "crnn train") as path:
+        assert path == lock and lock.read_text().strip() == str(os.getpid())
+        # flock is per open file: a second holder in this very process is refused like another process
+        with pytest.raises(CrnnError, match=rf"^{tmp_path}: another crnn train \(PID {os.getpid()}\) is writing"), \
+                folder_lock(tmp_path, ".x.lock", "crnn train"):
+            pass
+    assert not lock.exists()
+    with pytest.raises(RuntimeError), folder_lock(tmp_path, ".x.lock", "crnn train"):
+        raise RuntimeError
+    assert not lock.exists()
+    with folder_lock(tmp_path, ".x.lock", "crnn train"):  # free again
+        pass
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
     out = tmp_path / "run"
