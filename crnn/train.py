@@ -400,6 +400,8 @@ def _train(
         early.set_state(state["early_stopping"], state["best_weights"])
         reduce_lr.set_state(state["reduce_lr"])
         resumes = [*state.get("resumes", []), {"epoch": initial_epoch, "utc": _utc_now()}]
+        if checkpoint is not None:  # (always: a state comes from a checkpoint)
+            checkpoint.record_resumes(resumes)  # kept even if this run is killed before its next checkpoint
         log.info(
             "resuming %s from its checkpoint after epoch %d of %d (%s)",
             name, initial_epoch, training.epochs, out / CHECKPOINT_DIR,
@@ -679,6 +681,11 @@ class _Checkpoint:
             state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
         state["model_path"] = str(model_path)
         return state
+
+    def record_resumes(self, resumes: list[dict[str, Any]]) -> None:
+        """Rewrite ``state.json`` with the resumes so far (the rest as it was), atomically."""
+        state = json.loads(self.state_path.read_text())
+        write_json(self.state_path, {**state, "resumes": resumes})
 
     def save(self, model: Any, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
         epoch = int(state["epoch"])

@@ -138,6 +138,36 @@ def test_folder_lock_is_exclusive_and_released_on_return_and_on_error(tmp_path):
         pass
 
 
+def test_a_resume_killed_before_its_next_checkpoint_stays_in_the_card(tmp_path, splits):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, default_name, train
+
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10, "streaming": "never"}
+    out = tmp_path / "run"
+    k = _kill_after_first_checkpoint(_start_train(splits, out, training), out)
+    # resume, and SIGKILL it as soon as it says so: before it can write its next checkpoint
+    proc = _start_train(splits, out, training)
+    t0 = time.monotonic()
+    for line in proc.stdout:
+        if " from its checkpoint after epoch " in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.monotonic() - t0 < 120, "no resume line"
+    else:
+        raise AssertionError(f"the second run did not resume (rc {proc.wait()})")
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == k  # killed before its next checkpoint
+    assert [r["epoch"] for r in state["resumes"]] == [k]
+    # the third run (in process: same settings, same name as the CLI gives) finishes
+    train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
+          training=TrainingSettings(**training), seed=1, name=default_name(out))
+    card = json.loads((out / "model.card.json").read_text())
+    assert [r["epoch"] for r in card["training"]["resumed"]] == [k, k]  # both resumes, the killed one too
+    assert card["training"]["epochs_run"] == 6
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
     out = tmp_path / "run"
