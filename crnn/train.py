@@ -392,7 +392,8 @@ def _train(
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
     else:
-        model = keras.models.load_model(state["model_path"])
+        assert checkpoint is not None  # a state comes from a checkpoint
+        model = checkpoint.load_model(state)
         model.optimizer.learning_rate = state["learning_rate"]
         initial_epoch = int(state["epoch"])
         history_rows = list(state["history"])
@@ -400,8 +401,7 @@ def _train(
         early.set_state(state["early_stopping"], state["best_weights"])
         reduce_lr.set_state(state["reduce_lr"])
         resumes = [*state.get("resumes", []), {"epoch": initial_epoch, "utc": _utc_now()}]
-        if checkpoint is not None:  # (always: a state comes from a checkpoint)
-            checkpoint.record_resumes(resumes)  # kept even if this run is killed before its next checkpoint
+        checkpoint.record_resumes(resumes)  # kept even if this run is killed before its next checkpoint
         log.info(
             "resuming %s from its checkpoint after epoch %d of %d (%s)",
             name, initial_epoch, training.epochs, out / CHECKPOINT_DIR,
@@ -677,10 +677,29 @@ class _Checkpoint:
             if not p.exists():
                 msg = f"{self.state_path}: names {p.name}, which is missing; run again with --restart"
                 raise CrnnError(msg)
-        with np.load(best_path) as npz:
-            state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        try:
+            with open(best_path, "rb") as f, np.load(f) as npz:  # np.load(path) leaks the file when it fails
+                state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        except Exception as exc:  # a truncated or damaged file fails in many ways (zip, npy, OS)
+            raise self.damaged(best_path, exc) from exc
         state["model_path"] = str(model_path)
         return state
+
+    def load_model(self, state: dict[str, Any]) -> Any:
+        """The model (with its optimizer state) that ``state`` (from :meth:`load`) names."""
+        import keras
+
+        try:
+            return keras.models.load_model(state["model_path"])
+        except Exception as exc:  # a truncated .keras zip fails in many ways
+            raise self.damaged(Path(state["model_path"]), exc) from exc
+
+    @staticmethod
+    def damaged(path: Path, exc: BaseException) -> CrnnError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return CrnnError(f"{path}: a damaged checkpoint file, truncated or overwritten ({cause}); run again with "
+                         "--restart to discard the checkpoint and start over")
 
     def record_resumes(self, resumes: list[dict[str, Any]]) -> None:
         """Rewrite ``state.json`` with the resumes so far (the rest as it was), atomically."""

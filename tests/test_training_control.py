@@ -168,6 +168,37 @@ def test_a_resume_killed_before_its_next_checkpoint_stays_in_the_card(tmp_path, 
     assert card["training"]["epochs_run"] == 6
 
 
+def test_a_truncated_checkpoint_is_one_line_with_a_restart_hint(tmp_path, splits):
+    import shutil
+
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10, "streaming": "never"}
+    killed = tmp_path / "killed"
+    _kill_after_first_checkpoint(_start_train(splits, killed, training, "--name", "ck"), killed)
+    for suffix in (".keras", ".npz", ".json"):  # the model, the best weights, the state
+        out = tmp_path / suffix[1:]
+        shutil.copytree(killed, out)
+        victim = next(p for p in (out / "checkpoint").iterdir() if p.suffix == suffix)
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        kept = sorted(p.name for p in (out / "checkpoint").iterdir())
+        if suffix == ".keras":  # the CLI: one line, exit 2
+            proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", out, "--name", "ck",
+                            "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1",
+                            check=False)
+            assert proc.returncode == 2, proc.stderr[-2000:]
+            assert "Traceback" not in proc.stderr
+            err = proc.stderr.strip().splitlines()[-1]
+            assert err.startswith(f"crnn train: error: {victim}: ") and "--restart" in err, err
+        else:
+            with pytest.raises(CrnnError, match=rf"^{victim}: .*--restart"):
+                train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
+                      training=TrainingSettings(**training), seed=1, name="ck")
+        assert sorted(p.name for p in (out / "checkpoint").iterdir()) == kept  # left for the user to decide
+        assert not (out / "model.keras").exists()
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
     out = tmp_path / "run"
