@@ -240,7 +240,9 @@ def run(args: argparse.Namespace) -> None:
     refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
                    [("--output", args.output)])
     check_outputs([("--output", args.output)])
-    from crnn.settings import check_value
+    from crnn.settings import check_minimum, check_value
+
+    check_minimum(args.chunk_size, 1, "--chunk-size")
 
     if args.working_point is not None:
         check_value(args.working_point, "evaluate.working_point_fpr", "--working-point")

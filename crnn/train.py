@@ -44,7 +44,7 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, folder_lock, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import atomic_output, check_outputs, folder_lock, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import check_value, from_mapping, load_mapping, to_mapping
@@ -776,6 +776,7 @@ def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
                    folder_outputs("--output-dir", args.output_dir,
                                   ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
+    check_outputs(folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
     model_map = load_mapping(args.model)
     if args.cell:

@@ -180,3 +180,77 @@ def test_dataset_output_that_is_a_folder_is_refused(tmp_path, sim_file):
     lines = _errors(proc.stderr)
     assert len(lines) == 1 and f"{tmp_path / 'val.h5'}: output --val is a folder" in lines[0], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["val.h5"]
+
+
+EXAMPLE = REPO / "data" / "example_traces.h5"
+MODEL = REPO / "tests" / "data" / "model_v0_1"
+
+#: every stage that writes, with its inputs (real files) and its outputs in folder {o}
+WRITERS = {
+    "simulate": ["simulate", "-o", "{o}/a.h5", "--n-traces", "10"],
+    "ingest": ["ingest", "-i", str(EXAMPLE), "-o", "{o}/a.h5"],
+    "dataset": ["dataset", "-i", str(EXAMPLE), "--train", "{o}/a.h5", "--val", "{o}/b.h5", "--test", "{o}/c.h5"],
+    "merge": ["merge", "-i", str(EXAMPLE), "-o", "{o}/a.h5"],
+    "train": ["train", "--train", str(EXAMPLE), "--val", str(EXAMPLE), "-o", "{o}/m", "--epochs", "1"],
+    "predict": ["predict", "-m", str(MODEL), "-i", str(EXAMPLE), "-o", "{o}/a.h5"],
+    "evaluate": ["evaluate", "--test", str(EXAMPLE), "-o", "{o}/ev", "--baseline", "amplitude"],
+    "calibrate": ["calibrate", "-m", str(MODEL), "-b", str(EXAMPLE), "-o", "{o}/cal", "--fprs", "0.1",
+                  "--working-point-fpr", "0.1"],
+    "robustness": ["robustness", "--shift", f"a={EXAMPLE}", "-o", "{o}/r.json", "--baseline", "power"],
+    "report": ["report", "--metrics", "{o}/../m.json", "-o", "{o}/rep"],
+}
+
+
+@pytest.fixture(scope="module")
+def read_only_folder(tmp_path_factory):
+    mnt = tmp_path_factory.mktemp("ro") / "mnt"
+    mnt.mkdir()
+    (mnt.parent / "m.json").write_text("{}")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:  # chmod is no test where root runs it: root writes anyway
+        pytest.skip(f"cannot mount a read-only tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize("stage", list(WRITERS))
+def test_a_read_only_output_folder_is_one_line_before_work(read_only_folder, capsys, stage):
+    """Issue 15, item 8: every stage, not a traceback; the line names the output and the cause."""
+    from crnn.cli import main
+
+    argv = [a.format(o=read_only_folder) for a in WRITERS[stage]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith(f"crnn {stage}: error: {read_only_folder}/") and "read-only file system" in err[0], err
+    assert ".tmp" not in err[0]  # the output, not its temporary
+    assert os.listdir(read_only_folder) == []
+
+
+#: stages given a folder where an input file belongs
+FOLDER_INPUTS = {
+    "ingest": ["ingest", "-i", "{d}", "-o", "{o}/a.h5"],
+    "predict": ["predict", "-m", str(MODEL), "-i", "{d}", "-o", "{o}/a.h5"],
+    "dataset": ["dataset", "-i", "{d}", "--train", "{o}/a.h5", "--val", "{o}/b.h5", "--test", "{o}/c.h5"],
+    "train": ["train", "--train", "{d}", "--val", str(EXAMPLE), "-o", "{o}/m", "--epochs", "1"],
+    "merge": ["merge", "-i", "{d}", "-o", "{o}/a.h5"],
+    "evaluate": ["evaluate", "--test", "{d}", "-o", "{o}/ev", "--baseline", "amplitude"],
+}
+
+
+@pytest.mark.parametrize("stage", list(FOLDER_INPUTS))
+def test_a_folder_as_input_is_one_line(tmp_path, capfd, stage):
+    """Issue 15, item 8: no traceback, no HDF5 error dump; nothing written."""
+    from crnn.cli import main
+
+    d, o = tmp_path / "dir", tmp_path / "out"
+    d.mkdir()
+    o.mkdir()
+    assert main([a.format(d=d, o=o) for a in FOLDER_INPUTS[stage]]) == 2
+    captured = capfd.readouterr()  # at the level of file descriptors: the HDF5 library writes its dumps there
+    assert "Traceback" not in captured.err and "HDF5-DIAG" not in captured.err + captured.out, captured.err
+    err = [line for line in captured.err.splitlines() if line.startswith("crnn ")]  # not TensorFlow's C++ logs
+    assert len(err) == 1, captured.err
+    assert err[0].startswith(f"crnn {stage}: error: {d}: ") and ("folder" in err[0] or "directory" in err[0]), err
+    assert os.listdir(o) == []
