@@ -4,11 +4,13 @@ folders are refused before work; a full disk is one line (exit 2), never a crash
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -254,3 +256,99 @@ def test_a_folder_as_input_is_one_line(tmp_path, capfd, stage):
     assert len(err) == 1, captured.err
     assert err[0].startswith(f"crnn {stage}: error: {d}: ") and ("folder" in err[0] or "directory" in err[0]), err
     assert os.listdir(o) == []
+
+
+# -- signals during crnn dataset and crnn ingest (issue 15, item 2) ----------------------------
+N_BIG = 30_000  # traces of 2 x 500 samples (120 MB): dataset writes its splits for about half a second
+
+
+@pytest.fixture(scope="module")
+def big_input(tmp_path_factory) -> dict[str, Path]:
+    """A canonical file big enough to catch `crnn dataset` while it writes, and its splits of seed 3."""
+    import numpy as np
+
+    from crnn.dataset import build_dataset
+    from crnn.tracefile import TraceSet, write_traces
+
+    d = tmp_path_factory.mktemp("big")
+    labels = (np.arange(N_BIG) % 2).astype(np.int8)
+    x = np.random.default_rng(11).normal(size=(N_BIG, 2, 500)).astype(np.float32)
+    write_traces(d / "big.h5", TraceSet(x, 180e6, "V", {"labels": labels, "snr": 5.0 * labels.astype(np.float32)}))
+    old = build_dataset([d / "big.h5"], {s: d / f"old_{s}.h5" for s in ("train", "val", "test")},
+                        fractions=(0.6, 0.2, 0.2), seed=3)
+    return {"input": d / "big.h5", **old}
+
+
+def _dataset_cmd(input_file: Path, folder: Path, seed: int) -> list[str]:
+    return [sys.executable, "-m", "crnn", "dataset", "-i", str(input_file), "--train", str(folder / "train.h5"),
+            "--val", str(folder / "val.h5"), "--test", str(folder / "test.h5"), "--seed", str(seed)]
+
+
+def _published(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _signal_when(cmd: list[str], folder: Path, prefix: str, sig: int, reset: Callable[[], object],
+                 attempts: int = 3) -> subprocess.Popen:
+    """Call ``reset``, start ``cmd`` and send ``sig`` as soon as a temporary whose name starts with
+    ``prefix`` holds data (polled every millisecond); a run that ends before is tried again."""
+    for _ in range(attempts):
+        reset()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        while proc.poll() is None:
+            tmps = [p for p in _temporaries(folder) if p.name.startswith(prefix)]
+            with contextlib.suppress(FileNotFoundError):
+                if tmps and tmps[0].stat().st_size > 0:
+                    proc.send_signal(sig)
+                    return proc
+            time.sleep(0.001)
+        proc.communicate()
+    raise AssertionError(f"{cmd[3]} ended {attempts} times before a temporary {prefix}* appeared")
+
+
+def test_sigterm_while_dataset_writes_its_validation_split_keeps_the_old_splits(tmp_path, big_input):
+    """The moment of the issue: the training split is written, the validation split is being written;
+    a rerun with another seed must not leave a new train.h5 beside the old val.h5 and test.h5."""
+    old = {s: big_input[s].read_bytes() for s in ("train", "val", "test")}
+
+    def put_back_the_old_splits() -> None:
+        for s, data in old.items():
+            (tmp_path / f"{s}.h5").write_bytes(data)
+
+    proc = _signal_when(_dataset_cmd(big_input["input"], tmp_path, seed=9), tmp_path, ".val.", signal.SIGTERM,
+                        put_back_the_old_splits)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    lines = _errors(stderr)
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "Traceback" not in stderr, stderr[-2000:]
+    assert {s: (tmp_path / f"{s}.h5").read_bytes() for s in old} == old  # all three old, none new
+    assert _temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("stage", ["dataset", "ingest"])
+def test_a_rerun_after_sigkill_removes_the_stale_temporaries_and_ends_like_an_uninterrupted_run(
+        tmp_path, big_input, stage):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    whole.mkdir()
+    killed.mkdir()
+    if stage == "dataset":
+        cmd = _dataset_cmd(big_input["input"], killed, seed=9)
+        prefix = ".val."
+    else:
+        cmd = [sys.executable, "-m", "crnn", "ingest", "-i", str(big_input["input"]), "-o", str(killed / "a.h5")]
+        prefix = ".a."
+    def empty() -> None:
+        for p in killed.iterdir():
+            p.unlink()
+
+    proc = _signal_when(cmd, killed, prefix, signal.SIGKILL, empty)
+    proc.communicate(timeout=60)
+    assert _temporaries(killed) and _published(killed) == []  # SIGKILL cannot be caught: temporaries left
+    subprocess.run(cmd, check=True, capture_output=True, cwd=REPO)  # the same command again
+    assert _temporaries(killed) == []
+    subprocess.run([a.replace(str(killed), str(whole)) for a in cmd], check=True, capture_output=True, cwd=REPO)
+    names = sorted(p.name for p in whole.iterdir())
+    assert sorted(p.name for p in killed.iterdir()) == names == _published(whole)
+    for name in names:
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
