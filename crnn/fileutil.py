@@ -334,7 +334,9 @@ def output_group() -> Iterator[OutputGroup]:
         group.publish()
     except OSError as exc:
         group.discard()
-        raise write_error(target_of(exc.filename) if exc.filename else None, exc) or exc from exc
+        # an error without a file name (a plotting library's) is of the output being written: the last added
+        last = group.targets[-1] if group.targets else None
+        raise write_error(target_of(exc.filename) if exc.filename else last, exc) or exc from exc
     except BaseException:
         group.discard()
         raise
@@ -399,7 +401,7 @@ def write_error(target: str | os.PathLike[str] | None, exc: BaseException, *,
         target = target_of(filename)
     if target is None:
         return None
-    target = Path(target)
+    target = target_of(target)  # a temporary (of an output group) names the output it becomes
     if filename is not None:
         named = Path(os.fsdecode(filename))
         ours = {target, target.parent, *(p for p in (temporary,) if p is not None)}

@@ -41,6 +41,7 @@ from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 from crnn.rootmap import add_root_arguments, mapping_from_args
+from crnn.tracefile import h5_output
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".h5", ".hdf5", ".csv", ".root")
@@ -191,7 +192,7 @@ def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray]
                 tree = f.mktree("scores", {k: v.dtype for k, v in branches.items()}, title=f"crnn {__version__} scores")
                 tree.extend(branches)
         else:
-            with h5py.File(tmp, "w") as f:
+            with h5_output(tmp) as f:
                 for c in first:
                     f.create_dataset(c, data=result[c])
                 for name, values in meta.items():

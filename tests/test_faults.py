@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import REPO, run_crnn
 
+EXAMPLE = REPO / "data" / "example_traces.h5"
+MODEL = REPO / "tests" / "data" / "model_v0_1"
 N_SLOW = 60000  # traces: simulate takes well over the time to the first temporary
 
 
@@ -118,6 +120,35 @@ def test_full_disk_is_one_line(small_tmpfs):
     assert os.listdir(small_tmpfs) == []
 
 
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """8 kB: smaller than the HDF5 file of a few hundred scores."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount an 8 kB tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize(("stage", "target"), [("predict", "s.h5"), ("evaluate", "ev/scores.h5")])
+def test_full_disk_under_scores_is_one_line_without_a_crash(tiny_tmpfs, stage, target):
+    """Issue 15, item 4: predict gave 17 tracebacks and a segmentation fault; evaluate left scores.h5
+    without metrics.json. Now: one line naming the output, exit 2, nothing on the disk."""
+    argv = {"predict": ["predict", "-m", MODEL, "-i", EXAMPLE, "-o", tiny_tmpfs / "s.h5"],
+            "evaluate": ["evaluate", "--test", EXAMPLE, "-o", tiny_tmpfs / "ev", "--baseline", "amplitude",
+                         "--n-bootstrap", "0"]}[stage]
+    proc = run_crnn(*argv, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("crnn ")]  # not TensorFlow's C++ logs
+    assert len(lines) == 1 and lines[0].startswith(f"crnn {stage}: error: {tiny_tmpfs / target}: "), proc.stderr
+    assert "no space" in lines[0]
+    assert list(tiny_tmpfs.rglob("*")) == []
+
+
 def test_dataset_splits_share_a_run_id(splits):
     ids = set()
     for path in splits.values():
@@ -182,10 +213,6 @@ def test_dataset_output_that_is_a_folder_is_refused(tmp_path, sim_file):
     lines = _errors(proc.stderr)
     assert len(lines) == 1 and f"{tmp_path / 'val.h5'}: output --val is a folder" in lines[0], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["val.h5"]
-
-
-EXAMPLE = REPO / "data" / "example_traces.h5"
-MODEL = REPO / "tests" / "data" / "model_v0_1"
 
 #: every stage that writes, with its inputs (real files) and its outputs in folder {o}
 WRITERS = {
