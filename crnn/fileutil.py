@@ -76,6 +76,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def interrupted_by() -> int | None:
+    """The signal whose handler ran in this stage (it raised :class:`Interrupted`), else None."""
+    return _state["interrupted"]
+
+
 def install_signal_handlers(stage: str) -> dict[int, Any]:
     """Let SIGTERM, SIGINT and SIGHUP raise :class:`Interrupted`; returns the previous handlers
     (for :func:`restore_signal_handlers`). Outside the main thread it does nothing."""

@@ -379,3 +379,25 @@ def test_a_rerun_after_sigkill_removes_the_stale_temporaries_and_ends_like_an_un
     assert sorted(p.name for p in killed.iterdir()) == names == _published(whole)
     for name in names:
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_a_signal_that_a_library_turns_into_another_error_still_ends_with_one_line(capsys):
+    """Seen in the fault-injection test: SIGTERM while scipy's C extension was being imported; the
+    extension's module initialisation turned the handler's Interrupted into "ImportError:
+    initialization failed", which came out as a traceback."""
+    from crnn.cli import _interruptible
+    from crnn.fileutil import install_signal_handlers, restore_signal_handlers
+
+    old = install_signal_handlers("evaluate")
+    try:
+        with _interruptible("evaluate") as code:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # a real signal: the handler raises Interrupted
+                time.sleep(5)
+            except BaseException as exc:  # what a C extension's module initialisation does with it
+                raise ImportError("initialization failed") from exc
+    finally:
+        restore_signal_handlers(old)
+    assert code[0] == 128 + signal.SIGTERM
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("crnn evaluate: interrupted by SIGTERM"), err
