@@ -81,22 +81,47 @@ def interrupted_by() -> int | None:
     return _state["interrupted"]
 
 
+#: times an Interrupted that Python could not raise is sent again (see :func:`_on_unraisable`)
+_RESEND = 3
+
+
+def _on_unraisable(info: Any) -> None:
+    """An :class:`Interrupted` raised where Python cannot propagate it (a garbage-collector callback,
+    a ``__del__``: Python prints "Exception ignored" and goes on) is sent again, quietly, so that
+    the handler raises it from ordinary code; anything else goes to the previous hook. The signal
+    comes from a thread a millisecond later: sent from here, its handler would run inside this hook."""
+    if isinstance(info.exc_value, Interrupted) and _state["resent"] < _RESEND:
+        import threading
+
+        _state["resent"] += 1
+        _state["interrupted"] = None
+        resend = threading.Timer(0.001, os.kill, (os.getpid(), info.exc_value.signum))
+        resend.daemon = True
+        resend.start()
+        return
+    _state["unraisablehook"](info)
+
+
 def install_signal_handlers(stage: str) -> dict[int, Any]:
     """Let SIGTERM, SIGINT and SIGHUP raise :class:`Interrupted`; returns the previous handlers
     (for :func:`restore_signal_handlers`). Outside the main thread it does nothing."""
-    _state.update(depth=0, pending=None, interrupted=None, stage=stage)
+    _state.update(depth=0, pending=None, interrupted=None, stage=stage, resent=0)
     old: dict[int, Any] = {}
     try:
         for s in SIGNALS:
             old[s] = signal.signal(s, _on_signal)
     except ValueError:  # not the main thread
-        pass
+        return old
+    _state["unraisablehook"] = sys.unraisablehook
+    sys.unraisablehook = _on_unraisable
     return old
 
 
 def restore_signal_handlers(old: dict[int, Any]) -> None:
     for s, handler in old.items():
         signal.signal(s, handler)
+    if old and sys.unraisablehook is _on_unraisable:
+        sys.unraisablehook = _state["unraisablehook"]
 
 
 @contextlib.contextmanager

@@ -401,3 +401,30 @@ def test_a_signal_that_a_library_turns_into_another_error_still_ends_with_one_li
     assert code[0] == 128 + signal.SIGTERM
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("crnn evaluate: interrupted by SIGTERM"), err
+
+
+def test_a_signal_raised_where_python_cannot_propagate_it_still_stops_the_stage(capsys):
+    """Seen in the fault-injection test: SIGTERM during a garbage-collector callback (JAX's); Python
+    printed "Exception ignored ... Interrupted" and the stage went on to the end."""
+    from crnn.cli import _interruptible
+    from crnn.fileutil import install_signal_handlers, restore_signal_handlers
+
+    class SignalsOnRelease:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside __del__
+            time.sleep(0.01)
+
+    went_on = []
+    old = install_signal_handlers("train")
+    try:
+        with _interruptible("train") as code:
+            SignalsOnRelease()  # released at once
+            for _ in range(100):  # the work after it: stopped within a few steps
+                time.sleep(0.01)
+                went_on.append(1)
+    finally:
+        restore_signal_handlers(old)
+    assert code[0] == 128 + signal.SIGTERM
+    assert len(went_on) < 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("crnn train: interrupted by SIGTERM"), err
