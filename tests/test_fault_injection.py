@@ -50,6 +50,7 @@ LOGS = {
     "evaluate": "logs/evaluate_classifier/gru.log",
 }
 TARGETS = [f"{RESULTS}/{STAGES['evaluate']}"]  # and with it every stage before
+CHECKPOINT_STATE = "models/gru/checkpoint/state.json"
 N_KILLS = 10
 SEED = 15
 
@@ -136,10 +137,11 @@ def _next_aim(work: Path, plan: dict[str, int]) -> str:
     return next(s for s in todo if plan.get(s))
 
 
-def _killed_round(work: Path, aim: str, fraction: float, durations: dict[str, float], k: int) -> tuple[str, float]:
+def _killed_round(work: Path, aim: str, fraction: float, durations: dict[str, float], k: int,
+                  when: Path | None = None) -> tuple[str, float]:
     """Run the same command and SIGTERM stage ``aim`` ``fraction`` of its uninterrupted time into its
-    run (the stages before it complete); should it end sooner, the stage that runs next. Returns
-    (stage, seconds into its run)."""
+    run (the stages before it complete), or with ``when`` as soon as that file exists; should it end
+    sooner, the stage that runs next. Returns (stage, seconds into its run)."""
     target, moment = aim, fraction * durations[aim]
     proc = _start(work, work.parent / f"round{k}.log")
     started: dict[str, float] = {}
@@ -151,13 +153,14 @@ def _killed_round(work: Path, aim: str, fraction: float, durations: dict[str, fl
                 started.setdefault(stage, now)
             if target in started and target not in running and running:  # it ended before its moment
                 target, moment = sorted(running)[0], 0.0
-            if target in running and now - started[target] >= moment:
+            due = when.exists() if when is not None and target == aim else now - started.get(target, now) >= moment
+            if target in running and due:
                 try:
                     os.kill(running[target], signal.SIGTERM)
                 except ProcessLookupError:  # it ended meanwhile
                     continue
-                print(f"round {k}: aimed at {aim} {fraction:.2f} x {durations[aim]:.1f} s; SIGTERM to {target} "
-                      f"{now - started[target]:.2f} s into it")
+                at = f"when {when.name} appeared" if when is not None else f"{fraction:.2f} x {durations[aim]:.1f} s"
+                print(f"round {k}: aimed at {aim} {at}; SIGTERM to {target} {now - started[target]:.2f} s into it")
                 return target, now - started[target]
             time.sleep(0.01)
         raise AssertionError(f"round {k}: the run ended (rc {proc.returncode}) before {aim} could be stopped")
@@ -188,15 +191,14 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _keras_config(config: Any, ids: dict[int, int] | None = None) -> Any:
-    """A model's config with Keras's ``shared_object_id`` (a Python object's address in the saving
-    process) replaced by the order in which each shared object first appears."""
-    ids = {} if ids is None else ids
+def _keras_config(config: Any) -> Any:
+    """A model's config without Keras's ``shared_object_id``: the address of a Python object in the
+    saving process, written where layers share one (a freshly built model's layers share the dtype
+    policy; those of a model loaded from a checkpoint, as a resumed run saves it, each have their own)."""
     if isinstance(config, dict):
-        return {k: ids.setdefault(v, len(ids)) if k == "shared_object_id" else _keras_config(v, ids)
-                for k, v in config.items()}
+        return {k: _keras_config(v) for k, v in config.items() if k != "shared_object_id"}
     if isinstance(config, list):
-        return [_keras_config(v, ids) for v in config]
+        return [_keras_config(v) for v in config]
     return config
 
 
@@ -252,18 +254,27 @@ def test_sigterm_at_random_moments_then_the_same_command_ends_like_an_uninterrup
     rng = random.Random(SEED)
     plan = _plan()
     assert sum(plan.values()) == N_KILLS
+    train_kills = plan["train"]
     kills: list[tuple[str, float]] = []
+    resumed_in: list[int] = []  # rounds in which training resumed from its checkpoint
     for k in range(1, N_KILLS + 1):
         aim = _next_aim(faulted, plan)
         plan[aim] -= 1
         # the last stage is stopped early enough that it cannot finish first
         fraction = rng.uniform(0.0, 0.6 if aim == list(STAGES)[-1] else 0.95)
-        killed = _killed_round(faulted, aim, fraction, durations, k)
+        # the first kill of training comes once its checkpoint holds the finished epoch, before its
+        # outputs are written: the next runs resume from it ("the checkpoint is of a finished
+        # training"), and the later kills of training stop those resumed runs
+        when = CHECKPOINT_STATE if aim == "train" and plan["train"] == train_kills - 1 else None
+        killed = _killed_round(faulted, aim, fraction, durations, k, when and faulted / RESULTS / when)
         kills.append(killed)
         stage, at_s = killed
         log = faulted / RESULTS / LOGS[stage]
         text = log.read_text(errors="replace") if log.exists() else ""
         assert "Traceback" not in text, f"round {k}, {stage} at {at_s:.2f} s:\n{text[-3000:]}"
+        train_log = faulted / RESULTS / LOGS["train"]
+        if train_log.exists() and "from its checkpoint after epoch" in train_log.read_text(errors="replace"):
+            resumed_in.append(k)
         # the stage removed its temporaries (a checkpoint is kept on purpose; a lock may stay if the
         # signal came while it was being taken, and the next run takes it over)
         stray = [p for p in _stray(faulted / RESULTS) if "checkpoint" not in p and ".train.lock" not in p]
@@ -279,7 +290,11 @@ def test_sigterm_at_random_moments_then_the_same_command_ends_like_an_uninterrup
     card = json.loads((results / "models" / "gru" / "model.card.json").read_text())
     n_train_kills = sum(1 for stage, _ in kills if stage == "train")
     assert len(card["training"]["resumed"]) <= n_train_kills
-    print("resumes recorded in the card:", card["training"]["resumed"])
+    # after the kill at its checkpoint, training resumed at least once (a resumed run that finished
+    # and was stopped as it left counts as failed for Snakemake: its outputs go, and the next run
+    # trains afresh, to the same weights)
+    assert resumed_in, kills
+    print("training resumed in rounds", resumed_in, "; resumes in the final card:", card["training"]["resumed"])
     # and Snakemake sees every output complete: nothing to rerun, no --rerun-incomplete needed
     dry = subprocess.run(_command(faulted, "-n"), cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
