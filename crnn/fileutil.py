@@ -314,8 +314,15 @@ def publish(tmp_path: Path, target: Path) -> None:
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path (a file, or with ``directory`` a folder); on success it is renamed
-    to ``path``, on error deleted. Errors of writing become one line (:func:`write_error`)."""
+    to ``path``, on error deleted. Errors of writing become one line (:func:`write_error`).
+
+    A ``path`` that is itself a live temporary (of an :class:`OutputGroup`) is yielded as it is:
+    written in place and published by its group (a temporary of a temporary would have a name that
+    no rerun recognises, should SIGKILL leave it)."""
     target = Path(path)
+    if target in _LIVE:
+        yield target
+        return
     tmp = new_temporary(target, directory=directory)
     try:
         yield tmp

@@ -428,3 +428,35 @@ def test_a_signal_raised_where_python_cannot_propagate_it_still_stops_the_stage(
     assert len(went_on) < 5
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("crnn train: interrupted by SIGTERM"), err
+
+
+def test_evaluate_writes_its_outputs_as_one_group_without_nested_temporaries(tmp_path):
+    """Every temporary of crnn evaluate has a name that a rerun removes after SIGKILL: the plots and
+    metrics are written straight into their group's temporaries, not into temporaries of those."""
+    from crnn.fileutil import new_temporary, remove_stale_temporaries
+
+    out = tmp_path / "ev"
+    names = []
+    real_new = new_temporary
+
+    import crnn.fileutil as fileutil
+
+    def recording(target, **kwargs):  # records the names; the files are the real ones
+        tmp = real_new(target, **kwargs)
+        names.append((Path(target), tmp))
+        return tmp
+
+    fileutil.new_temporary = recording
+    try:
+        from crnn.cli import main
+
+        assert main(["evaluate", "--test", str(EXAMPLE), "-o", str(out), "--baseline", "amplitude",
+                     "--n-bootstrap", "0"]) == 0
+    finally:
+        fileutil.new_temporary = real_new
+    assert sorted(t.name for t, _ in names) == sorted(
+        ["scores.h5", "roc.png", "efficiency.png", "gallery.png", "metrics.json"])
+    for target, tmp in names:  # each a temporary of a published output, of a name its rerun removes
+        assert tmp.parent == out and not tmp.exists()
+        tmp.write_bytes(b"left by SIGKILL")
+        assert remove_stale_temporaries(target) == [tmp]
