@@ -44,8 +44,8 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError
-from crnn.fileutil import refuse_aliases
-from crnn.settings import check_value
+from crnn.fileutil import check_outputs, refuse_aliases
+from crnn.settings import check_minimum, check_value
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import card_path, file_sha256, model_inputs, read_card, resolve_model_path, write_card
 from crnn.tracefile import KNOWN_UNITS, LABELS, TraceFile
@@ -282,6 +282,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     refuse_aliases([*model_inputs("--model", args.model), *(("--background", p) for p in args.background)], [],
                    replaced_folders=[("--output", args.output)])
+    check_outputs(folders=[("--output", args.output)])
+    check_minimum(args.chunk_size, 1, "--chunk-size")
     calibrate(args.model, args.background, args.output, fprs=tuple(args.fprs),
               working_point_fpr=args.working_point_fpr, skip_unreachable=args.skip_unreachable,
               trust_model=args.trust_model, chunk_size=args.chunk_size)

@@ -21,6 +21,7 @@ from crnn.errors import CrnnError
 from crnn.fileutil import (
     Interrupted,
     install_signal_handlers,
+    interrupted_by,
     interrupted_message,
     io_error_line,
     leave,
@@ -124,13 +125,20 @@ class _interruptible:  # noqa: N801 -- used as a context manager
         import signal
 
         if isinstance(exc, KeyboardInterrupt):
-            exc = Interrupted(signal.SIGINT)
-        if not isinstance(exc, Interrupted):
+            signum: int | None = signal.SIGINT
+        elif isinstance(exc, Interrupted):
+            signum = exc.signum
+        else:
+            # a signal whose Interrupted a library turned into another error (a C extension imported
+            # at that moment fails with "ImportError: initialization failed") or swallowed (raised in
+            # a callback that only prints it): the stage still stops as the signal asked
+            signum = interrupted_by()
+        if signum is None:
             return False
         remove_temporaries()
-        print(interrupted_message(self.stage, exc.signum), file=sys.stderr)
+        print(interrupted_message(self.stage, signum), file=sys.stderr)
         sys.stderr.flush()
-        self.code[0] = 128 + exc.signum
+        self.code[0] = 128 + signum
         return True
 
 
@@ -138,12 +146,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         args._module.run(args)
     except CrnnError as exc:
+        if interrupted_by() is not None:  # a consequence of the signal: one line from _interruptible
+            raise
         remove_temporaries()
         print(f"crnn {args._stage}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         line = io_error_line(exc)
-        if line is None:
+        if line is None or interrupted_by() is not None:
             raise
         remove_temporaries()
         print(f"crnn {args._stage}: error: {line}", file=sys.stderr)

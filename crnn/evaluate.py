@@ -19,6 +19,7 @@ Writes into ``--output-dir``:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import time
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import h5py
 import numpy as np
 
 from crnn import __version__
@@ -40,11 +40,11 @@ from crnn.baselines import (
 )
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, check_outputs, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import check_outputs, folder_outputs, output_group, refuse_aliases, write_json
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.progress import Progress
 from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping, validate
-from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet
+from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, h5_output
 
 log = logging.getLogger(__name__)
 METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png", "gallery.png"
@@ -205,22 +205,30 @@ def evaluate(
     from crnn.plots import plot_efficiency, plot_gallery, plot_roc
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_output(out / SCORES) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("scores", data=scores.astype(np.float32))
-        f.create_dataset("labels", data=labels.astype(np.int8))
-        f.create_dataset("snr", data=snr.astype(np.float32))
-        for key in CARRIED:
-            if key in data.meta:
-                f.create_dataset(key, data=data.meta[key])
-        f.attrs["method"] = method
-        f.attrs["kind"] = kind
-        f.attrs["test_file"] = str(test_path)
-        f.attrs["score_meaning"] = metrics["score_meaning"]
-    plot_roc([metrics], out / ROC_PLOT)
-    plot_efficiency([metrics], out / EFF_PLOT)
-    plot_gallery(data, scores, metrics, out / GALLERY_PLOT)
-    write_json(out / METRICS, metrics)
+    created = not out.exists()
+    try:
+        # scores, plots and metrics appear together (renamed at the end) or not at all
+        with output_group() as group:
+            with h5_output(group.add(out / SCORES)) as f:
+                f.create_dataset("scores", data=scores.astype(np.float32))
+                f.create_dataset("labels", data=labels.astype(np.int8))
+                f.create_dataset("snr", data=snr.astype(np.float32))
+                for key in CARRIED:
+                    if key in data.meta:
+                        f.create_dataset(key, data=data.meta[key])
+                f.attrs["method"] = method
+                f.attrs["kind"] = kind
+                f.attrs["test_file"] = str(test_path)
+                f.attrs["score_meaning"] = metrics["score_meaning"]
+            plot_roc([metrics], group.add(out / ROC_PLOT))
+            plot_efficiency([metrics], group.add(out / EFF_PLOT))
+            plot_gallery(data, scores, metrics, group.add(out / GALLERY_PLOT))
+            write_json(group.add(out / METRICS), metrics)
+    except BaseException:
+        if created:  # a folder made for these outputs goes with them
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return metrics
 
 

@@ -76,22 +76,52 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def interrupted_by() -> int | None:
+    """The signal whose handler ran in this stage (it raised :class:`Interrupted`), else None."""
+    return _state["interrupted"]
+
+
+#: times an Interrupted that Python could not raise is sent again (see :func:`_on_unraisable`)
+_RESEND = 3
+
+
+def _on_unraisable(info: Any) -> None:
+    """An :class:`Interrupted` raised where Python cannot propagate it (a garbage-collector callback,
+    a ``__del__``: Python prints "Exception ignored" and goes on) is sent again, quietly, so that
+    the handler raises it from ordinary code; anything else goes to the previous hook. The signal
+    comes from a thread a millisecond later: sent from here, its handler would run inside this hook."""
+    if isinstance(info.exc_value, Interrupted) and _state["resent"] < _RESEND:
+        import threading
+
+        _state["resent"] += 1
+        _state["interrupted"] = None
+        resend = threading.Timer(0.001, os.kill, (os.getpid(), info.exc_value.signum))
+        resend.daemon = True
+        resend.start()
+        return
+    _state["unraisablehook"](info)
+
+
 def install_signal_handlers(stage: str) -> dict[int, Any]:
     """Let SIGTERM, SIGINT and SIGHUP raise :class:`Interrupted`; returns the previous handlers
     (for :func:`restore_signal_handlers`). Outside the main thread it does nothing."""
-    _state.update(depth=0, pending=None, interrupted=None, stage=stage)
+    _state.update(depth=0, pending=None, interrupted=None, stage=stage, resent=0)
     old: dict[int, Any] = {}
     try:
         for s in SIGNALS:
             old[s] = signal.signal(s, _on_signal)
     except ValueError:  # not the main thread
-        pass
+        return old
+    _state["unraisablehook"] = sys.unraisablehook
+    sys.unraisablehook = _on_unraisable
     return old
 
 
 def restore_signal_handlers(old: dict[int, Any]) -> None:
     for s, handler in old.items():
         signal.signal(s, handler)
+    if old and sys.unraisablehook is _on_unraisable:
+        sys.unraisablehook = _state["unraisablehook"]
 
 
 @contextlib.contextmanager
@@ -284,8 +314,15 @@ def publish(tmp_path: Path, target: Path) -> None:
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary path (a file, or with ``directory`` a folder); on success it is renamed
-    to ``path``, on error deleted. Errors of writing become one line (:func:`write_error`)."""
+    to ``path``, on error deleted. Errors of writing become one line (:func:`write_error`).
+
+    A ``path`` that is itself a live temporary (of an :class:`OutputGroup`) is yielded as it is:
+    written in place and published by its group (a temporary of a temporary would have a name that
+    no rerun recognises, should SIGKILL leave it)."""
     target = Path(path)
+    if target in _LIVE:
+        yield target
+        return
     tmp = new_temporary(target, directory=directory)
     try:
         yield tmp
@@ -334,7 +371,9 @@ def output_group() -> Iterator[OutputGroup]:
         group.publish()
     except OSError as exc:
         group.discard()
-        raise write_error(target_of(exc.filename) if exc.filename else None, exc) or exc from exc
+        # an error without a file name (a plotting library's) is of the output being written: the last added
+        last = group.targets[-1] if group.targets else None
+        raise write_error(target_of(exc.filename) if exc.filename else last, exc) or exc from exc
     except BaseException:
         group.discard()
         raise
@@ -399,7 +438,7 @@ def write_error(target: str | os.PathLike[str] | None, exc: BaseException, *,
         target = target_of(filename)
     if target is None:
         return None
-    target = Path(target)
+    target = target_of(target)  # a temporary (of an output group) names the output it becomes
     if filename is not None:
         named = Path(os.fsdecode(filename))
         ours = {target, target.parent, *(p for p in (temporary,) if p is not None)}
@@ -528,3 +567,48 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist (yet)
         return False
+
+
+# -- a folder that one process at a time writes into ------------------------------------------
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike[str], name: str, what: str) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on ``folder/name`` while the block runs; refuse a second holder.
+
+    The lock file holds the holder's PID; it is removed and closed when the block ends (returns,
+    raises or is interrupted), and the kernel drops the lock of a killed holder. A process that
+    locked a file which the holder unlinked meanwhile tries again on the new file, so two
+    processes never both hold a lock on ``folder/name``. ``what`` names the holder in the refusal:
+    ``"{folder}: another {what} (PID n) is ... into this folder"``.
+    """
+    import fcntl
+
+    path = Path(folder) / name
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            msg = f"{folder}: another {what} (PID {pid}) is writing into this folder; wait for it or stop it"
+            raise CrnnError(msg) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the previous holder removed this file after we opened it: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # while still locked: a waiting process then locks the new file
+        finally:
+            os.close(fd)

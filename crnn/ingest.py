@@ -36,7 +36,7 @@ from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import check_outputs, refuse_aliases
 from crnn.progress import Progress
-from crnn.settings import check_value
+from crnn.settings import check_minimum, check_value
 from crnn.resample import fit_length, resample
 from crnn.rootmap import RootMapping, add_root_arguments, iter_root, mapping_from_args, open_root, tree_names
 from crnn.tracefile import LABELS, TraceFile, TraceSet, TraceWriter
@@ -299,6 +299,7 @@ def _response_args(text_or_path: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--input", args.input), ("--run-file", args.run_file)], [("--output", args.output)])
     check_outputs([("--output", args.output)])
+    check_minimum(args.chunk_size, 1, "--chunk-size")
     root = mapping_from_args(args)
     for key in ("resample_hz", "band_hz", "filter_order", "n_samples", "channels", "polarisations", "label"):
         if getattr(args, key) is not None:  # the rules of the config's ingest entries

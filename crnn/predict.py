@@ -45,6 +45,7 @@ from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
 from crnn.progress import Progress
 from crnn.rootmap import add_root_arguments, mapping_from_args
+from crnn.tracefile import h5_output
 
 log = logging.getLogger(__name__)
 SUFFIXES = (".h5", ".hdf5", ".csv", ".root")
@@ -187,7 +188,7 @@ def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray]
                 tree = f.mktree("scores", {k: v.dtype for k, v in branches.items()}, title=f"crnn {__version__} scores")
                 tree.extend(branches)
         else:
-            with h5py.File(tmp, "w") as f:
+            with h5_output(tmp) as f:
                 for c in first:
                     f.create_dataset(c, data=result[c])
                 for name, values in meta.items():
@@ -236,7 +237,9 @@ def run(args: argparse.Namespace) -> None:
     refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
                    [("--output", args.output)])
     check_outputs([("--output", args.output)])
-    from crnn.settings import check_value
+    from crnn.settings import check_minimum, check_value
+
+    check_minimum(args.chunk_size, 1, "--chunk-size")
 
     if args.working_point is not None:
         check_value(args.working_point, "evaluate.working_point_fpr", "--working-point")

@@ -91,6 +91,14 @@ def check_value(value: Any, path: str, where: str) -> None:
         raise CrnnError(msg)
 
 
+def check_minimum(value: int | float, minimum: int | float, where: str) -> None:
+    """Raise CrnnError (one line, in the schema's words) when a flag that no config setting carries
+    (e.g. ``--chunk-size``) is below ``minimum``."""
+    if value < minimum:
+        msg = f"{where}: {value} is less than the minimum of {minimum}"
+        raise CrnnError(msg)
+
+
 def validate(obj: Any, where: str = "settings") -> None:
     """Check a settings dataclass against its node of the schema (its ``SCHEMA`` class variable)."""
     path = getattr(type(obj), "SCHEMA", None)

@@ -411,9 +411,14 @@ def close_after_failure(h5: h5py.File, tmp: Path, *owners: object) -> None:
 def h5_output(tmp: Path) -> Iterator[h5py.File]:
     """An HDF5 file opened for writing on the temporary ``tmp`` (of :func:`crnn.fileutil.atomic_output`
     or an output group): closed at the end, and closed safely when writing fails; a failed write
-    becomes an OSError that names ``tmp``, so the caller's one-line error names the output."""
+    becomes an OSError that names ``tmp``, so the caller's one-line error names the output.
+
+    For outputs that fit in memory (scores, metadata): the file is built in memory (HDF5's core
+    driver) and written to ``tmp`` when it closes, so a full disk fails in one place, the close,
+    and never while datasets are created or released (which HDF5 reports as ignored exceptions
+    and, at the interpreter's exit, a segmentation fault)."""
     try:
-        f = h5py.File(tmp, "w")
+        f = h5py.File(tmp, "w", driver="core", backing_store=True)
     except RuntimeError as exc:
         raise _as_os_error(exc, tmp) from exc
     try:

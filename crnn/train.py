@@ -27,6 +27,7 @@ new card records ``init_from`` (path, SHA-256, name and training data of the ini
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
@@ -42,7 +43,7 @@ import numpy as np
 from crnn import __version__
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import atomic_output, folder_outputs, refuse_aliases, write_json
+from crnn.fileutil import atomic_output, check_outputs, folder_lock, folder_outputs, refuse_aliases, write_json
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import file_sha256, write_card
 from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping
@@ -274,6 +275,10 @@ def _choose_streaming(training: TrainingSettings, nbytes: int) -> bool:
     return stream
 
 
+#: held by a running training in its output folder (the holder's PID inside), see :func:`folder_lock`
+LOCK_FILE = ".train.lock"
+
+
 def train(
     train_path: str | Path,
     val_path: str | Path,
@@ -292,7 +297,32 @@ def train(
     With ``training.checkpoint``, the state after every epoch goes to ``output_dir/checkpoint``;
     a later call with the same settings and data resumes from it (``restart=True`` discards it).
     ``model_settings`` None: the defaults, or with ``training.init_from`` the initial model's.
+    While it runs, it holds the lock ``output_dir/.train.lock``: a second training into the same
+    folder is refused (:class:`CrnnError` naming the folder and the holder's PID). The lock is
+    released and its file removed when this returns or raises.
     """
+    with contextlib.ExitStack() as held:
+        return _train(
+            train_path, val_path, output_dir, held, model_settings=model_settings, training=training, seed=seed,
+            name=name, threads=threads, restart=restart, trust_model=trust_model,
+        )
+
+
+def _train(
+    train_path: str | Path,
+    val_path: str | Path,
+    output_dir: str | Path,
+    held: contextlib.ExitStack,
+    *,
+    model_settings: Any,
+    training: TrainingSettings,
+    seed: int,
+    name: str,
+    threads: int,
+    restart: bool,
+    trust_model: bool,
+) -> Path:
+    """:func:`train`; the output folder's lock enters ``held`` once the folder exists."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
@@ -327,6 +357,7 @@ def train(
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    held.enter_context(folder_lock(out, LOCK_FILE, "crnn train"))  # before the checkpoint is read or written
     run_id = {
         "settings": {"model": to_mapping(model_settings), "training": to_mapping(training), "seed": seed, "name": name},
         "data": {"train_sha256": train_sha, "val_sha256": val_sha},
@@ -369,7 +400,8 @@ def train(
             metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
         )
     else:
-        model = keras.models.load_model(state["model_path"])
+        assert checkpoint is not None  # a state comes from a checkpoint
+        model = checkpoint.load_model(state)
         model.optimizer.learning_rate = state["learning_rate"]
         initial_epoch = int(state["epoch"])
         history_rows = list(state["history"])
@@ -377,6 +409,7 @@ def train(
         early.set_state(state["early_stopping"], state["best_weights"])
         reduce_lr.set_state(state["reduce_lr"])
         resumes = [*state.get("resumes", []), {"epoch": initial_epoch, "utc": _utc_now()}]
+        checkpoint.record_resumes(resumes)  # kept even if this run is killed before its next checkpoint
         log.info(
             "resuming %s from its checkpoint after epoch %d of %d (%s)",
             name, initial_epoch, training.epochs, out / CHECKPOINT_DIR,
@@ -653,10 +686,34 @@ class _Checkpoint:
             if not p.exists():
                 msg = f"{self.state_path}: names {p.name}, which is missing; run again with --restart"
                 raise CrnnError(msg)
-        with np.load(best_path) as npz:
-            state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        try:
+            with open(best_path, "rb") as f, np.load(f) as npz:  # np.load(path) leaks the file when it fails
+                state["best_weights"] = [npz[f"w{i}"] for i in range(len(npz.files))]
+        except Exception as exc:  # a truncated or damaged file fails in many ways (zip, npy, OS)
+            raise self.damaged(best_path, exc) from exc
         state["model_path"] = str(model_path)
         return state
+
+    def load_model(self, state: dict[str, Any]) -> Any:
+        """The model (with its optimizer state) that ``state`` (from :meth:`load`) names."""
+        import keras
+
+        try:
+            return keras.models.load_model(state["model_path"])
+        except Exception as exc:  # a truncated .keras zip fails in many ways
+            raise self.damaged(Path(state["model_path"]), exc) from exc
+
+    @staticmethod
+    def damaged(path: Path, exc: BaseException) -> CrnnError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return CrnnError(f"{path}: a damaged checkpoint file, truncated or overwritten ({cause}); run again with "
+                         "--restart to discard the checkpoint and start over")
+
+    def record_resumes(self, resumes: list[dict[str, Any]]) -> None:
+        """Rewrite ``state.json`` with the resumes so far (the rest as it was), atomically."""
+        state = json.loads(self.state_path.read_text())
+        write_json(self.state_path, {**state, "resumes": resumes})
 
     def save(self, model: Any, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
         epoch = int(state["epoch"])
@@ -729,6 +786,7 @@ def run(args: argparse.Namespace) -> None:
     refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
                    folder_outputs("--output-dir", args.output_dir,
                                   ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
+    check_outputs(folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
     model_map = load_mapping(args.model)
     if args.cell:

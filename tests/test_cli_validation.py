@@ -55,6 +55,9 @@ CASES = [
     (["ingest", "--sampling-rate-hz", "0", "--tree", "t"], "--sampling-rate-hz: 0.0 is less than or equal to"),
     (["predict", "--working-point", "2"], "--working-point: 2.0 is greater than or equal to the maximum of 1"),
     (["predict", "--channels", "-1"], "--channels[0]: -1 is less than the minimum of 0"),
+    (["predict", "--chunk-size", "0"], "--chunk-size: 0 is less than the minimum of 1"),
+    (["calibrate", "--chunk-size", "0"], "--chunk-size: 0 is less than the minimum of 1"),
+    (["ingest", "--chunk-size", "-3"], "--chunk-size: -3 is less than the minimum of 1"),
 ]
 
 #: the files each stage needs on its command line (left absent: the check comes before any reading)

@@ -58,7 +58,7 @@ def test_schema_defaults_equal_package_defaults(path, cls):
     assert set(node["properties"]) == fields
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "test.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "test.yaml", "test_faults.yaml"])
 def test_configs_validate_and_build_settings(name):
     config = yaml.safe_load((REPO / "config" / name).read_text())
     jsonschema.validate(config, SCHEMA)

@@ -89,6 +89,116 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     assert not (whole / "checkpoint").exists()
 
 
+def test_second_training_into_a_running_folder_is_refused(tmp_path, splits):
+    # epochs and patience far above what runs before the first one is stopped: it trains throughout
+    training = {"epochs": 200, "batch_size": 128, "early_stopping_patience": 500}
+    out = tmp_path / "run"
+    first = _start_train(splits, out, training)
+    try:
+        lock = out / ".train.lock"
+        t0 = time.monotonic()
+        while not (lock.exists() and lock.read_text().strip()):
+            assert first.poll() is None, f"the first run ended:\n{first.stdout.read()[-3000:]}"
+            assert time.monotonic() - t0 < 120, "the first run took no lock"
+            time.sleep(0.02)
+        assert lock.read_text().strip() == str(first.pid)
+        second = _start_train(splits, out, training)
+        text = second.communicate(timeout=120)[0]
+        second.stdout.close()
+        assert second.returncode == 2, text[-2000:]
+        errors = [line for line in text.splitlines() if "another crnn train" in line]
+        assert len(errors) == 1, text[-2000:]
+        assert errors[0].startswith(f"crnn train: error: {out}: another crnn train (PID {first.pid}) "), errors[0]
+        assert "Traceback" not in text
+        assert first.poll() is None  # the refused run did not disturb the running one
+    finally:
+        if first.poll() is None:
+            first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+        first.stdout.close()
+    assert first.returncode == 128 + signal.SIGTERM
+    assert not lock.exists()  # released and removed by the interrupted run
+
+
+def test_folder_lock_is_exclusive_and_released_on_return_and_on_error(tmp_path):
+    from crnn.fileutil import folder_lock
+
+    lock = tmp_path / ".x.lock"
+    with folder_lock(tmp_path, ".x.lock", "crnn train") as path:
+        assert path == lock and lock.read_text().strip() == str(os.getpid())
+        # flock is per open file: a second holder in this very process is refused like another process
+        with pytest.raises(CrnnError, match=rf"^{tmp_path}: another crnn train \(PID {os.getpid()}\) is writing"), \
+                folder_lock(tmp_path, ".x.lock", "crnn train"):
+            pass
+    assert not lock.exists()
+    with pytest.raises(RuntimeError), folder_lock(tmp_path, ".x.lock", "crnn train"):
+        raise RuntimeError
+    assert not lock.exists()
+    with folder_lock(tmp_path, ".x.lock", "crnn train"):  # free again
+        pass
+
+
+def test_a_resume_killed_before_its_next_checkpoint_stays_in_the_card(tmp_path, splits):
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, default_name, train
+
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10, "streaming": "never"}
+    out = tmp_path / "run"
+    k = _kill_after_first_checkpoint(_start_train(splits, out, training), out)
+    # resume, and SIGKILL it as soon as it says so: before it can write its next checkpoint
+    proc = _start_train(splits, out, training)
+    t0 = time.monotonic()
+    for line in proc.stdout:
+        if " from its checkpoint after epoch " in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+        assert time.monotonic() - t0 < 120, "no resume line"
+    else:
+        raise AssertionError(f"the second run did not resume (rc {proc.wait()})")
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == k  # killed before its next checkpoint
+    assert [r["epoch"] for r in state["resumes"]] == [k]
+    # the third run (in process: same settings, same name as the CLI gives) finishes
+    train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
+          training=TrainingSettings(**training), seed=1, name=default_name(out))
+    card = json.loads((out / "model.card.json").read_text())
+    assert [r["epoch"] for r in card["training"]["resumed"]] == [k, k]  # both resumes, the killed one too
+    assert card["training"]["epochs_run"] == 6
+
+
+def test_a_truncated_checkpoint_is_one_line_with_a_restart_hint(tmp_path, splits):
+    import shutil
+
+    from crnn.models import ModelSettings
+    from crnn.train import TrainingSettings, train
+
+    training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10, "streaming": "never"}
+    killed = tmp_path / "killed"
+    _kill_after_first_checkpoint(_start_train(splits, killed, training, "--name", "ck"), killed)
+    for suffix in (".keras", ".npz", ".json"):  # the model, the best weights, the state
+        out = tmp_path / suffix[1:]
+        shutil.copytree(killed, out)
+        victim = next(p for p in (out / "checkpoint").iterdir() if p.suffix == suffix)
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+        kept = sorted(p.name for p in (out / "checkpoint").iterdir())
+        if suffix == ".keras":  # the CLI: one line, exit 2
+            proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", out, "--name", "ck",
+                            "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1",
+                            check=False)
+            assert proc.returncode == 2, proc.stderr[-2000:]
+            assert "Traceback" not in proc.stderr
+            err = proc.stderr.strip().splitlines()[-1]
+            assert err.startswith(f"crnn train: error: {victim}: ") and "--restart" in err, err
+        else:
+            with pytest.raises(CrnnError, match=rf"^{victim}: .*--restart"):
+                train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
+                      training=TrainingSettings(**training), seed=1, name="ck")
+        assert sorted(p.name for p in (out / "checkpoint").iterdir()) == kept  # left for the user to decide
+        assert not (out / "model.keras").exists()
+
+
 def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     training = {"epochs": 6, "batch_size": 128, "early_stopping_patience": 10}
     out = tmp_path / "run"
