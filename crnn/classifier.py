@@ -412,6 +412,33 @@ def configure_parallel_inference(streams: int = 0) -> int:
     return streams
 
 
+def _verified_card(path: str | os.PathLike[str], trust_model: bool) -> tuple[Path, dict[str, Any]]:
+    """The model's path and its card, checked to be whole and to match the model file (no Keras)."""
+    model_path = resolve_model_path(path)
+    card = read_card(model_path)
+    expected = card.get("model_sha256")
+    if expected is None and not trust_model:
+        msg = (f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
+               f"the model it describes; pass --trust-model only for files you trust")
+        raise CrnnError(msg)
+    if expected is not None and file_sha256(model_path) != expected:
+        msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
+               f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")
+        raise CrnnError(msg)
+    return model_path, card
+
+
+def card_classifier(path: str | os.PathLike[str], *, trust_model: bool = False) -> Classifier:
+    """A :class:`Classifier` of the card alone, without its network (Keras is not imported).
+
+    It checks inputs (:meth:`Classifier.check_input`, :meth:`Classifier.check_unit`) and working
+    points as the loaded one does, so commands refuse bad inputs before they import TensorFlow;
+    it cannot score.
+    """
+    model_path, card = _verified_card(path, trust_model)
+    return Classifier(None, card, model_path)
+
+
 def load_classifier(
     path: str | os.PathLike[str], *, safe_mode: bool = True, streams: int = 1, trust_model: bool = False
 ) -> Classifier:
@@ -426,17 +453,7 @@ def load_classifier(
     """
     trust_model = trust_model or not safe_mode
     safe_mode = not trust_model
-    model_path = resolve_model_path(path)
-    card = read_card(model_path)
-    expected = card.get("model_sha256")
-    if expected is None and not trust_model:
-        msg = (f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
-               f"the model it describes; pass --trust-model only for files you trust")
-        raise CrnnError(msg)
-    if expected is not None and file_sha256(model_path) != expected:
-        msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
-               f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")
-        raise CrnnError(msg)
+    model_path, card = _verified_card(path, trust_model)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 

@@ -39,7 +39,13 @@ import h5py
 import numpy as np
 
 from crnn import __version__
-from crnn.classifier import add_model_flags, configure_parallel_inference, fpr_text, load_classifier
+from crnn.classifier import (
+    add_model_flags,
+    card_classifier,
+    configure_parallel_inference,
+    fpr_text,
+    load_classifier,
+)
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
 from crnn.ingest import FORMATS, Conversion, RootMapping, detect_format, open_input, select_channels
@@ -90,11 +96,19 @@ def predict_files(
         msg = "predict: give either --threshold or --working-point, not both"
         raise CrnnError(msg)
     files = expand_inputs([str(i) for i in inputs])
+    conv = Conversion(channels=channels, polarisations=polarisations)
+    # every input is checked against the model's card before Keras and TensorFlow are imported
+    # (seconds): a refused input costs no more than reading its header and first chunk
+    card = card_classifier(model, trust_model=trust_model)
+    if working_point is not None:
+        card.threshold_at(working_point)
+    for path in files:
+        _check_input(card, path, fmt, root, conv, chunk_size, run_file, resample=resample, pad=pad,
+                     force_resample=force_resample)
     streams = configure_parallel_inference() if parallel else 1
     clf = load_classifier(model, safe_mode=not trust_model, streams=streams)
     thr = clf.threshold_at(working_point) if working_point is not None else (
         clf.threshold if threshold is None else float(threshold))
-    conv = Conversion(channels=channels, polarisations=polarisations)
     columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
     meta_parts: list[dict[str, np.ndarray]] = []
     source = _threshold_source(clf, thr, threshold, working_point)
@@ -150,6 +164,24 @@ def predict_files(
     log.info("%s: %d traces from %d file(s) in all, %d above the %s", out, len(result["scores"]), len(files),
              int(result["decision"].sum()), source)
     return out
+
+
+def _check_input(card, path: Path, fmt: str, root: RootMapping | None, conv: Conversion, chunk_size: int,
+                 run_file: str | Path | None, *, resample: bool, pad: bool, force_resample: bool) -> None:
+    """Refuse an input that the model cannot score, from its header and first chunk (as the scoring loop would)."""
+    kind = detect_format(path) if fmt == "auto" else fmt
+    info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
+    try:
+        card.check_unit(info["unit"], str(path), warn=False)
+        first = next(iter(chunks), None)
+        if first is not None:
+            x = select_channels(np.asarray(first.traces), conv.channels, str(path))
+            card.check_input(x.shape, float(info["sampling_rate_hz"]), str(path), resample=resample, pad=pad,
+                             force_resample=force_resample)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _threshold_source(clf, thr: float, threshold: float | None, working_point: float | None) -> str:

@@ -254,6 +254,21 @@ def _open_split(path: str | Path, what: str) -> _Split:
                       dict(tf.attrs), labels)
 
 
+def open_splits(train_path: str | Path, val_path: str | Path) -> tuple[_Split, _Split]:
+    """The training and validation splits, checked to be of one dataset run, shape and rate (no Keras)."""
+    train_split = _open_split(train_path, "training")
+    val_split = _open_split(val_path, "validation")
+    check_same_dataset_run(train_path, val_path)
+    if val_split.shape != train_split.shape:
+        msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
+        raise CrnnError(msg)
+    if not np.isclose(val_split.sampling_rate_hz, train_split.sampling_rate_hz):
+        msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
+               f"({train_split.sampling_rate_hz:g} Hz)")
+        raise CrnnError(msg)
+    return train_split, val_split
+
+
 def _scan_traces(path: Path) -> None:
     """Read every trace chunk by chunk: a streamed run finds NaN/Inf now, not in the middle of an epoch."""
     with TraceFile(path) as tf:
@@ -331,16 +346,7 @@ def _train(
     configure_threads(threads)
     configure_determinism(training.deterministic)
     devices = report_devices()
-    train_split = _open_split(train_path, "training")
-    val_split = _open_split(val_path, "validation")
-    check_same_dataset_run(train_path, val_path)
-    if val_split.shape != train_split.shape:
-        msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
-        raise CrnnError(msg)
-    if not np.isclose(val_split.sampling_rate_hz, train_split.sampling_rate_hz):
-        msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
-               f"({train_split.sampling_rate_hz:g} Hz)")
-        raise CrnnError(msg)
+    train_split, val_split = open_splits(train_path, val_path)
     init = _InitModel.load(training.init_from, train_split, trust_model) if training.init_from else None
     if init is not None:
         model_settings = init.model_settings(model_settings)
@@ -781,7 +787,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from crnn.modelcard import model_inputs
-    from crnn.models import ModelSettings
 
     refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
                    folder_outputs("--output-dir", args.output_dir,
@@ -799,12 +804,12 @@ def run(args: argparse.Namespace) -> None:
     if args.init_from is not None:
         training_map["init_from"] = args.init_from
     training = from_mapping(TrainingSettings, training_map, "training settings")
+    from crnn.model_settings import CARD_LEGACY_SETTINGS, ModelSettings
+
     model_settings = None
     if training.init_from:
         if model_map:  # only the keys given are compared with the initial model's architecture
             from crnn.modelcard import read_card, resolve_model_path
-
-            from crnn.models import CARD_LEGACY_SETTINGS
 
             card_model = read_card(resolve_model_path(training.init_from)).get("model", {})
             model_settings = from_mapping(
@@ -812,6 +817,8 @@ def run(args: argparse.Namespace) -> None:
             )
     else:
         model_settings = from_mapping(ModelSettings, model_map, "model settings")
+    # settings and splits are checked before train() imports Keras and TensorFlow (seconds)
+    open_splits(args.train, args.val)
     train(
         args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
         seed=args.seed, name=args.name or default_name(args.output_dir), threads=args.threads, restart=args.restart,

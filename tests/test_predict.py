@@ -18,6 +18,7 @@ from conftest import REPO, run_crnn
 from crnn import load_classifier
 from crnn.detector import RandomiseSettings
 from crnn.noise import ReceiverSettings
+from crnn.predict import predict_files
 from crnn.pulse import PulseModel, PulseSettings
 from crnn.simulate import SimulationSettings, Simulator
 from crnn.tracefile import TraceSet, write_traces
@@ -46,20 +47,34 @@ def _assert_outputs_agree(stem, n):
     return h5
 
 
+def _same_scores_as_the_cli(stem, cli_h5):
+    """The CLI's .h5 (two inference streams) holds the scores of the in-process run, in the same order."""
+    with h5py.File(cli_h5) as f, h5py.File(stem.with_suffix(".h5")) as g:
+        for key in ("index", "file_index", "window_start_s"):
+            np.testing.assert_array_equal(f[key][:], g[key][:])
+        np.testing.assert_allclose(f["scores"][:], g["scores"][:], atol=1e-5)
+        assert f.attrs["threshold"] == g.attrs["threshold"]
+
+
 def test_plain_h5py_file_to_h5_csv_and_root(tmp_path, tiny_model):
+    # the CLI writes one format; the same scoring writes all three in this process (no TensorFlow
+    # start per format), and the three must agree exactly
+    run_crnn("predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", tmp_path / "cli.h5",
+             "--chunk-size", "64")
     for suffix in (".h5", ".csv", ".root"):
-        run_crnn("predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", tmp_path / f"s{suffix}",
-                 "--chunk-size", "64")
+        predict_files(tiny_model, [EXAMPLE_H5], tmp_path / f"s{suffix}", chunk_size=64)
     h5 = _assert_outputs_agree(tmp_path / "s", 200)
+    _same_scores_as_the_cli(tmp_path / "s", tmp_path / "cli.h5")
     clf = load_classifier(tiny_model)
     with h5py.File(EXAMPLE_H5) as f:
         x, labels = f["traces"][:], f["labels"][:]
     np.testing.assert_allclose(h5["scores"], clf.predict(x, sampling_rate_hz=180e6), atol=1e-5)
     np.testing.assert_array_equal(h5["index"], np.arange(200))  # input order
     np.testing.assert_array_equal(h5["decision"], (h5["scores"] > clf.threshold).astype(np.int8))
-    with h5py.File(tmp_path / "s.h5") as f:
-        np.testing.assert_array_equal(f["labels"][:], labels)  # metadata carried through
-        assert f.attrs["threshold"] == pytest.approx(clf.threshold)
+    for out in ("s.h5", "cli.h5"):
+        with h5py.File(tmp_path / out) as f:
+            np.testing.assert_array_equal(f["labels"][:], labels)  # metadata carried through
+            assert f.attrs["threshold"] == pytest.approx(clf.threshold)
 
 
 def test_several_inputs_by_glob_and_working_points(tmp_path, tiny_model):
@@ -162,16 +177,22 @@ def test_sliding_windows_find_a_pulse_near_the_end_of_a_long_trace(good_model):
 def test_coreas_and_grand_real_files_to_all_three_formats(tmp_path, tiny_model, realdata):
     coreas = realdata / "coreas" / "example_data.hdf5"
     grand = realdata / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
+    # the CLI once per input, to .h5; the same settings in this process to all three formats
+    # CoREAS pulses at 10 GHz: 55 times the model's rate, resampled only when asked
+    run_crnn("predict", "-m", tiny_model, "-i", coreas, "-o", tmp_path / "cli_c.h5", "--pad", "--force-resample")
+    run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / "cli_g.h5", "--channels", "0", "1")
     for suffix in (".h5", ".csv", ".root"):
-        # CoREAS pulses at 10 GHz: 55 times the model's rate, resampled only when asked
-        run_crnn("predict", "-m", tiny_model, "-i", coreas, "-o", tmp_path / f"c{suffix}", "--pad", "--force-resample")
-        run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / f"g{suffix}", "--channels", "0", "1")
+        predict_files(tiny_model, [coreas], tmp_path / f"c{suffix}", pad=True, force_resample=True)
+        predict_files(tiny_model, [grand], tmp_path / f"g{suffix}", channels=(0, 1))
     _assert_outputs_agree(tmp_path / "c", 8)
     h5 = _assert_outputs_agree(tmp_path / "g", 36)
+    _same_scores_as_the_cli(tmp_path / "c", tmp_path / "cli_c.h5")
+    _same_scores_as_the_cli(tmp_path / "g", tmp_path / "cli_g.h5")
     # 2048 samples at 500 MHz = 737 at 180 MHz: two windows, the best one starts at 0 or 237 samples
     assert set(np.round(h5["window_start_s"] * 180e6).astype(int)) <= {0, 237}
-    with h5py.File(tmp_path / "g.h5") as f:
-        assert f["du_id"].shape == (36,)
+    for out in ("g.h5", "cli_g.h5"):
+        with h5py.File(tmp_path / out) as f:
+            assert f["du_id"].shape == (36,)
     proc = run_crnn("predict", "-m", tiny_model, "-i", grand, "-o", tmp_path / "x.h5", check=False)
     assert proc.returncode == 2 and "3 channel(s), but model model.keras expects 2" in proc.stderr
 

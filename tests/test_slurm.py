@@ -175,40 +175,80 @@ def rule_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     return counts
 
 
-def test_every_rule_runs_as_a_completed_slurm_job(slurm_env, tmp_path, capsys):
-    work = tmp_path / "run"
-    extra = tmp_path / "chunks.yaml"
-    # the simulation as two parallel jobs; one baseline and one shift suffice to run each rule as a job
-    extra.write_text("scale_out:\n  simulate_chunks: 2\nevaluate:\n  baselines: [matched_filter]\n"
-                     "robustness:\n  only: [band_plus_5mhz]\n")
+@pytest.fixture(scope="module")
+def broken_then_repaired(slurm_env, tmp_path_factory) -> dict:
+    """The whole test-config workflow on SLURM, first with a broken (truncated) upload, then again
+    after the repair: one pair of runs for both tests below, since each run takes minutes.
+
+    The first run makes everything that does not need the upload (keep-going) and fails its
+    ingestion; the rerun makes the rest, so between them every rule runs as a SLURM job.
+    """
+    base = tmp_path_factory.mktemp("slurm_run")
+    work = base / "run"
+    source = base / "input.root"
+    good = (REPO / "data" / "example_traces.root").read_bytes()
+    source.write_bytes(good[: len(good) // 3])  # a truncated upload: ingesting it must fail
+    extra = base / "extra.yaml"
+    # the simulation as two parallel jobs; one baseline and one shift suffice to run each rule as a
+    # job; a second ROOT input beside the example file that config/config.yaml always adds
+    extra.write_text(
+        "scale_out:\n  simulate_chunks: 2\nevaluate:\n  baselines: [matched_filter]\n"
+        "robustness:\n  only: [band_plus_5mhz]\n"
+        "ingest:\n  upload:\n"
+        f"    path: {source}\n    format: root\n    tree: events\n    branch: trace\n    unit: V\n"
+        "    sampling_rate_hz: 180.0e+6\n    label_branch: label\n    snr_branch: snr\n"
+    )
+    args = ("--configfile", str(REPO / "config" / "test.yaml"), str(extra))
+    results = work / yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results_dir"]
+    out: dict = {"work": work, "source": source, "extra": extra, "results": results}
+
     t0 = time.monotonic()
-    proc = run_snakemake(slurm_env, work, "--configfile", str(REPO / "config" / "test.yaml"), str(extra))
-    elapsed = time.monotonic() - t0
-    assert proc.returncode == 0, proc.stdout[-8000:]
-    rows = sacct_jobs(slurm_env, run_id(proc.stdout))
-    table = show(f"SLURM jobs of the test-config run ({elapsed:.0f} s):", rows, capsys)
+    out["first_proc"] = run_snakemake(slurm_env, work, *args)
+    out["first_s"] = time.monotonic() - t0
+    out["first"] = sacct_jobs(slurm_env, run_id(out["first_proc"].stdout))
+    merged = results / "simulate" / "traces.h5"
+    out["merged_stamp"] = merged.stat().st_mtime_ns if merged.exists() else None
+    out["dataset_after_first"] = (results / "dataset" / "train.h5").exists()
+
+    source.write_bytes(good)  # the input is repaired; the same command again
+    t0 = time.monotonic()
+    out["second_proc"] = run_snakemake(slurm_env, work, *args)
+    out["second_s"] = time.monotonic() - t0
+    out["second"] = sacct_jobs(slurm_env, run_id(out["second_proc"].stdout))
+    return out
+
+
+def test_every_rule_runs_as_a_completed_slurm_job(broken_then_repaired, capsys):
+    run = broken_then_repaired
+    work, extra, res = run["work"], run["extra"], run["results"]
+    assert run["second_proc"].returncode == 0, run["second_proc"].stdout[-8000:]
+    rows = sorted(run["first"] + run["second"], key=lambda r: int(r["JobID"]))
+    table = show(f"SLURM jobs of the two test-config runs ({run['first_s'] + run['second_s']:.0f} s):", rows, capsys)
+    # the broken upload's two attempts (checked in the next test) are the only jobs that did not complete
+    broken = [r for r in rows if r["Rule"] == "ingest_traces" and r["Wildcards"] == "upload" and r["State"] == "FAILED"]
+    assert len(broken) == 2 and all(r in run["first"] for r in broken), table
+    completed = [r for r in rows if r not in broken]
 
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    n_ingest = len(default["ingest"])  # the test config keeps the default's inputs
+    n_ingest = len(default["ingest"]) + 1  # the test config keeps the default's inputs; the upload
     n_baselines = len(yaml.safe_load(extra.read_text())["evaluate"]["baselines"])
     n_shifts = len(yaml.safe_load(extra.read_text())["robustness"]["only"])
-    assert rule_counts(rows) == {
+    assert rule_counts(completed) == {
         "simulate_traces": 2, "merge_traces": 1, "ingest_traces": n_ingest, "build_dataset": 1,
         "train_classifier": 2, "evaluate_classifier": 2, "evaluate_baseline": n_baselines, "write_report": 1, "report_page": 1,
         # the robustness suite: one job per shift of test.yaml, one scoring job per model and baseline
         "simulate_shift": n_shifts, "evaluate_robustness": 2 + n_baselines,
     }, table
-    assert all(r["State"] == "COMPLETED" and r["ExitCode"] == "0:0" for r in rows), table
+    assert all(r["State"] == "COMPLETED" and r["ExitCode"] == "0:0" for r in completed), table
     for r in rows:
         if r["Rule"] == "train_classifier":  # the profile's GPU request reached SLURM and was granted
             assert r["Partition"] == "gpu" and "gres/gpu=1" in r["AllocTRES"] and "cpu=2" in r["AllocTRES"], table
         else:
             assert r["Partition"] == "debug" and "gres/gpu" not in r["AllocTRES"], table
-    # each job submitted by this run also left SLURM's own log (slurm-keep-successful-logs)
+    # each job submitted by these runs also left SLURM's own log (slurm-keep-successful-logs)
     slurm_logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert sorted(p.stem for p in slurm_logs) == sorted(r["JobID"] for r in rows)
 
-    res = work / yaml.safe_load((REPO / "config" / "test.yaml").read_text())["results_dir"]
     assert (res / "report" / "summary.html").exists()
     assert (res / "simulate" / "traces.h5").exists() and not list((res / "simulate" / "chunks").glob("*.h5"))
     for model in ("gru", "lstm"):
@@ -218,25 +258,10 @@ def test_every_rule_runs_as_a_completed_slurm_job(slurm_env, tmp_path, capsys):
         assert "this job was given GPU(s) CUDA_VISIBLE_DEVICES=" in log, log[-2000:]
 
 
-def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(slurm_env, tmp_path, capsys):
-    work = tmp_path / "run"
-    source = tmp_path / "input.root"
-    good = (REPO / "data" / "example_traces.root").read_bytes()
-    source.write_bytes(good[: len(good) // 3])  # a truncated upload: ingesting it must fail
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        "simulate:\n  n_traces: 2000\n"
-        "scale_out:\n  simulate_chunks: 2\n"
-        "ingest:\n  upload:\n"
-        f"    path: {source}\n    format: root\n    tree: events\n    branch: trace\n    unit: V\n"
-        "    sampling_rate_hz: 180.0e+6\n    label_branch: label\n    snr_branch: snr\n"
-    )
-    target = "results/dataset/train.h5"
-
-    t0 = time.monotonic()
-    proc = run_snakemake(slurm_env, work, target, "--configfile", str(config))
-    first = sacct_jobs(slurm_env, run_id(proc.stdout))
-    table = show(f"SLURM jobs of the run with a broken input ({time.monotonic() - t0:.0f} s):", first, capsys)
+def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_then_repaired, capsys):
+    run = broken_then_repaired
+    proc, first, source = run["first_proc"], run["first"], run["source"]
+    table = show(f"SLURM jobs of the run with a broken input ({run['first_s']:.0f} s):", first, capsys)
     assert proc.returncode != 0, proc.stdout[-6000:]
     failed = [r for r in first if r["State"] != "COMPLETED"]
     # the job failed in SLURM, was retried once (profile: retries 1), failed again ...
@@ -246,22 +271,29 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(slurm_e
     assert f"SLURM-job '{failed[-1]['JobID']}' failed" in proc.stdout, proc.stdout[-6000:]
     assert "crnn ingest: error:" in proc.stdout and str(source) in proc.stdout, proc.stdout[-6000:]
     # every job that did not need the broken input ran to the end (keep-going), among them the
-    # ingestion of the example file that config/config.yaml always adds
-    assert jobs(r for r in first if r["State"] == "COMPLETED") == [
-        ("ingest_traces", "example_root"), ("merge_traces", ""), ("simulate_traces", "0"), ("simulate_traces", "1"),
-    ], table
-    merged = work / "results" / "simulate" / "traces.h5"
-    stamp = merged.stat().st_mtime_ns
-    assert not (work / target).exists()
+    # ingestion of the example files that config/config.yaml always adds, the robustness shift and
+    # the scoring of the shift by the baseline (which needs no model)
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    made_first = jobs(r for r in first if r["State"] == "COMPLETED")
+    assert made_first == sorted([
+        *(("ingest_traces", name) for name in default["ingest"]), ("merge_traces", ""),
+        ("simulate_shift", "band_plus_5mhz"), ("simulate_traces", "0"), ("simulate_traces", "1"),
+        ("evaluate_robustness", "matched_filter"),
+    ]), table
+    assert run["merged_stamp"] is not None and not run["dataset_after_first"]
 
-    source.write_bytes(good)  # the input is repaired; the same command again
-    t0 = time.monotonic()
-    proc = run_snakemake(slurm_env, work, target, "--configfile", str(config))
-    second = sacct_jobs(slurm_env, run_id(proc.stdout))
-    table = show(f"SLURM jobs of the rerun after the repair ({time.monotonic() - t0:.0f} s):", second, capsys)
+    proc, second = run["second_proc"], run["second"]
+    table = show(f"SLURM jobs of the rerun after the repair ({run['second_s']:.0f} s):", second, capsys)
     assert proc.returncode == 0, proc.stdout[-6000:]
-    # only the missing outputs were made: the simulation was not run again
-    assert jobs(second) == [("build_dataset", ""), ("ingest_traces", "upload")], table
+    # only the missing outputs were made: nothing of the first run was run again (the simulation
+    # among them), the repaired ingestion and all that depends on it were
+    made_second = jobs(second)
+    assert not set(made_first) & set(made_second), table
+    assert [j for j in made_second if j[0] in ("ingest_traces", "build_dataset")] == [
+        ("build_dataset", ""), ("ingest_traces", "upload")], table
+    assert {j[0] for j in made_second} == {
+        "ingest_traces", "build_dataset", "train_classifier", "evaluate_classifier", "evaluate_baseline",
+        "evaluate_robustness", "write_report", "report_page"}, table
     assert all(r["State"] == "COMPLETED" for r in second), table
-    assert merged.stat().st_mtime_ns == stamp
-    assert (work / target).exists()
+    assert (run["results"] / "simulate" / "traces.h5").stat().st_mtime_ns == run["merged_stamp"]
+    assert (run["results"] / "dataset" / "train.h5").exists()
