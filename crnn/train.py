@@ -767,7 +767,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name, used by evaluate and report (default: the name of --output-dir)")
     p.add_argument("--model", help="model settings: JSON/YAML string or file (cell, units, ...)")
     p.add_argument("--training", help="training settings: JSON/YAML string or file (epochs, batch_size, ...)")
-    add_print_settings(p, "--print-settings", {"--model": "crnn.models:ModelSettings", "--training": TrainingSettings})
+    add_print_settings(p, "--print-settings", {"--model": "crnn.model_settings:ModelSettings", "--training": TrainingSettings})
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell (overrides --model)")
     defaults = TrainingSettings()
     p.add_argument("--epochs", type=int, help=f"maximum epochs (overrides --training; default {defaults.epochs})")

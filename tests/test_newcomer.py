@@ -223,7 +223,7 @@ def test_a_missing_config_input_names_its_key_and_where_it_was_looked_for(tmp_pa
     ("evaluate", {"--settings": "crnn.evaluate:EvaluationSettings"}),
     ("robustness", {"--settings": "crnn.robustness:RobustnessSettings",
                     "--baseline-settings": "crnn.baselines:BaselineSettings"}),
-    ("train", {"--model": "crnn.models:ModelSettings", "--training": "crnn.train:TrainingSettings"}),
+    ("train", {"--model": "crnn.model_settings:ModelSettings", "--training": "crnn.train:TrainingSettings"}),
 ])
 def test_print_settings_lists_every_key_with_its_default_and_meaning(stage, options, capsys):
     """`crnn STAGE --print-settings` (issue 16, item 5): YAML whose values are the defaults that the
