@@ -345,23 +345,23 @@ def _gallery_html(galleries: list[tuple[str, Path]], room: int) -> str:
     not fit."""
     from crnn.plots import shrink_png  # matplotlib only where a page is written
 
-    present = [(name, p) for name, p in galleries if p.exists()]
+    present = [(name, p, p.read_bytes()) for name, p in galleries if p.exists()]
     heads = [f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary><figure>"
-             for i, (name, _) in enumerate(present)]
-    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p) in zip(heads, present)]
-    need = [w + 4 * -(-p.stat().st_size // 3) for w, (_, p) in zip(wrap, present)]
+             for i, (name, _, _) in enumerate(present)]
+    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p, _) in zip(heads, present)]
+    need = [w + 4 * -(-len(data) // 3) for w, (_, _, data) in zip(wrap, present)]
     # water-filling: small galleries keep their size, the others share what is left equally
     room, share = room - 1000, {}  # 1000: the note below
     for k, i in enumerate(sorted(range(len(present)), key=need.__getitem__)):
         share[i] = min(need[i], room // (len(present) - k))
         room -= share[i]
     parts, shrunk, left_out = [], [], []
-    for i, ((name, p), head) in enumerate(zip(present, heads)):
-        raw = shrink_png(p.read_bytes(), max(0, (share[i] - wrap[i]) * 3 // 4), MIN_GALLERY_WIDTH_PX)
+    for i, ((name, p, data), head) in enumerate(zip(present, heads)):
+        raw = shrink_png(data, max(0, (share[i] - wrap[i]) * 3 // 4), MIN_GALLERY_WIDTH_PX)
         if raw is None:
             left_out.append(name)
             continue
-        if len(raw) != p.stat().st_size:
+        if raw is not data:
             shrunk.append(name)
         parts.append(f"{head}{_img(p, raw)}</figure></details>")
     if not present:

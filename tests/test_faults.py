@@ -99,16 +99,20 @@ def test_output_that_is_a_folder_is_refused_before_work(tmp_path):
     assert os.listdir(tmp_path) == ["a.h5"] and os.listdir(out) == []
 
 
-@pytest.fixture
-def small_tmpfs(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(mnt)], capture_output=True,
+def _tmpfs(where: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``where`` (skips where mounting is not allowed), unmounted after."""
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a 5 MB tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+        pytest.skip(f"cannot mount a {size} tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    yield from _tmpfs(tmp_path / "small", "5m")
 
 
 def test_full_disk_is_one_line(small_tmpfs):
@@ -123,14 +127,7 @@ def test_full_disk_is_one_line(small_tmpfs):
 @pytest.fixture
 def tiny_tmpfs(tmp_path):
     """8 kB: smaller than the HDF5 file of a few hundred scores."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mnt)], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount an 8 kB tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+    yield from _tmpfs(tmp_path / "tiny", "8k")
 
 
 @pytest.mark.parametrize(("stage", "target"), [("predict", "s.h5"), ("evaluate", "ev/scores.h5")])
