@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import functools
 import json
-import math
 import types
 import typing
 from collections.abc import Mapping
@@ -198,25 +197,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def yaml_flow(value: Any) -> str:
-    """``value`` in YAML flow style that YAML 1.1 readers (PyYAML, Snakemake) read back as the same
-    value: floats always with a point in the mantissa (``1.0e-08``; ``1e-08`` would be a string)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        return (mantissa if "." in mantissa else f"{mantissa}.0") + (f"e{exponent}" if e else "")
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {yaml_flow(v)}" for k, v in value.items()) + "}"
-    return "[" + ", ".join(yaml_flow(v) for v in value) + "]"
+    """``value`` in YAML flow style (PyYAML's, which writes floats as ``1.0e-08`` so that YAML 1.1
+    readers such as Snakemake read them back as numbers)."""
+    plain = json.loads(json.dumps(value, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o)
+                                  else list(o)))
+    return yaml.safe_dump({"v": plain}, default_flow_style=True, width=10**9).strip()[len("{v: "):-1]
 
 
 def settings_listing(cls: type, path: str | None = None, indent: int = 0) -> list[str]:
