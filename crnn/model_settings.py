@@ -40,6 +40,14 @@ class ModelSettings:
     whiten_band: bool = False
     #: bins more than this below the channel's mean smoothed power are not raised above it, in dB
     whiten_floor_db: float = 20.0
+    #: how each trace's scale is measured before the network sees it: ``rms`` (the whole trace's
+    #: RMS) or ``robust`` (the median of the RMS of 8 segments per channel, which a short pulse or a
+    #: transient of human-made interference does not raise)
+    normalise: str = "rms"
+    #: how the whitening estimates each trace's power spectrum: ``periodogram`` (the whole trace's,
+    #: smoothed over 9 bins) or ``median`` (the median over Hann-windowed 64-sample segments, half
+    #: overlapping, which a transient occupying a few segments does not raise)
+    whiten_estimate: str = "periodogram"
 
     @property
     def layer_units(self) -> tuple[int, ...]:
@@ -62,7 +70,10 @@ class ModelSettings:
 
 #: settings that model cards written before the setting existed lack, with the behaviour those
 #: models have (their architecture, not today's default)
-CARD_LEGACY_SETTINGS: dict[str, Any] = {"whiten": False, "whiten_band": False, "whiten_floor_db": 20.0}
+CARD_LEGACY_SETTINGS: dict[str, Any] = {
+    "whiten": False, "whiten_band": False, "whiten_floor_db": 20.0, "normalise": "rms",
+    "whiten_estimate": "periodogram",
+}
 
 
 def settings_from_card(card_model: dict[str, Any], what: str) -> ModelSettings:

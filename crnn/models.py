@@ -30,21 +30,44 @@ from crnn.errors import CrnnError
 from crnn.model_settings import CARD_LEGACY_SETTINGS, ModelSettings, settings_from_card  # noqa: F401
 
 
+#: segments per channel of the robust scale estimate (``normalise: robust``)
+ROBUST_SEGMENTS = 8
+#: samples per segment of the median spectrum estimate (``whiten_estimate: median``), half overlapping
+SPECTRUM_SEGMENT = 64
+
+
 @keras.saving.register_keras_serializable(package="crnn")
 class TraceNormalization(layers.Layer):
-    """Divide each trace by its RMS over channels and samples (scale invariance)."""
+    """Divide each trace by its scale (scale invariance: V, uV or ADC counts give the same score).
 
-    def __init__(self, epsilon: float = 1e-30, **kwargs: Any) -> None:
+    ``method="rms"``: the RMS over channels and samples. ``method="robust"``: the square root of the
+    median, over channels and ``ROBUST_SEGMENTS`` segments per channel, of each segment's mean
+    square: a pulse or a transient that fills fewer than half the segments leaves it at the noise
+    level, so a strong transient elsewhere in the trace does not shrink the pulse.
+    """
+
+    def __init__(self, epsilon: float = 1e-30, method: str = "rms", **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if method not in ("rms", "robust"):
+            raise CrnnError(f"trace normalisation: method must be rms or robust, got {method!r}")
         self.epsilon = epsilon
+        self.method = method
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
-        rms = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
-        return x / ops.maximum(rms, self.epsilon)
+        if self.method == "rms":
+            scale = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
+        else:
+            n_samples = x.shape[-1]
+            n_seg = min(ROBUST_SEGMENTS, n_samples)
+            length = n_samples // n_seg
+            seg = ops.reshape(x[..., : n_seg * length], (-1, x.shape[1] * n_seg, length))
+            mean_square = ops.mean(ops.square(seg), axis=-1)
+            scale = ops.sqrt(ops.median(mean_square, axis=-1))[:, None, None]
+        return x / ops.maximum(scale, self.epsilon)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "epsilon": self.epsilon}
+        return {**super().get_config(), "epsilon": self.epsilon, "method": self.method}
 
 
 @keras.saving.register_keras_serializable(package="crnn")
@@ -62,7 +85,7 @@ class SpectralWhitening(layers.Layer):
 
     def __init__(
         self, smooth_bins: int = 9, floor_db: float = 20.0, band: tuple[float, float] | None = None,
-        edge_width: float = 0.02, **kwargs: Any,
+        edge_width: float = 0.02, estimate: str = "periodogram", **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if smooth_bins < 1 or smooth_bins % 2 == 0:
@@ -73,6 +96,26 @@ class SpectralWhitening(layers.Layer):
         self.floor_db = floor_db
         self.band = None if band is None else (float(band[0]), float(band[1]))
         self.edge_width = edge_width
+        if estimate not in ("periodogram", "median"):
+            raise CrnnError(f"spectral whitening: estimate must be periodogram or median, got {estimate!r}")
+        self.estimate = estimate
+
+    def _median_power(self, x, n_samples: int):
+        """Median over half-overlapping Hann segments of their power spectra, interpolated to the
+        bins of the whole trace's rfft (shape of ``x`` with the last axis n_samples // 2 + 1)."""
+        length = min(SPECTRUM_SEGMENT, n_samples)
+        step = max(length // 2, 1)
+        starts = np.arange(0, n_samples - length + 1, step)
+        index = (starts[:, None] + np.arange(length)[None, :]).astype("int32")
+        window = np.hanning(length + 2)[1:-1].astype("float32")  # no zero end points
+        frames = ops.take(x, ops.convert_to_tensor(index), axis=-1) * ops.convert_to_tensor(window)
+        re, im = ops.rfft(frames)
+        power = ops.median(re * re + im * im, axis=-2)
+        seg_freq = np.fft.rfftfreq(length)
+        trace_freq = np.fft.rfftfreq(n_samples)
+        # linear interpolation from the segments' bins to the trace's, as one matrix
+        interp = np.stack([np.interp(trace_freq, seg_freq, np.eye(len(seg_freq))[k]) for k in range(len(seg_freq))])
+        return ops.matmul(power, ops.convert_to_tensor(interp.astype("float32")))
 
     def _band_mask(self, n_samples: int):
         """Weights of the rfft bins: 1 in the band, raised-cosine edges ``edge_width`` wide."""
@@ -89,12 +132,15 @@ class SpectralWhitening(layers.Layer):
         x = ops.cast(inputs, "float32")
         n_samples = x.shape[-1]
         real, imag = ops.rfft(x)
-        power = real * real + imag * imag
-        half = self.smooth_bins // 2
-        padded = ops.pad(power, [[0, 0], [0, 0], [half, half]], mode="reflect") if half else power
-        cumulative = ops.cumsum(padded, axis=-1)
-        cumulative = ops.concatenate([ops.zeros_like(cumulative[..., :1]), cumulative], axis=-1)
-        smooth = (cumulative[..., self.smooth_bins:] - cumulative[..., : -self.smooth_bins]) / self.smooth_bins
+        if self.estimate == "median":
+            smooth = self._median_power(x, n_samples)
+        else:
+            power = real * real + imag * imag
+            half = self.smooth_bins // 2
+            padded = ops.pad(power, [[0, 0], [0, 0], [half, half]], mode="reflect") if half else power
+            cumulative = ops.cumsum(padded, axis=-1)
+            cumulative = ops.concatenate([ops.zeros_like(cumulative[..., :1]), cumulative], axis=-1)
+            smooth = (cumulative[..., self.smooth_bins:] - cumulative[..., : -self.smooth_bins]) / self.smooth_bins
         floor = ops.mean(smooth, axis=-1, keepdims=True) * (10.0 ** (-self.floor_db / 10.0))
         weight = 1.0 / ops.sqrt(ops.maximum(smooth, ops.maximum(floor, 1e-30)))
         mask = self._band_mask(n_samples)
@@ -106,6 +152,7 @@ class SpectralWhitening(layers.Layer):
         return {
             **super().get_config(), "smooth_bins": self.smooth_bins, "floor_db": self.floor_db,
             "band": None if self.band is None else list(self.band), "edge_width": self.edge_width,
+            "estimate": self.estimate,
         }
 
 
@@ -121,7 +168,7 @@ def build_classifier(
     settings.check()
     inputs = keras.Input(shape=tuple(input_shape), name="traces")
     # float32 whatever the dtype policy: squares of traces in volts (1e-10) underflow in float16
-    x = TraceNormalization(name="normalise", dtype="float32")(inputs)
+    x = TraceNormalization(method=settings.normalise, name="normalise", dtype="float32")(inputs)
     if settings.whiten:
         band = None
         if settings.whiten_band:
@@ -129,9 +176,10 @@ def build_classifier(
                 raise CrnnError("model setting whiten_band needs the training data's band_hz and sampling_rate_hz")
             band = (band_hz[0] / sampling_rate_hz, min(band_hz[1] / sampling_rate_hz, 0.5))
         white = SpectralWhitening(
-            floor_db=settings.whiten_floor_db, band=band, name="whiten", dtype="float32",
+            floor_db=settings.whiten_floor_db, band=band, estimate=settings.whiten_estimate, name="whiten",
+            dtype="float32",
         )(x)
-        white = TraceNormalization(name="normalise_white", dtype="float32")(white)
+        white = TraceNormalization(method=settings.normalise, name="normalise_white", dtype="float32")(white)
         x = layers.Concatenate(axis=1, name="trace_and_white")([x, white])
     x = layers.Permute((2, 1), name="time_major")(x)
     if settings.conv_filters > 0:

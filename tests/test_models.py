@@ -228,3 +228,66 @@ def test_whitening_models_round_trip(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_robust_normalisation_ignores_a_transient_that_rms_follows():
+    from crnn.models import TraceNormalization
+
+    rng = np.random.default_rng(7)
+    noise = rng.normal(size=(32, 2, 500)).astype("float32")
+    loud = noise.copy()
+    loud[:, :, 100:160] += 10.0 * rng.normal(size=(32, 2, 60)).astype("float32")  # a burst in 1 of 8 segments
+    quiet = slice(300, 500)  # the part of the trace the burst leaves alone
+    for method, lo, hi in (("rms", 0.2, 0.4), ("robust", 0.9, 1.1)):
+        layer = TraceNormalization(method=method)
+        assert np.std(np.asarray(layer(noise))) == pytest.approx(1.0, abs=0.05)
+        # the noise beside the burst keeps its unit scale only with the robust estimate
+        assert lo < np.std(np.asarray(layer(loud))[:, :, quiet]) < hi, method
+
+
+def test_median_spectrum_whitening_is_not_pulled_down_by_a_transient():
+    from crnn.models import SpectralWhitening
+
+    rng = np.random.default_rng(8)
+    x = _band_noise(rng, 64, 500, 180e6, order=6)
+    x /= x.std()
+    burst = x.copy()
+    burst[:, :, 60:120] += 8.0 * _band_noise(rng, 64, 60, 180e6, order=2)[:, :, :60] / x.std()
+    quiet = slice(250, 500)
+    gains = {}
+    for estimate in ("periodogram", "median"):
+        layer = SpectralWhitening(estimate=estimate)
+        ref = np.std(np.asarray(layer(x.astype("float32")))[:, :, quiet])
+        gains[estimate] = np.std(np.asarray(layer(burst.astype("float32")))[:, :, quiet]) / ref
+    # the whole-trace periodogram takes the burst's power as background and shrinks the rest
+    assert gains["periodogram"] < 0.6
+    assert 0.8 < gains["median"] < 1.2
+
+
+@pytest.mark.parametrize("estimate", ["periodogram", "median"])
+def test_median_whitening_flattens_a_coloured_band(estimate):
+    from crnn.models import SpectralWhitening
+
+    rng = np.random.default_rng(9)
+    fs_hz, n = 180e6, 500
+    freq = np.fft.rfftfreq(n, 1 / fs_hz)
+    x = _band_noise(rng, 256, n, fs_hz, order=4)
+    x = np.fft.irfft(np.fft.rfft(x, axis=-1) * np.interp(freq, [30e6, 80e6], [3.16, 1.0]), n, axis=-1)
+    after = (np.abs(np.fft.rfft(np.asarray(SpectralWhitening(estimate=estimate)(x.astype("float32"))), axis=-1)) ** 2)
+    band = (freq > 36e6) & (freq < 74e6)
+    profile = after.mean(axis=(0, 1))[band]
+    assert profile.max() / profile.min() < 1.6
+
+
+def test_robust_models_round_trip(tmp_path):
+    import keras
+
+    settings = ModelSettings(whiten=True, units=8, conv_filters=4, normalise="robust", whiten_estimate="median")
+    model = build_classifier((2, 500), settings)
+    assert model.get_layer("normalise").method == "robust"
+    x = np.random.default_rng(5).normal(size=(8, 2, 500)).astype("float32")
+    path = tmp_path / "r.keras"
+    model.save(path)
+    again = keras.saving.load_model(path, safe_mode=True)
+    assert again.get_layer("whiten").estimate == "median"
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
