@@ -45,9 +45,12 @@ class ModelSettings:
     #: transient of human-made interference does not raise)
     normalise: str = "rms"
     #: how the whitening estimates each trace's power spectrum: ``periodogram`` (the whole trace's,
-    #: smoothed over 9 bins) or ``median`` (the median over Hann-windowed 64-sample segments, half
-    #: overlapping, which a transient occupying a few segments does not raise)
+    #: smoothed over 9 bins) or ``median`` (the median over Hann-windowed segments of
+    #: ``whiten_segment_samples``, half overlapping, which a transient occupying a few segments does not raise)
     whiten_estimate: str = "periodogram"
+    #: samples per segment of the ``median`` spectrum estimate (half overlapping): longer segments
+    #: resolve CW lines finely, shorter ones keep a long transient out of more of them
+    whiten_segment_samples: int = 64
 
     @property
     def layer_units(self) -> tuple[int, ...]:
@@ -72,7 +75,7 @@ class ModelSettings:
 #: models have (their architecture, not today's default)
 CARD_LEGACY_SETTINGS: dict[str, Any] = {
     "whiten": False, "whiten_band": False, "whiten_floor_db": 20.0, "normalise": "rms",
-    "whiten_estimate": "periodogram",
+    "whiten_estimate": "periodogram", "whiten_segment_samples": 64,
 }
 
 

@@ -32,8 +32,6 @@ from crnn.model_settings import CARD_LEGACY_SETTINGS, ModelSettings, settings_fr
 
 #: segments per channel of the robust scale estimate (``normalise: robust``)
 ROBUST_SEGMENTS = 8
-#: samples per segment of the median spectrum estimate (``whiten_estimate: median``), half overlapping
-SPECTRUM_SEGMENT = 64
 
 
 @keras.saving.register_keras_serializable(package="crnn")
@@ -85,7 +83,7 @@ class SpectralWhitening(layers.Layer):
 
     def __init__(
         self, smooth_bins: int = 9, floor_db: float = 20.0, band: tuple[float, float] | None = None,
-        edge_width: float = 0.02, estimate: str = "periodogram", **kwargs: Any,
+        edge_width: float = 0.02, estimate: str = "periodogram", segment_samples: int = 64, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if smooth_bins < 1 or smooth_bins % 2 == 0:
@@ -99,11 +97,12 @@ class SpectralWhitening(layers.Layer):
         if estimate not in ("periodogram", "median"):
             raise CrnnError(f"spectral whitening: estimate must be periodogram or median, got {estimate!r}")
         self.estimate = estimate
+        self.segment_samples = int(segment_samples)
 
     def _median_power(self, x, n_samples: int):
         """Median over half-overlapping Hann segments of their power spectra, interpolated to the
         bins of the whole trace's rfft (shape of ``x`` with the last axis n_samples // 2 + 1)."""
-        length = min(SPECTRUM_SEGMENT, n_samples)
+        length = min(self.segment_samples, n_samples)
         step = max(length // 2, 1)
         starts = np.arange(0, n_samples - length + 1, step)
         index = (starts[:, None] + np.arange(length)[None, :]).astype("int32")
@@ -152,7 +151,7 @@ class SpectralWhitening(layers.Layer):
         return {
             **super().get_config(), "smooth_bins": self.smooth_bins, "floor_db": self.floor_db,
             "band": None if self.band is None else list(self.band), "edge_width": self.edge_width,
-            "estimate": self.estimate,
+            "estimate": self.estimate, "segment_samples": self.segment_samples,
         }
 
 
@@ -176,8 +175,8 @@ def build_classifier(
                 raise CrnnError("model setting whiten_band needs the training data's band_hz and sampling_rate_hz")
             band = (band_hz[0] / sampling_rate_hz, min(band_hz[1] / sampling_rate_hz, 0.5))
         white = SpectralWhitening(
-            floor_db=settings.whiten_floor_db, band=band, estimate=settings.whiten_estimate, name="whiten",
-            dtype="float32",
+            floor_db=settings.whiten_floor_db, band=band, estimate=settings.whiten_estimate,
+            segment_samples=settings.whiten_segment_samples, name="whiten", dtype="float32",
         )(x)
         white = TraceNormalization(method=settings.normalise, name="normalise_white", dtype="float32")(white)
         x = layers.Concatenate(axis=1, name="trace_and_white")([x, white])

@@ -282,7 +282,8 @@ def test_median_whitening_flattens_a_coloured_band(estimate):
 def test_robust_models_round_trip(tmp_path):
     import keras
 
-    settings = ModelSettings(whiten=True, units=8, conv_filters=4, normalise="robust", whiten_estimate="median")
+    settings = ModelSettings(whiten=True, units=8, conv_filters=4, normalise="robust", whiten_estimate="median",
+                             whiten_segment_samples=128)
     model = build_classifier((2, 500), settings)
     assert model.get_layer("normalise").method == "robust"
     x = np.random.default_rng(5).normal(size=(8, 2, 500)).astype("float32")
@@ -290,4 +291,5 @@ def test_robust_models_round_trip(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
     assert again.get_layer("whiten").estimate == "median"
+    assert again.get_layer("whiten").segment_samples == 128
     np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
