@@ -88,6 +88,9 @@ def torch_peer(settings: Any, n_channels: int, n_samples: int):
             self.whiten = s.whiten
             self.smooth_bins = 9
             self.floor = 10.0 ** (-s.whiten_floor_db / 10.0)
+            self.robust = s.normalise == "robust"
+            self.median_spectrum = s.whiten_estimate == "median"
+            self.segment = s.whiten_segment_samples
             width = 2 * n_channels if s.whiten else n_channels
             if self.conv:
                 self.pad1 = _same_padding(n_samples, s.conv_kernel_size, 1)
@@ -102,18 +105,40 @@ def torch_peer(settings: Any, n_channels: int, n_samples: int):
             self.dropout = nn.Dropout(s.dropout)
             self.score = nn.Linear(s.units * (2 if s.bidirectional else 1), 1)
 
-        @staticmethod
-        def normalise(x):
-            rms = torch.sqrt(torch.mean(torch.square(x), dim=(1, 2), keepdim=True))
-            return x / torch.clamp(rms, min=1e-30)
+        def normalise(self, x):
+            if self.robust:  # crnn.models.TraceNormalization(method="robust")
+                n_seg = min(8, x.shape[-1])
+                seg = x[..., : n_seg * (x.shape[-1] // n_seg)].reshape(x.shape[0], -1, x.shape[-1] // n_seg)
+                # torch.median takes the lower middle value; keras.ops.median the mean of the two
+                ms = seg.square().mean(dim=-1)
+                scale = torch.sqrt(torch.quantile(ms, 0.5, dim=-1))[:, None, None]
+            else:
+                scale = torch.sqrt(torch.mean(torch.square(x), dim=(1, 2), keepdim=True))
+            return x / torch.clamp(scale, min=1e-30)
+
+        def median_power(self, x):
+            # crnn.models.SpectralWhitening(estimate="median"): median over half-overlapping Hann segments
+            length = min(self.segment, x.shape[-1])
+            frames = x.unfold(-1, length, max(length // 2, 1))
+            window = torch.hann_window(length + 2, periodic=False, dtype=x.dtype, device=x.device)[1:-1]
+            spec = torch.fft.rfft(frames * window)
+            power = torch.quantile(spec.real.square() + spec.imag.square(), 0.5, dim=-2)
+            seg_freq = torch.fft.rfftfreq(length, device=x.device)
+            trace_freq = torch.fft.rfftfreq(x.shape[-1], device=x.device)
+            pos = torch.clamp(torch.searchsorted(seg_freq, trace_freq, right=True) - 1, 0, length // 2 - 1)
+            frac = (trace_freq - seg_freq[pos]) / (seg_freq[pos + 1] - seg_freq[pos])
+            return power[..., pos] * (1 - frac) + power[..., pos + 1] * frac
 
         def white(self, x):
             # the same steps as crnn.models.SpectralWhitening: divide by the smoothed amplitude
             spec = torch.fft.rfft(x)
-            power = spec.real.square() + spec.imag.square()
-            half = self.smooth_bins // 2
-            padded = F.pad(power, (half, half), mode="reflect")
-            smooth = F.avg_pool1d(padded, self.smooth_bins, stride=1)
+            if self.median_spectrum:
+                smooth = self.median_power(x)
+            else:
+                power = spec.real.square() + spec.imag.square()
+                half = self.smooth_bins // 2
+                padded = F.pad(power, (half, half), mode="reflect")
+                smooth = F.avg_pool1d(padded, self.smooth_bins, stride=1)
             floor = smooth.mean(dim=-1, keepdim=True) * self.floor
             weight = torch.rsqrt(torch.clamp(torch.maximum(smooth, floor), min=1e-30))
             return torch.fft.irfft(spec * weight, n=x.shape[-1])

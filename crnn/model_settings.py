@@ -43,14 +43,14 @@ class ModelSettings:
     #: how each trace's scale is measured before the network sees it: ``rms`` (the whole trace's
     #: RMS) or ``robust`` (the median of the RMS of 8 segments per channel, which a short pulse or a
     #: transient of human-made interference does not raise)
-    normalise: str = "rms"
+    normalise: str = "robust"
     #: how the whitening estimates each trace's power spectrum: ``periodogram`` (the whole trace's,
     #: smoothed over 9 bins) or ``median`` (the median over Hann-windowed segments of
     #: ``whiten_segment_samples``, half overlapping, which a transient occupying a few segments does not raise)
-    whiten_estimate: str = "periodogram"
+    whiten_estimate: str = "median"
     #: samples per segment of the ``median`` spectrum estimate (half overlapping): longer segments
     #: resolve CW lines finely, shorter ones keep a long transient out of more of them
-    whiten_segment_samples: int = 64
+    whiten_segment_samples: int = 128
 
     @property
     def layer_units(self) -> tuple[int, ...]:

@@ -64,6 +64,9 @@ class TraceNormalization(layers.Layer):
             scale = ops.sqrt(ops.median(mean_square, axis=-1))[:, None, None]
         return x / ops.maximum(scale, self.epsilon)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "epsilon": self.epsilon, "method": self.method}
 
@@ -146,6 +149,9 @@ class SpectralWhitening(layers.Layer):
         if mask is not None:
             weight = weight * ops.convert_to_tensor(mask)
         return ops.irfft((real * weight, imag * weight), fft_length=n_samples)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -62,9 +62,13 @@ def test_scores_do_not_depend_on_gain_or_unit(tiny_model, splits):
     x = read_traces(splits["test"]).traces[:200]
     s_v = clf.predict(x, sampling_rate_hz=180e6)
     s_uv = clf.predict(x * 1e6, sampling_rate_hz=180e6)
-    s_adc = clf.predict(np.round(x * 7.3e4), sampling_rate_hz=180e6)  # ~0.1 mV per count
     np.testing.assert_allclose(s_uv, s_v, atol=1e-5)
-    np.testing.assert_allclose(s_adc, s_v, atol=0.05)
+    # ADC counts: ~10 counts per noise RMS (a typical digitiser) changes little; at ~1 count per
+    # noise RMS the rounding adds 8 % to the noise power, which moves a few scores more
+    s_adc = clf.predict(np.round(x * 7.3e5), sampling_rate_hz=180e6)
+    np.testing.assert_allclose(s_adc, s_v, atol=0.02)
+    s_coarse = clf.predict(np.round(x * 7.3e4), sampling_rate_hz=180e6)
+    assert np.mean(np.abs(s_coarse - s_v) < 0.05) >= 0.99 and np.abs(s_coarse - s_v).max() < 0.1
 
 
 def test_saved_model_round_trip_and_card(tiny_model, splits):
