@@ -37,8 +37,12 @@ PY = BIN / "python"
 #: (the test extra with every other optional group), made by `python3 tasks.py lock`
 LOCKS = {"base": ROOT / "requirements" / "base.txt", "test": ROOT / "requirements" / "test.txt"}
 #: the tools that make the lock and check the code: a venv of their own, never the project's
+#: (.pre-commit-config.yaml pins the same ruff and snakefmt; tests/test_lock.py checks)
 TOOLS_VENV = ROOT / ".venv-tools"
-TOOLS = ("pip-tools==7.7.0",)
+TOOLS = ("pip-tools==7.7.0", "ruff==0.17.5", "snakefmt==2.1.0")
+#: what ruff checks and formats, and what snakefmt formats (rules: pyproject.toml [tool.ruff], [tool.snakefmt])
+PYTHON_SOURCES = ("crnn", "tests", "benchmarks")
+SNAKEMAKE_SOURCES = ("Snakefile", "workflow")
 
 
 def say(msg: str) -> None:
@@ -177,8 +181,36 @@ def lock(args: list[str]) -> None:
     say("lock written: requirements/base.txt, requirements/test.txt (commit both)")
 
 
+def lint(args: list[str]) -> None:
+    """CI's lint step: ruff check, ruff format --check, snakefmt --check and snakemake --lint; each
+    runs, then the task fails if any found something (``python3 tasks.py fmt`` fixes most)."""
+    tbin = tools()
+    setup("test")  # snakemake --lint runs in the project's environment, the one the tests use
+    checks = {
+        "ruff check": [str(tbin / "ruff"), "check", *PYTHON_SOURCES],
+        "ruff format --check": [str(tbin / "ruff"), "format", "--check", *PYTHON_SOURCES],
+        "snakefmt --check": [str(tbin / "snakefmt"), "--check", *SNAKEMAKE_SOURCES],
+        "snakemake --lint": [str(BIN / "snakemake"), "--lint", "-s", "Snakefile"],
+    }
+    failed = [name for name, cmd in checks.items() if subprocess.run([*cmd, *args] if name == "ruff check" else cmd,
+                                                                     cwd=ROOT, check=False).returncode != 0]
+    if failed:
+        say(f"lint failed: {', '.join(failed)} (`python3 tasks.py fmt` applies ruff's and snakefmt's fixes)")
+        sys.exit(1)
+    say("lint: ruff check, ruff format --check, snakefmt --check and snakemake --lint found nothing")
+
+
+def fmt(args: list[str]) -> None:
+    """Apply the formatters and ruff's safe fixes: ruff format, ruff check --fix, snakefmt."""
+    tbin = tools()
+    subprocess.run([str(tbin / "ruff"), "format", *PYTHON_SOURCES], cwd=ROOT, check=True)
+    subprocess.run([str(tbin / "ruff"), "check", "--fix", "--exit-zero", *PYTHON_SOURCES], cwd=ROOT, check=True)
+    subprocess.run([str(tbin / "snakefmt"), *SNAKEMAKE_SOURCES], cwd=ROOT, check=True)
+    say("formatted; `python3 tasks.py lint` lists what is left to fix by hand")
+
+
 def main() -> None:
-    tasks = {"demo": demo, "test": test, "lock": lock}
+    tasks = {"demo": demo, "test": test, "lock": lock, "lint": lint, "fmt": fmt}
     if len(sys.argv) < 2 or sys.argv[1] not in tasks:
         sys.exit(__doc__)
     task, args = sys.argv[1], sys.argv[2:]
