@@ -4,6 +4,7 @@ environment of the workflow installs the same pins (issue 20)."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -108,3 +109,15 @@ def test_the_workflow_conda_environment_installs_the_locked_versions():
     assert f"python={python}" in deps
     pip = next(d["pip"] for d in deps if isinstance(d, dict) and "pip" in d)
     assert pip[:2] == ["-c ../../requirements/base.txt", "../.."], pip
+
+
+def test_pre_commit_runs_the_tool_versions_of_ci():
+    """.pre-commit-config.yaml pins the ruff and snakefmt that `python3 tasks.py lint` (CI) installs."""
+    spec = importlib.util.spec_from_file_location("tasks", REPO / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
+    hooks = {h["id"]: h for repo in config["repos"] for h in repo["hooks"]}
+    assert {"ruff-check", "ruff-format", "snakefmt", "snakemake-lint"} <= set(hooks)
+    pinned = {d for h in hooks.values() for d in h.get("additional_dependencies", [])}
+    assert pinned and pinned <= set(tasks.TOOLS), (pinned, tasks.TOOLS)
