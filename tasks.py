@@ -54,13 +54,15 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, **kw)
 
 
-def setup(extras: str) -> None:
+def setup(kind: str) -> None:
     """Create the virtual environment and install crnn into it with the locked versions, once per
-    change of pyproject.toml or of the lock."""
+    change of pyproject.toml or of the lock: ``base`` (the dependencies) or ``test`` (with every
+    optional group: the test tools, bench, ..., all of requirements/test.txt)."""
     if sys.version_info < (3, 11):
         sys.exit(f"crnn needs Python >= 3.11; this is {sys.version.split()[0]}")
-    stamp = VENV / f".crnn-installed-{extras or 'base'}"
-    lock = LOCKS["test" if extras else "base"]
+    stamp = VENV / f".crnn-installed-{kind}"
+    lock = LOCKS[kind]
+    extras = ",".join(optional_groups()) if kind == "test" else ""
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
         return
@@ -99,7 +101,7 @@ def results_dir(args: list[str]) -> Path:
 
 
 def demo(args: list[str]) -> None:
-    setup("")
+    setup("base")
     cores = str(os.cpu_count() or 1)
     results = results_dir(args)
     # the Snakemake report (every plot with its caption), written after the run; the workflow's own
