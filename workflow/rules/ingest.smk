@@ -15,8 +15,3 @@ rule ingest_traces:
         args=ingest_args,
     shell:
         "crnn ingest --input {input.source} --output {output.traces} {params.args} > {log} 2>&1"
-
-
-rule lint_canary:
-    output: "canary.txt"
-    shell: "touch {output}"
