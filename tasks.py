@@ -3,15 +3,26 @@
 
     python3 tasks.py demo    # make .venv, install crnn, run the whole pipeline, build the report
     python3 tasks.py test    # make .venv, install crnn with test tools, run the test suite
+    python3 tasks.py lock    # refresh the pinned versions in requirements/ (after a pyproject change)
+    python3 tasks.py fmt     # apply ruff format, ruff check --fix and snakefmt to the sources
+    python3 tasks.py lint    # the checks CI runs: ruff, ruff format --check, snakefmt --check, snakemake --lint
 
 Extra arguments after ``demo`` go to Snakemake (e.g. ``--configfile my.yaml``); after ``test``
-they go to pytest (e.g. ``-k simulate``). Set CRNN_VENV to use another environment folder.
+they go to pytest (e.g. ``-k simulate``); after ``lock`` to pip-compile (``--upgrade`` moves every
+pin to the newest release that pyproject.toml allows; without it the pins already in the lock are
+kept and only what is new or no longer fits is resolved). Set CRNN_VENV to use another environment
+folder.
+
+``demo`` and ``test`` install exactly the versions of the lock (``requirements/base.txt``, and
+``requirements/test.txt`` for the test tools and every other optional group), as pip constraints:
+pyproject.toml keeps compatible ranges for people who install crnn into their own environment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +33,16 @@ ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("CRNN_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
+#: the lock: pinned versions of every package of the base install, and of the test environment
+#: (the test extra with every other optional group), made by `python3 tasks.py lock`
+LOCKS = {"base": ROOT / "requirements" / "base.txt", "test": ROOT / "requirements" / "test.txt"}
+#: the tools that make the lock and check the code: a venv of their own, never the project's
+#: (.pre-commit-config.yaml pins the same ruff and snakefmt; tests/test_lock.py checks)
+TOOLS_VENV = ROOT / ".venv-tools"
+TOOLS = ("pip-tools==7.7.0", "ruff==0.17.5", "snakefmt==2.1.0")
+#: what ruff checks and formats, and what snakefmt formats (rules: pyproject.toml [tool.ruff], [tool.snakefmt])
+PYTHON_SOURCES = ("crnn", "tests", "benchmarks")
+SNAKEMAKE_SOURCES = ("Snakefile", "workflow")
 
 
 def say(msg: str) -> None:
@@ -33,15 +54,16 @@ def run(cmd: list[str], **kw) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT, env=env, **kw)
 
 
-def setup(extras: str, pre: list[str] | None = None) -> None:
-    """Create the virtual environment and install crnn into it, once per pyproject change.
-
-    ``pre`` are pinned requirements installed before crnn, so that its extras resolve to them.
-    """
+def setup(kind: str) -> None:
+    """Create the virtual environment and install crnn into it with the locked versions, once per
+    change of pyproject.toml or of the lock: ``base`` (the dependencies) or ``test`` (with every
+    optional group: the test tools, bench, ..., all of requirements/test.txt)."""
     if sys.version_info < (3, 11):
         sys.exit(f"crnn needs Python >= 3.11; this is {sys.version.split()[0]}")
-    stamp = VENV / f".crnn-installed-{extras or 'base'}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    stamp = VENV / f".crnn-installed-{kind}"
+    lock = LOCKS[kind]
+    extras = ",".join(optional_groups()) if kind == "test" else ""
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
         return
     if not PY.exists():
@@ -50,10 +72,8 @@ def setup(extras: str, pre: list[str] | None = None) -> None:
     t0 = time.time()
     say("installing crnn and its dependencies (tensorflow, keras, snakemake, ...)")
     run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
-    if pre:
-        run([str(PY), "-m", "pip", "install", "--quiet", *pre])
     target = f".[{extras}]" if extras else "."
-    run([str(PY), "-m", "pip", "install", "--quiet", "-e", target])
+    run([str(PY), "-m", "pip", "install", "--quiet", "-c", str(lock), "-e", target])
     stamp.write_text(digest)
     say(f"installed in {time.time() - t0:.0f} s")
 
@@ -81,7 +101,7 @@ def results_dir(args: list[str]) -> Path:
 
 
 def demo(args: list[str]) -> None:
-    setup("")
+    setup("base")
     cores = str(os.cpu_count() or 1)
     results = results_dir(args)
     # the Snakemake report (every plot with its caption), written after the run; the workflow's own
@@ -109,10 +129,10 @@ def demo(args: list[str]) -> None:
 
 
 def test(args: list[str]) -> None:
-    # The test extra pulls in PyTorch (for the backend tests). Installed first with this exact
-    # pin, pip takes the CPU-only wheel that this machine's package mirror holds; left to
-    # resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
-    setup("test", pre=["torch==2.13.0"])
+    # The test extra pulls in PyTorch (for the backend tests). With the lock's exact pin pip takes
+    # the CPU-only wheel (2.13.0+cpu) where the package index holds one (this machine's does);
+    # left to resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
+    setup("test")
     # Two worker processes (pytest-xdist): much of the suite waits on subprocesses, Snakemake,
     # SLURM's polling and Chromium, so two keep both cores busy. Tests that share one expensive
     # run carry the same xdist_group mark and stay on one worker. `-n 0` runs in this process.
@@ -121,12 +141,83 @@ def test(args: list[str]) -> None:
     run([str(PY), "-m", "pytest", *workers, *args])
 
 
+def tools() -> Path:
+    """The tool venv (pip-tools), made once; its bin folder."""
+    tbin = TOOLS_VENV / ("Scripts" if os.name == "nt" else "bin")
+    stamp = TOOLS_VENV / ".crnn-tools"
+    if not (stamp.exists() and stamp.read_text() == " ".join(TOOLS)):
+        say(f"installing {', '.join(TOOLS)} into {TOOLS_VENV}")
+        venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS_VENV)
+        subprocess.run([str(tbin / "python"), "-m", "pip", "install", "--quiet", *TOOLS], check=True)
+        stamp.write_text(" ".join(TOOLS))
+    return tbin
+
+
+def optional_groups() -> list[str]:
+    """The optional-dependency groups of pyproject.toml (test, bench, ...), as they are now."""
+    import tomllib
+
+    return sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {}))
+
+
+def lock(args: list[str]) -> None:
+    """Compile requirements/base.txt (the dependencies) and requirements/test.txt (every optional
+    group, new ones included, constrained to base.txt's pins) with pip-compile, for this Python and
+    platform (the lock's header names the Python). pip-compile reads pip's own configuration: index,
+    find-links and the constraint files it names. Local version labels (``2.13.0+cpu``) are cut to
+    the public version, which pip still matches to the local build where the index holds one."""
+    tbin = tools()
+    LOCKS["base"].parent.mkdir(exist_ok=True)
+    common = [str(tbin / "pip-compile"), "--quiet", "--strip-extras", "--allow-unsafe", "--no-emit-index-url",
+              "--no-emit-find-links", "--resolver=backtracking", *args]
+    env = {**os.environ, "CUSTOM_COMPILE_COMMAND": "python3 tasks.py lock"}
+    groups = optional_groups()
+    for name, extra in (("base", []), ("test", ["-c", str(LOCKS["base"].relative_to(ROOT)),
+                                                 *(f"--extra={g}" for g in groups)])):
+        out = LOCKS[name]
+        say(f"locking {out.relative_to(ROOT)}" + (f" (groups: {', '.join(groups)})" if extra else ""))
+        subprocess.run([*common, *extra, "--output-file", str(out.relative_to(ROOT)), "pyproject.toml"],
+                       check=True, cwd=ROOT, env=env)
+        text = out.read_text()
+        out.write_text(re.sub(r"^([A-Za-z0-9._-]+==[^\s+]+)\+[A-Za-z0-9.]+", r"\1", text, flags=re.M))
+    say("lock written: requirements/base.txt, requirements/test.txt (commit both)")
+
+
+def lint(args: list[str]) -> None:
+    """CI's lint step: ruff check, ruff format --check, snakefmt --check and snakemake --lint; each
+    runs, then the task fails if any found something (``python3 tasks.py fmt`` fixes most)."""
+    tbin = tools()
+    setup("test")  # snakemake --lint runs in the project's environment, the one the tests use
+    checks = {
+        "ruff check": [str(tbin / "ruff"), "check", *PYTHON_SOURCES],
+        "ruff format --check": [str(tbin / "ruff"), "format", "--check", *PYTHON_SOURCES],
+        "snakefmt --check": [str(tbin / "snakefmt"), "--check", *SNAKEMAKE_SOURCES],
+        "snakemake --lint": [str(BIN / "snakemake"), "--lint", "-s", "Snakefile"],
+    }
+    failed = [name for name, cmd in checks.items() if subprocess.run([*cmd, *args] if name == "ruff check" else cmd,
+                                                                     cwd=ROOT, check=False).returncode != 0]
+    if failed:
+        say(f"lint failed: {', '.join(failed)} (`python3 tasks.py fmt` applies ruff's and snakefmt's fixes)")
+        sys.exit(1)
+    say("lint: ruff check, ruff format --check, snakefmt --check and snakemake --lint found nothing")
+
+
+def fmt(args: list[str]) -> None:
+    """Apply the formatters and ruff's safe fixes: ruff format, ruff check --fix, snakefmt."""
+    tbin = tools()
+    subprocess.run([str(tbin / "ruff"), "format", *PYTHON_SOURCES], cwd=ROOT, check=True)
+    subprocess.run([str(tbin / "ruff"), "check", "--fix", "--exit-zero", *PYTHON_SOURCES], cwd=ROOT, check=True)
+    subprocess.run([str(tbin / "snakefmt"), *SNAKEMAKE_SOURCES], cwd=ROOT, check=True)
+    say("formatted; `python3 tasks.py lint` lists what is left to fix by hand")
+
+
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+    tasks = {"demo": demo, "test": test, "lock": lock, "lint": lint, "fmt": fmt}
+    if len(sys.argv) < 2 or sys.argv[1] not in tasks:
         sys.exit(__doc__)
     task, args = sys.argv[1], sys.argv[2:]
     try:
-        {"demo": demo, "test": test}[task](args)
+        tasks[task](args)
     except subprocess.CalledProcessError as exc:
         sys.exit(exc.returncode or 1)
 

@@ -13,6 +13,7 @@ PyTorch peer (where torch and CUDA are there). Written for Keras' JAX backend on
 (ONLY: comma-separated tags; all by default. SCALE=0.01 shrinks the files for a smoke test.)
 Results of the runs quoted in docs/benchmarks.md: benchmarks/results/sweep-h200-*.jsonl.
 """
+import itertools
 import json
 import os
 import sys
@@ -63,7 +64,7 @@ def quality(scores):
     bg = np.sort(scores[yte == 0])
     thr = bg[int(np.ceil(len(bg) * (1 - 1e-3)))]
     eff = []
-    for lo, hi in zip(EDGES[:-1], EDGES[1:]):
+    for lo, hi in itertools.pairwise(EDGES):
         m = (yte == 1) & (ste >= lo) & (ste < hi)
         eff.append(round(float(np.mean(scores[m] > thr)), 4))
     m4 = (yte == 1) & (ste >= 4)
@@ -122,7 +123,7 @@ for tag, kw, n, epochs, bs, lr in CONFIGS:
                                                             "gru64s12k15_168k", "gru64s16k17_168k"):
         import jax
 
-        fn = jax.jit(lambda v, x: model.stateless_call(v[0], v[1], x, training=False)[0])
+        fn = jax.jit(lambda v, x, model=model: model.stateless_call(v[0], v[1], x, training=False)[0])
         vars_ = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
         xb = jax.device_put(xte[:16384])
         fn(vars_, xb).block_until_ready()

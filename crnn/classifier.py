@@ -314,7 +314,7 @@ class Classifier:
         if t == w:
             self.last_plan = WindowPlan(t_in, t_resampled, t, 1, w)
             return self._score_windows(x, batch_size), np.zeros(n, dtype=np.float32)
-        hop = max(1, int(round(w * (1 - overlap))))
+        hop = max(1, round(w * (1 - overlap)))
         starts = list(range(0, t - w + 1, hop))
         if starts[-1] != t - w:
             starts.append(t - w)  # the last window ends with the trace

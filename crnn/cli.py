@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Sequence
 
-from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import (
     Interrupted,
@@ -68,6 +67,17 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {str(shown).replace('%', '%%')})"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: the versions of :func:`crnn.versions.software`, gathered only when asked for
+    (from package metadata: no framework is imported)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from crnn.versions import version_text
+
+        print(version_text())
+        parser.exit()
+
+
 def _add_stage(sub: argparse._SubParsersAction, name: str) -> None:
     module = importlib.import_module(f"crnn.{name}")
     p = sub.add_parser(name, help=STAGES[name], description=(module.__doc__ or "").strip().split("\n")[0],
@@ -83,7 +93,8 @@ def build_parser(stages: Sequence[str] | None = None) -> argparse.ArgumentParser
     parser = argparse.ArgumentParser(
         prog="crnn", description="Find cosmic-ray air-shower pulses in radio traces with RNNs."
     )
-    parser.add_argument("--version", action="version", version=f"crnn {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="show crnn's version and commit and those of Python, Keras, its backend, numpy and h5py")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name in stages or ():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,9 @@ from crnn.errors import CrnnError
 from crnn.ingest import FORMATS, HDF5_MAGIC, Conversion, detect_format, open_input
 from crnn.rootmap import RootMapping, add_root_arguments, mapping_from_args
 from crnn.tracefile import LABELS, SNR, TraceFile
+from crnn.versions import card_software, version_differences
+
+log = logging.getLogger(__name__)
 
 #: traces read at a time while counting a file that is not canonical
 CHUNK_TRACES = 4096
@@ -62,7 +66,25 @@ def describe_model(path: str | Path, *, trust_model: bool = False) -> str:
     clf = load_classifier(path, trust_model=trust_model)
     summary: list[str] = []
     clf.model.summary(print_fn=lambda s, **_: summary.append(s))
-    return "\n".join([f"{clf.path}: crnn model", json.dumps(clf.card, indent=2), *summary])
+    return "\n".join([f"{clf.path}: crnn model", *software_lines(clf.card, clf.path), json.dumps(clf.card, indent=2),
+                      *summary])
+
+
+def software_lines(card: dict, path: str | Path) -> list[str]:
+    """What the card says the model was trained under, a warning (also logged) for each package whose
+    major version differs from the installed one, and a note on what an older card does not record."""
+    trained = card_software(card)
+    shown = ", ".join(f"{k} {trained[k]}" for k in ("crnn", "keras", "backend", "backend_version", "numpy", "h5py")
+                      if trained.get(k))
+    lines = [f"  trained under: {shown or 'not recorded'}"]
+    warnings, missing = version_differences(card)
+    for w in warnings:
+        log.warning("%s: %s", path, w)
+        lines.append(f"  warning: {w}")
+    if missing:
+        lines.append(f"  note: this card (from an older crnn) does not record the versions of {', '.join(missing)} "
+                     "it was trained under; those are not compared")
+    return lines
 
 
 def describe_root_file(path: str | Path) -> str:

@@ -42,6 +42,8 @@ CARD_SCHEMA: dict[str, Any] = {
         "sampling_rate_hz": {"type": "number", "exclusiveMinimum": 0},
         "band_hz": {"oneOf": [_BAND, {"type": "null"}]},
         "unit_trained": {"type": "string"},
+        # crnn.versions.software(): crnn, git commit, Python, Keras, backend, numpy, h5py (not in cards of crnn 0.1)
+        "software": {"type": "object", "properties": {"crnn": {"type": "string"}, "keras": {"type": "string"}}},
         "model": {"type": "object"},
         "training": {"type": "object"},
         "data": {"type": "object"},

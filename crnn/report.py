@@ -348,15 +348,15 @@ def _gallery_html(galleries: list[tuple[str, Path]], room: int) -> str:
     present = [(name, p, p.read_bytes()) for name, p in galleries if p.exists()]
     heads = [f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary><figure>"
              for i, (name, _, _) in enumerate(present)]
-    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p, _) in zip(heads, present)]
-    need = [w + 4 * -(-len(data) // 3) for w, (_, _, data) in zip(wrap, present)]
+    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p, _) in zip(heads, present, strict=True)]
+    need = [w + 4 * -(-len(data) // 3) for w, (_, _, data) in zip(wrap, present, strict=True)]
     # water-filling: small galleries keep their size, the others share what is left equally
     room, share = room - 1000, {}  # 1000: the note below
     for k, i in enumerate(sorted(range(len(present)), key=need.__getitem__)):
         share[i] = min(need[i], room // (len(present) - k))
         room -= share[i]
     parts, shrunk, left_out = [], [], []
-    for i, ((name, p, data), head) in enumerate(zip(present, heads)):
+    for i, ((name, p, data), head) in enumerate(zip(present, heads, strict=True)):
         raw = shrink_png(data, max(0, (share[i] - wrap[i]) * 3 // 4), MIN_GALLERY_WIDTH_PX)
         if raw is None:
             left_out.append(name)

@@ -49,6 +49,7 @@ from crnn.modelcard import file_sha256, write_card
 from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping
 from crnn.tracefile import DEFAULT_CHUNK as DEFAULT_CHUNK_TRACES
 from crnn.tracefile import LABELS, TraceFile, check_same_dataset_run, read_traces
+from crnn.versions import software
 
 if TYPE_CHECKING:  # crnn.stream imports keras: at run time only where a run streams
     from crnn.stream import TraceStream
@@ -502,6 +503,7 @@ def _train(
         "crnn_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
+        "software": software(keras.backend.backend()),
         "input_shape": list(input_shape),
         "input_layout": "(N, C, T): traces, channels, samples",
         "n_channels": int(input_shape[0]),

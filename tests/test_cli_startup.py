@@ -46,3 +46,19 @@ def test_a_stage_help_imports_no_framework():
     # train's own help: the stage module loads Keras only when training starts
     code = ("import crnn.cli\ntry:\n    crnn.cli.main(['train', '--help'])\nexcept SystemExit:\n    pass")
     assert _frameworks_loaded(code) == []
+
+
+def test_crnn_version_names_the_commit_and_the_installed_packages_without_a_framework():
+    from importlib import metadata
+
+    proc = _python("-m", "crnn", "--version")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=False).stdout.strip()
+    assert lines["crnn"].startswith("0.") and (not head or f"(git {head}" in lines["crnn"]), lines
+    for name in ("keras", "numpy", "h5py"):
+        assert lines[name] == metadata.version(name)
+    backend, version = lines["backend"].split()
+    assert backend in ("tensorflow", "jax", "torch", "numpy", "openvino") and version[0].isdigit(), lines
+    assert _frameworks_loaded("import crnn.cli\ntry:\n    crnn.cli.main(['--version'])\nexcept SystemExit:\n    pass") == []

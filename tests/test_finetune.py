@@ -97,7 +97,7 @@ def test_real_gp13_noise_is_split_by_measurement(tmp_path, realdata):
     assert sum(len(s) for s in sets.values()) == len(set().union(*sets.values())) == 36  # disjoint, all used
     counts = measured_backgrounds(list(outs.values()))
     assert {k: v["n_distinct_measured"] for k, v in counts.items()} == {k: len(v) for k, v in sets.items()}
-    assert "test %d distinct measured traces" % len(sets["test"]) in _measured_line(counts)
+    assert f"test {len(sets['test'])} distinct measured traces" in _measured_line(counts)
 
 
 # -- fine-tuning ----------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ REAL = [
 ]
 
 
-@pytest.mark.parametrize(("name", "fmt", "flags"), REAL, ids=[r[0].split("/")[0] for r in REAL][:2] + ["tvoltage", "rnog"])
+@pytest.mark.parametrize(("name", "fmt", "flags"), REAL, ids=[*[r[0].split("/")[0] for r in REAL][:2], "tvoltage", "rnog"])
 def test_real_files_name_their_format_and_the_ingested_numbers(tmp_path, capsys, realdata, name, fmt, flags):
     path = realdata / name
     got = summary(inspect(capsys, path, *(flags or [])))

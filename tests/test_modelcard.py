@@ -107,3 +107,53 @@ def test_tampered_weights_without_their_sha256_are_refused(tmp_path, capsys):
     with pytest.raises(CrnnError, match="lacks model_sha256"):
         load_classifier(d)
     assert not (tmp_path / "s.h5").exists()
+
+
+# --- the software a model was trained under (crnn.versions, issue 20) ---------------------------------------------
+
+def _inspect(capsys, model) -> tuple[str, str]:
+    assert main(["inspect", str(model)]) == 0
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def test_a_new_card_records_the_software_of_crnn_version_and_inspect_finds_no_difference(tiny_model, capsys):
+    from crnn.versions import software
+
+    card = json.loads(tiny_model.with_name("model.card.json").read_text())
+    now = software(card["backend"])
+    assert card["software"] == now  # the same block that `crnn --version` prints
+    assert card["software"]["numpy"] and card["software"]["h5py"] and card["software"]["backend_version"]
+    out, err = _inspect(capsys, tiny_model)
+    assert f"trained under: crnn {now['crnn']}, keras {now['keras']}, backend {now['backend']}" in out
+    assert "warning:" not in out + err and "note:" not in out
+
+
+def test_inspect_warns_when_a_model_was_trained_under_other_major_versions(tmp_path, capsys, caplog):
+    from crnn.versions import software
+
+    now = software("tensorflow")
+    old = {**now, "keras": "2.15.0", "backend_version": "1.15.5", "numpy": "1.26.4"}
+    out, _ = _inspect(capsys, _copy(tmp_path, software=old))
+    warnings = [line for line in out.splitlines() if line.startswith("  warning:")]
+    assert warnings == [
+        f"  warning: trained under keras 2.15.0, installed is keras {now['keras']} (other major version)",
+        f"  warning: trained under tensorflow 1.15.5, installed is tensorflow {now['backend_version']} "
+        "(other major version)",
+        f"  warning: trained under numpy 1.26.4, installed is numpy {now['numpy']} (other major version)",
+    ]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelname == "WARNING"] == \
+        [w.removeprefix("  warning: ") for w in warnings]
+    # the same major versions, other minor ones: no warning
+    out, _ = _inspect(capsys, _copy(tmp_path / "minor", software={**now, "numpy": f"{now['numpy'].split('.')[0]}.0.0"}))
+    assert "warning:" not in out
+    out, _ = _inspect(capsys, _copy(tmp_path / "jax", software={**now, "backend": "jax", "backend_version": "0.4.30"}))
+    assert "  warning: trained with the jax backend, Keras here uses tensorflow" in out
+
+
+def test_inspect_of_the_v0_1_fixture_says_gently_what_its_card_does_not_record(capsys):
+    out, err = _inspect(capsys, FIXTURE)
+    assert "  trained under: crnn 0.1.0, keras 3.15.1, backend tensorflow" in out
+    assert ("  note: this card (from an older crnn) does not record the versions of tensorflow, numpy, h5py it was "
+            "trained under; those are not compared") in out
+    assert "warning" not in out + err

@@ -241,7 +241,7 @@ def test_print_settings_lists_every_key_with_its_default_and_meaning(stage, opti
     text = capsys.readouterr().out
     parts = re.split(r"^# crnn \S+ (--[\w-]+): .*$", text, flags=re.M)[1:]
     assert [parts[i] for i in range(0, len(parts), 2)] == list(options)
-    for (option, name), body in zip(options.items(), parts[1::2]):
+    for (option, name), body in zip(options.items(), parts[1::2], strict=True):
         module, _, cls_name = name.partition(":")
         cls = getattr(importlib.import_module(module), cls_name)
         assert yaml.safe_load(body) == to_mapping(cls()), option  # the listing is the defaults, as YAML

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_noise_rms_and_spectrum_follow_the_temperature_model():
     model = noise.psd_v2_per_hz * np.abs(rx.response) ** 2
     f = rx.frequencies_hz
     edges = np.arange(30e6, 80e6 + 1, 1e6)
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = (f >= lo) & (f < hi)
         assert psd[sel].mean() == pytest.approx(model[sel].mean(), rel=0.05), f"{lo / 1e6:.0f}-{hi / 1e6:.0f} MHz"
     # galactic noise dominates: the spectrum falls steeply across the band
@@ -208,7 +209,7 @@ def test_measured_background_is_used_as_is(tmp_path):
     signal = with_pulses.traces - counts[with_pulses.meta["measured_index"]]
     assert np.abs(signal).max(axis=(1, 2)) == pytest.approx(5 * rms, rel=0.05, abs=1.0)
     bad = SimulationSettings(background=BackgroundSettings(measured_file=str(measured)))
-    with pytest.raises(CrnnError, match="5e\\+08 Hz, but the receiver samples at 1.8e\\+08 Hz"):
+    with pytest.raises(CrnnError, match=r"5e\+08 Hz, but the receiver samples at 1\.8e\+08 Hz"):
         Simulator(bad, seed=1)
 
 

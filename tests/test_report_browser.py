@@ -1,19 +1,25 @@
-"""The generated reports in a real browser: headless Chromium opens them, they load without errors
-and show every plot. Screenshots go to ``test-artifacts/`` (kept by CI).
+"""The generated reports in a real browser: headless Chromium, driven by Playwright for Python, opens
+them; they load without console errors or failed requests and show every plot. Screenshots go to
+``test-artifacts/`` (kept by CI).
 
-Needs Debian's ``chromium`` package (``.ci/run`` installs it); skipped where it is missing. Set
-``CRNN_CHROMIUM`` to use another Chromium or Chrome executable.
+Needs Playwright (the test extra) and Debian's ``chromium`` package (``.ci/run`` installs it):
+Playwright starts that executable (``executable_path``) and downloads no browser of its own. Skipped,
+with the reason, where either is missing. Set ``CRNN_CHROMIUM`` to use another Chromium or Chrome.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from browser import Chromium, find_chromium
 from conftest import REPO
+
 from crnn.robustness import RobustnessSettings
 
 # one group with the workflow test: both use the session's pipeline_run, which runs once per worker
@@ -101,62 +107,114 @@ DECODE_ALL = """(async () => {
 })()"""
 
 
-def _wait_for_frame(browser: Chromium, url_prefix: str, timeout_s: float = 30.0) -> str:
-    deadline, frames = time.monotonic() + timeout_s, []
-    while time.monotonic() < deadline:
-        frames = browser.child_frames()
-        for frame in frames:
-            if frame.get("url", "").startswith(url_prefix):
-                return frame["id"]
-        time.sleep(0.2)
-    pytest.fail(f"no frame with a {url_prefix!r} URL appeared; frames: {[f.get('url', '')[:60] for f in frames]}")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--hide-scrollbars", "--mute-audio"]
+TIMEOUT_MS = 30_000
+
+
+def find_chromium() -> str | None:
+    """Path of a Chromium executable (``CRNN_CHROMIUM``, else the first on PATH), or None."""
+    env = os.environ.get("CRNN_CHROMIUM")
+    if env:
+        return env if shutil.which(env) or Path(env).exists() else None
+    return next((path for name in CHROMIUM_NAMES if (path := shutil.which(name))), None)
+
+
+class Page:
+    """One Playwright page that records what went wrong while it was open: uncaught exceptions,
+    console errors (Chromium reports a resource it could not load there too) and failed requests."""
+
+    def __init__(self, browser, width: int = 1400, height: int = 950) -> None:
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self._errors: list[str] = []
+        self.page.on("pageerror", lambda exc: self._errors.append(f"exception: {exc}"))
+        self.page.on("console", lambda msg: self._errors.append(f"console.{msg.type}: {msg.text} {msg.location}")
+                     if msg.type in ("error", "assert") else None)
+        self.page.on("requestfailed", lambda req: self._errors.append(f"request failed: {req.url[:100]} "
+                                                                      f"({req.failure})"))
+
+    def open(self, url: str) -> None:
+        self.page.goto(url, wait_until="load")
+
+    def evaluate(self, expression: str):
+        """Value of a JavaScript expression (promises are awaited)."""
+        return self.page.evaluate(expression)
+
+    def wait_until(self, expression: str):
+        return self.page.wait_for_function(expression).json_value()
+
+    def frame(self, url_prefix: str, timeout_s: float = 30.0):
+        """The frame inside the page (an iframe) whose URL starts with ``url_prefix``."""
+        deadline, frames = time.monotonic() + timeout_s, []
+        while time.monotonic() < deadline:
+            frames = self.page.frames[1:]
+            for frame in frames:
+                if frame.url.startswith(url_prefix):
+                    return frame
+            time.sleep(0.2)
+        pytest.fail(f"no frame with a {url_prefix!r} URL appeared; frames: {[f.url[:60] for f in frames]}")
+
+    def screenshot(self, path: Path, full_page: bool = False) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path), full_page=full_page)
+
+    def errors(self) -> list[str]:
+        return list(self._errors)
 
 
 @pytest.fixture(scope="module")
-def chromium_path() -> str:
+def chromium() -> Iterator[object]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python not installed "
+                                   "(the test extra: pip install -e '.[test]'): the browser check of the report needs it")
     path = find_chromium()
     if path is None:
         pytest.skip("Chromium not installed (Debian: apt-get install -y chromium; .ci/run installs it; "
                     "or set CRNN_CHROMIUM): the browser check of the report needs it")
-    return path
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
 
 
-def test_snakemake_report_loads_and_shows_every_plot(chromium_path, request):
+def test_snakemake_report_loads_and_shows_every_plot(chromium, request):
     run = request.getfixturevalue("pipeline_run")  # after the skip check: the pipeline only runs if needed
-    with Chromium(chromium_path) as browser:
-        browser.open(run["report"].as_uri())
-        browser.wait_until(RENDERED)
-        assert browser.evaluate("Object.keys(categories)") is not None
-        assert set(CATEGORIES) <= set(browser.evaluate("Object.keys(categories)"))
-        shown: dict[str, list[dict]] = {}
-        for category in CATEGORIES[:4]:
-            browser.evaluate("app.setView({navbarMode: 'menu'})")
-            assert browser.evaluate(CLICK_TEXT % json.dumps(category)), f"no menu entry {category!r}"
-            browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
-            shown[category] = browser.evaluate(SHOW_EACH_ROW, timeout_s=60)
-            if category == "2. Comparison":  # the ROC with its caption, as a user sees it
-                roc_uri = "results['results/test/report/roc.png'].data_uri"
-                browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("eye")))
-                browser.wait_until(f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}")
-                browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("information-circle")))
-                browser.wait_until("document.querySelector('#app').innerText.includes('DESCRIPTION')")
-                browser.screenshot(ARTIFACTS / "report_roc.png")
-            if category == "4. Example traces":  # the first model's gallery
-                gallery_uri = "results['results/test/evaluate/gru/gallery.png'].data_uri"
-                browser.evaluate(ROW_BUTTON % (json.dumps("gru"), json.dumps("eye")))
-                browser.wait_until(f"document.querySelector({PLOT!r}).src === {gallery_uri}")
-                browser.screenshot(ARTIFACTS / "report_gallery.png")
-        # the summary page inside the report: an iframe whose plots must load too
+    browser = Page(chromium)
+    browser.open(run["report"].as_uri())
+    browser.wait_until(RENDERED)
+    assert browser.evaluate("Object.keys(categories)") is not None
+    assert set(CATEGORIES) <= set(browser.evaluate("Object.keys(categories)"))
+    shown: dict[str, list[dict]] = {}
+    for category in CATEGORIES[:4]:
         browser.evaluate("app.setView({navbarMode: 'menu'})")
-        browser.evaluate(CLICK_TEXT % json.dumps("1. Summary"))
+        assert browser.evaluate(CLICK_TEXT % json.dumps(category)), f"no menu entry {category!r}"
         browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
-        browser.evaluate("document.querySelector('#app table a[iconname=eye]').click()")
-        browser.wait_until("document.querySelector('#app iframe') !== null")
-        frame = _wait_for_frame(browser, "data:text/html")
-        summary_images = browser.evaluate_in_frame(frame, IMAGES_LOADED)
-        browser.screenshot(ARTIFACTS / "report_summary.png")
-        decoded = browser.evaluate(DECODE_ALL, timeout_s=60)
-        errors = browser.errors()
+        shown[category] = browser.evaluate(SHOW_EACH_ROW)
+        if category == "2. Comparison":  # the ROC with its caption, as a user sees it
+            roc_uri = "results['results/test/report/roc.png'].data_uri"
+            browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("eye")))
+            browser.wait_until(f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}")
+            browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("information-circle")))
+            browser.wait_until("document.querySelector('#app').innerText.includes('DESCRIPTION')")
+            browser.screenshot(ARTIFACTS / "report_roc.png")
+        if category == "4. Example traces":  # the first model's gallery
+            gallery_uri = "results['results/test/evaluate/gru/gallery.png'].data_uri"
+            browser.evaluate(ROW_BUTTON % (json.dumps("gru"), json.dumps("eye")))
+            browser.wait_until(f"document.querySelector({PLOT!r}).src === {gallery_uri}")
+            browser.screenshot(ARTIFACTS / "report_gallery.png")
+    # the summary page inside the report: an iframe whose plots must load too
+    browser.evaluate("app.setView({navbarMode: 'menu'})")
+    browser.evaluate(CLICK_TEXT % json.dumps("1. Summary"))
+    browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
+    browser.evaluate("document.querySelector('#app table a[iconname=eye]').click()")
+    browser.wait_until("document.querySelector('#app iframe') !== null")
+    summary_images = browser.frame("data:text/html").evaluate(IMAGES_LOADED)
+    browser.screenshot(ARTIFACTS / "report_summary.png")
+    decoded = browser.evaluate(DECODE_ALL)
+    errors = browser.errors()
     assert not errors, errors
     # every plot of the comparison, training and gallery categories is displayed as an image
     for category in CATEGORIES[1:4]:
@@ -172,17 +230,17 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium_path, request):
     assert len(decoded) == 7 + 3 * 6 and all(w > 300 for w in decoded.values()), decoded  # 7 comparison + 3 per method
 
 
-def test_summary_page_loads_and_shows_every_plot(chromium_path, request):
+def test_summary_page_loads_and_shows_every_plot(chromium, request):
     run = request.getfixturevalue("pipeline_run")
     page = run["results"] / "report" / "summary.html"
-    with Chromium(chromium_path, height=1100) as browser:
-        browser.open(page.as_uri())
-        images = browser.evaluate(IMAGES_LOADED)
-        text = browser.evaluate("document.body.innerText")
-        robustness = browser.evaluate(ROBUSTNESS_TABLE)
-        facts = browser.evaluate(FACT_TABLES)
-        browser.screenshot(ARTIFACTS / "summary_page.png", full_page=True)
-        errors = browser.errors()
+    browser = Page(chromium, height=1100)
+    browser.open(page.as_uri())
+    images = browser.evaluate(IMAGES_LOADED)
+    text = browser.evaluate("document.body.innerText")
+    robustness = browser.evaluate(ROBUSTNESS_TABLE)
+    facts = browser.evaluate(FACT_TABLES)
+    browser.screenshot(ARTIFACTS / "summary_page.png", full_page=True)
+    errors = browser.errors()
     assert not errors, errors
     alts = [i["alt"] for i in images]
     for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png",

@@ -325,7 +325,7 @@ def test_unknown_column_lists_available_and_missing_file(tmp_path):
 
 
 def test_unknown_family_and_key_list_valid_ones():
-    with pytest.raises(CrnnError, match="did you mean 'resonance'.*valid families: analog_butterworth"):
+    with pytest.raises(CrnnError, match=r"did you mean 'resonance'.*valid families: analog_butterworth"):
         R.build_response({"family": "resonanse", "frequency_hz": 1e6}, sampling_rate_hz=RATE)
     with pytest.raises(CrnnError, match=r"unknown key 'Q'.*valid keys: frequency_hz, q"):
         R.build_response({"family": "resonance", "frequency_hz": 1e6, "Q": 3}, sampling_rate_hz=RATE)

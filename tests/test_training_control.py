@@ -434,7 +434,7 @@ def test_transient_weight_weights_hard_negatives_in_both_reading_modes(tmp_path)
     ds = TraceStream(path, 128, shuffle=True, seed=2, chunk_size=500, sample_weight=w)
     try:
         for i in range(len(ds)):
-            xb, yb, wb = ds[i]
+            xb, _, wb = ds[i]
             np.testing.assert_array_equal(wb, w[xb[:, 0, 0].astype(np.int64)])
     finally:
         ds.close()

@@ -5,7 +5,6 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 REPO = Path(workflow.basedir)
@@ -20,6 +19,7 @@ SNAKEMAKE_REPORT = f"{RESULTS}/snakemake_report.html"
 def res(path):
     """A path of this run's outputs: inside the results folder (config key results_dir)."""
     return f"{RESULTS}/{path}"
+
 
 # crnn.simulate.BLOCK_SIZE: traces per block; a simulation chunk holds whole blocks
 SIM_BLOCK = 1000
@@ -302,8 +302,10 @@ def shifts_skipped():
 def _repo_files(value):
     """Response specs with their `file` and `phase_file` paths resolved against the repository."""
     if isinstance(value, dict):
-        return {k: repo_path(v) if k in ("file", "phase_file") and isinstance(v, str) else _repo_files(v)
-                for k, v in value.items()}
+        return {
+            k: repo_path(v) if k in ("file", "phase_file") and isinstance(v, str) else _repo_files(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_repo_files(v) for v in value]
     return value
@@ -339,8 +341,11 @@ def library_args(wildcards):
     """`crnn ingest` flags that convert a shift's pulse library to the receiver's acquisition."""
     lib = ROBUSTNESS["shifts"][wildcards.shift]["pulse_library"]
     rx = _deep_merge(SIMULATE_RECEIVER_DEFAULTS, config["simulate"].get("receiver", {}))
-    args = [f"--format {lib.get('format', 'auto')}", f"--resample-hz {rx['sampling_rate_hz']}",
-            f"--n-samples {rx['n_samples']}"]
+    args = [
+        f"--format {lib.get('format', 'auto')}",
+        f"--resample-hz {rx['sampling_rate_hz']}",
+        f"--n-samples {rx['n_samples']}",
+    ]
     if lib.get("format", "auto") == "coreas":
         args.append("--polarisations " + " ".join(lib.get("polarisations", ["north_south", "east_west"])))
     return " ".join(args)

@@ -5,17 +5,17 @@ rule build_dataset:
         train=res("dataset/train.h5"),
         val=res("dataset/val.h5"),
         test=res("dataset/test.h5"),
-    params:
-        fractions=" ".join(str(f) for f in config["dataset"]["fractions"]),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, per_input_mb=4),
-        runtime=runtime_min(10, input_mb_per_min=500),
     log:
         res("logs/build_dataset.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=4),
+        runtime=runtime_min(10, input_mb_per_min=500),
+    params:
+        fractions=" ".join(str(f) for f in config["dataset"]["fractions"]),
+        seed=config["seed"],
     shell:
         "crnn dataset $(printf -- '--input %s ' {input.traces}) --train {output.train} "
         "--val {output.val} --test {output.test} --fractions {params.fractions} "

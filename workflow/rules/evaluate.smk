@@ -26,17 +26,17 @@ rule evaluate_classifier:
             category="4. Example traces",
             labels={"method": "{model}", "figure": "example traces"},
         ),
-    params:
-        settings=as_json(config["evaluate"]),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1500, per_input_mb=3),
-        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_classifier/{model}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
+    params:
+        settings=as_json(config["evaluate"]),
+        seed=config["seed"],
     shell:
         "crnn evaluate --test {input.test} --model {input.model} --name {wildcards.model} "
         "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "
@@ -71,18 +71,18 @@ rule evaluate_baseline:
             category="4. Example traces",
             labels={"method": "{baseline}", "figure": "example traces"},
         ),
-    params:
-        settings=as_json(config["evaluate"]),
-        signal_model=signal_model_json(),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1500, per_input_mb=3),
-        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_baseline/{baseline}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
+    params:
+        settings=as_json(config["evaluate"]),
+        signal_model=signal_model_json(),
+        seed=config["seed"],
     shell:
         "crnn evaluate --test {input.test} --baseline {wildcards.baseline} --noise {input.noise} "
         "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "

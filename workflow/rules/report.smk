@@ -59,20 +59,20 @@ rule write_report:
             category="3. Training",
             labels={"figure": "training curves"},
         ),
+    log:
+        res("logs/write_report.log"),
+    conda:
+        "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, per_input_mb=2),
+        runtime=runtime_min(10, input_mb_per_min=100),
     params:
         trial_rate=(
             f"--trial-rate-hz {config['report']['trial_rate_hz']}"
             if config["report"]["trial_rate_hz"] is not None
             else ""
         ),
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000, per_input_mb=2),
-        runtime=runtime_min(10, input_mb_per_min=100),
-    log:
-        res("logs/write_report.log"),
-    conda:
-        "../envs/crnn.yaml"
     shell:
         "crnn report --metrics {input.metrics} --history {input.histories} --card {input.cards} "
         "--robustness {input.robustness} --dataset {input.dataset} {params.trial_rate} "
@@ -85,16 +85,16 @@ rule report_page:
         summary=res("report/summary.html"),
     output:
         page=res("report.html"),
-    params:
-        snakemake_report=SNAKEMAKE_REPORT,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(100),
-        runtime=runtime_min(5),
     log:
         res("logs/report_page.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(100),
+        runtime=runtime_min(5),
+    params:
+        snakemake_report=SNAKEMAKE_REPORT,
     shell:
         # the run's report: the self-contained summary page; a Snakemake report of older results goes
         "(rm -f {params.snakemake_report} && cp {input.summary} {output.page}) > {log} 2>&1"

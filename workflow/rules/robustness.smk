@@ -6,16 +6,16 @@ rule ingest_shift_library:
         pulses=library_input,
     output:
         library=res("robustness/libraries/{shift}.h5"),
-    params:
-        args=library_args,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-        runtime=runtime_min(10),
     log:
         res("logs/ingest_shift_library/{shift}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=runtime_min(10),
+    params:
+        args=library_args,
     shell:
         "crnn ingest --input {input.pulses} --output {output.library} {params.args} > {log} 2>&1"
 
@@ -26,18 +26,18 @@ rule simulate_shift:
         library=shift_library,
     output:
         traces=res("robustness/shifts/{shift}.h5"),
-    params:
-        settings=shift_settings,
-        seed=shift_seed,
-        n_traces=ROBUSTNESS["n_traces"],
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-        runtime=runtime_min(10),
     log:
         res("logs/simulate_shift/{shift}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=runtime_min(10),
+    params:
+        settings=shift_settings,
+        seed=shift_seed,
+        n_traces=ROBUSTNESS["n_traces"],
     shell:
         "crnn simulate --output {output.traces} --settings '{params.settings}' --seed {params.seed} "
         "--n-traces {params.n_traces} --signal-fraction 0.5 > {log} 2>&1"
@@ -48,17 +48,17 @@ rule evaluate_robustness:
         unpack(robustness_inputs),
     output:
         robustness=res("robustness/{method}.json"),
-    params:
-        settings=as_json(ROBUSTNESS),
-        args=robustness_args,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1500, per_input_mb=3),
-        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_robustness/{method}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500, per_input_mb=3),
+        runtime=runtime_min(10, input_mb_per_min=100),
+    params:
+        settings=as_json(ROBUSTNESS),
+        args=robustness_args,
     shell:
         "crnn robustness --name {wildcards.method} --output {output.robustness} "
         "--settings '{params.settings}' {params.args} > {log} 2>&1"

@@ -7,20 +7,20 @@ rule train_classifier:
         model=res("models/{model}/model.keras"),
         card=res("models/{model}/model.card.json"),
         history=res("models/{model}/history.csv"),
-    params:
-        model=model_json,
-        training=training_json(),
-        seed=config["seed"],
-    threads: 1
-    resources:
-        mem_mb=train_mem_mb,
-        runtime=train_runtime,
     log:
         res("logs/train_classifier/{model}.log"),
     benchmark:
         res("benchmarks/train_classifier/{model}.tsv")
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=train_mem_mb,
+        runtime=train_runtime,
+    params:
+        model=model_json,
+        training=training_json(),
+        seed=config["seed"],
     shell:
         "crnn train --train {input.train} --val {input.val} --output-dir $(dirname {output.model}) "
         "--name {wildcards.model} --model '{params.model}' --training '{params.training}' "
