@@ -8,9 +8,10 @@ rule build_dataset:
     params:
         fractions=" ".join(str(f) for f in config["dataset"]["fractions"]),
         seed=config["seed"],
+        budget=config["dataset"]["memory_budget_mb"],
     threads: 1
     resources:
-        mem_mb=mem_mb(1000, per_input_mb=4),
+        mem_mb=mem_mb(config["dataset"]["memory_budget_mb"] + 600, per_input_mb=0.02),
         runtime=runtime_min(10, input_mb_per_min=500),
     log:
         res("logs/build_dataset.log"),
@@ -19,4 +20,4 @@ rule build_dataset:
     shell:
         "crnn dataset $(printf -- '--input %s ' {input.traces}) --train {output.train} "
         "--val {output.val} --test {output.test} --fractions {params.fractions} "
-        "--seed {params.seed} > {log} 2>&1"
+        "--seed {params.seed} --memory-budget-mb {params.budget} > {log} 2>&1"
