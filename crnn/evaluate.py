@@ -23,6 +23,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,11 +33,14 @@ import numpy as np
 from crnn import __version__
 from crnn.baselines import (
     BASELINES,
+    CHUNK as BASELINE_CHUNK,
     SCORE_MEANING,
     BaselineSettings,
+    NoiseSpectrum,
     SignalModel,
-    baseline_scores,
+    baseline_scorer,
     check_one_method,
+    noise_power_from_blocks,
 )
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
@@ -44,7 +48,7 @@ from crnn.fileutil import check_outputs, folder_outputs, output_group, refuse_al
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.progress import Progress
 from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping, validate
-from crnn.tracefile import LABELS, SNR, TraceFile, TraceSet, h5_output
+from crnn.tracefile import LABELS, SNR, TraceFile, h5_output
 
 log = logging.getLogger(__name__)
 METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png", "gallery.png"
@@ -81,14 +85,18 @@ class EvaluationSettings:
             raise CrnnError(msg)
 
 
-def _noise_traces(noise_path: str | Path | None, test: TraceSet, test_path: str | Path) -> tuple[np.ndarray, str]:
-    """Noise-only traces (label 0) for the matched filter's noise spectrum, and where they came from."""
+def _noise_spectrum(noise_path: str | Path | None, test: TraceFile, labels: np.ndarray,
+                    test_path: str | Path) -> tuple[NoiseSpectrum, str]:
+    """The noise spectrum of noise-only traces (label 0) for the matched filter, and where they came
+    from; read block by block (the test split's background, or ``noise_path``)."""
     if noise_path is None:
         log.warning(
             "matched filter: no --noise file given; estimating the noise spectrum from the test split's "
             "background traces (give e.g. the validation split to keep them apart)"
         )
-        return test.traces[test.labels == 0], f"{test_path} (background of the test split)"
+        keep = np.nonzero(labels == 0)[0]
+        power = noise_power_from_blocks(_blocks(test, keep))
+        return (power, len(keep), test.n_samples), f"{test_path} (background of the test split)"
     with TraceFile(noise_path) as tf:
         if tf.n_samples != test.n_samples or tf.n_channels != test.n_channels or not math.isclose(
             tf.sampling_rate_hz, test.sampling_rate_hz, rel_tol=1e-9
@@ -99,18 +107,60 @@ def _noise_traces(noise_path: str | Path | None, test: TraceSet, test_path: str 
                 f"{test.sampling_rate_hz:g} Hz; they must match"
             )
             raise CrnnError(msg)
-        labels = tf.read_meta(LABELS) if tf.has_labels else None
-        if labels is None:
+        noise_labels = tf.read_meta(LABELS) if tf.has_labels else None
+        if noise_labels is None:
             log.info("%s has no labels: every trace is taken as noise-only", noise_path)
             keep = np.arange(tf.n_traces)
         else:
-            keep = np.nonzero(labels == 0)[0]
-        x = tf.read_traces(0, tf.n_traces)[keep]
-    return x, f"{noise_path} ({len(x)} noise-only traces)"
+            keep = np.nonzero(noise_labels == 0)[0]
+        power = noise_power_from_blocks(_blocks(tf, keep))
+    return (power, len(keep), test.n_samples), f"{noise_path} ({len(keep)} noise-only traces)"
 
 
-#: traces a model scores between two progress updates
+def _blocks(tf: TraceFile, keep: np.ndarray, size: int = BASELINE_CHUNK) -> Iterator[np.ndarray]:
+    """The traces ``keep`` (sorted rows) of ``tf`` in blocks of ``size`` (the last one shorter),
+    each read in pieces of consecutive rows."""
+    for i in range(0, len(keep), size):
+        rows = keep[i : i + size]
+        x = tf.read_traces(int(rows[0]), int(rows[-1]) + 1)
+        yield x[rows - rows[0]]
+
+
+class _TestSplit:
+    """The test split as the gallery needs it: its metadata in memory, a trace read when asked for."""
+
+    def __init__(self, tf: TraceFile, meta: dict[str, np.ndarray]) -> None:
+        self.meta, self.sampling_rate_hz, self.n_samples = meta, tf.sampling_rate_hz, tf.n_samples
+        self.labels = meta[LABELS]
+        self.traces = _LazyTraces(tf)
+
+
+class _LazyTraces:
+    def __init__(self, tf: TraceFile) -> None:
+        self._tf = tf
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._tf.read_traces(int(i), int(i) + 1)[0]
+
+
+def _score_file(tf: TraceFile, score: Callable[[np.ndarray], np.ndarray], block: int, what: str,
+                chunk_traces: int) -> np.ndarray:
+    """``score`` of every trace of ``tf``, read in pieces of a multiple of ``block`` traces (the
+    scores equal those of the whole file at once), about ``chunk_traces`` at a time."""
+    step = block * max(1, chunk_traces // block)
+    scores = np.empty(tf.n_traces, dtype=np.float32)
+    with Progress(what, tf.n_traces, logger=log) as progress:
+        for i in range(0, tf.n_traces, step):
+            stop = min(i + step, tf.n_traces)
+            scores[i:stop] = score(tf.read_traces(i, stop))
+            progress.update(stop - i)
+    return scores
+
+
+#: traces read and scored at a time (a model's scores do not depend on it, nor a baseline's)
 SCORE_CHUNK = 8192
+#: traces a model scores in one batch (pieces of a multiple of it give the scores of the whole file)
+MODEL_BATCH = 4096
 
 
 def evaluate(
@@ -126,17 +176,32 @@ def evaluate(
     seed: int = 0,
     trust_model: bool = False,
     force_resample: bool = False,
+    chunk_traces: int = SCORE_CHUNK,
 ) -> dict[str, Any]:
+    """Score the test split with one method and write its metrics, scores and plots.
+
+    The test split is read ``chunk_traces`` at a time (the scores do not depend on it): memory holds
+    the per-trace scores and metadata, not the traces."""
     s = settings or EvaluationSettings()
     s.check()
     check_one_method("evaluate", model, baseline)
     with TraceFile(test_path) as tf:
-        if not tf.has_labels:
-            raise MissingFieldError(str(test_path), "labels", tf.meta_names, expected="labels are needed to evaluate")
-        data = tf.read_all()
-    labels = data.labels.astype(int)
-    snr = data.meta[SNR].astype(np.float64) if SNR in data.meta else np.full(data.n_traces, np.nan)
-    has_transient = data.meta["has_transient"].astype(int) if "has_transient" in data.meta else None
+        return _evaluate(tf, test_path, output_dir, model, baseline, name, s, noise_path, signal_model, seed,
+                         trust_model, force_resample, chunk_traces)
+
+
+def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, model: str | Path | None,
+              baseline: str | None, name: str | None, s: EvaluationSettings, noise_path: str | Path | None,
+              signal_model: SignalModel | None, seed: int, trust_model: bool, force_resample: bool,
+              chunk_traces: int) -> dict[str, Any]:
+    if not tf.has_labels:
+        raise MissingFieldError(str(test_path), "labels", tf.meta_names, expected="labels are needed to evaluate")
+    # per-trace metadata in memory (a few bytes a trace, as the scores); the traces are read in chunks
+    meta = {k: tf.read_meta(k) for k in (LABELS, SNR, *CARRIED) if k in tf.meta_names}
+    data = _TestSplit(tf, meta)
+    labels = meta[LABELS].astype(int)
+    snr = meta[SNR].astype(np.float64) if SNR in meta else np.full(tf.n_traces, np.nan)
+    has_transient = meta["has_transient"].astype(int) if "has_transient" in meta else None
     if len(np.unique(labels)) < 2:
         msg = f"{test_path}: the test split needs both signal (1) and background (0) traces; found only {np.unique(labels).tolist()}"
         raise CrnnError(msg)
@@ -146,14 +211,14 @@ def evaluate(
         from crnn.classifier import load_classifier
 
         clf = load_classifier(model, trust_model=trust_model)
-        clf.check_input(data.traces.shape, data.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
-        parts = []
-        with Progress(f"evaluate {clf.path.name} on {Path(test_path).name}", data.n_traces, logger=log) as progress:
-            for i in range(0, data.n_traces, SCORE_CHUNK):  # in chunks, for the progress (scores are per trace)
-                parts.append(clf.predict(data.traces[i : i + SCORE_CHUNK], sampling_rate_hz=data.sampling_rate_hz,
-                                         force_resample=force_resample))
-                progress.update(len(parts[-1]))
-        scores = np.concatenate(parts)
+        clf.check_input(tf.shape, tf.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return clf.predict(x, sampling_rate_hz=tf.sampling_rate_hz, force_resample=force_resample,
+                               batch_size=MODEL_BATCH)
+
+        scores = _score_file(tf, predict, MODEL_BATCH, f"evaluate {clf.path.name} on {Path(test_path).name}",
+                             chunk_traces)
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
         extra["score_meaning"] = "probability that a pulse is present"
@@ -161,7 +226,7 @@ def evaluate(
         assert baseline is not None
         noise = None
         if baseline == "matched_filter":
-            noise, source = _noise_traces(noise_path, data, test_path)
+            noise, source = _noise_spectrum(noise_path, tf, labels, test_path)
             sm = signal_model or SignalModel()
             extra["matched_filter"] = {
                 "noise_spectrum_from": source,
@@ -170,9 +235,9 @@ def evaluate(
                 "band_hz": list(sm.receiver.band_hz),
                 "filter_order": sm.receiver.filter_order,
             }
-        scores = baseline_scores(
-            baseline, data.traces, data.sampling_rate_hz, s.baseline, noise_traces=noise, signal_model=signal_model
-        )
+        score, block = baseline_scorer(baseline, tf.sampling_rate_hz, s.baseline, noise_spectrum=noise,
+                                       signal_model=signal_model)
+        scores = _score_file(tf, score, block, f"evaluate {baseline} on {Path(test_path).name}", chunk_traces)
         method = name or baseline
         kind = "baseline"
         extra["score_meaning"] = SCORE_MEANING[baseline]
@@ -214,8 +279,8 @@ def evaluate(
                 f.create_dataset("labels", data=labels.astype(np.int8))
                 f.create_dataset("snr", data=snr.astype(np.float32))
                 for key in CARRIED:
-                    if key in data.meta:
-                        f.create_dataset(key, data=data.meta[key])
+                    if key in meta:
+                        f.create_dataset(key, data=meta[key])
                 f.attrs["method"] = method
                 f.attrs["kind"] = kind
                 f.attrs["test_file"] = str(test_path)
