@@ -31,7 +31,7 @@ rule evaluate_classifier:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=mem_mb(1500, per_input_mb=3),
+        mem_mb=mem_mb(2500, per_input_mb=0.02),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_classifier/{model}.log"),
@@ -77,7 +77,7 @@ rule evaluate_baseline:
         seed=config["seed"],
     threads: 1
     resources:
-        mem_mb=mem_mb(1500, per_input_mb=3),
+        mem_mb=mem_mb(2500, per_input_mb=0.02),
         runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_baseline/{baseline}.log"),
