@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import math
 import time
@@ -48,7 +49,7 @@ from crnn.fileutil import check_outputs, folder_outputs, output_group, refuse_al
 from crnn.metrics import operating_point, summarise, threshold_at_fpr
 from crnn.progress import Progress
 from crnn.settings import add_print_settings, check_value, from_mapping, load_mapping, to_mapping, validate
-from crnn.tracefile import LABELS, SNR, TraceFile, h5_output
+from crnn.tracefile import LABELS, SNR, TraceFile, h5_output, open_h5
 
 log = logging.getLogger(__name__)
 METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png", "gallery.png"
@@ -143,24 +144,110 @@ class _LazyTraces:
         return self._tf.read_traces(int(i), int(i) + 1)[0]
 
 
-def _score_file(tf: TraceFile, score: Callable[[np.ndarray], np.ndarray], block: int, what: str,
-                chunk_traces: int) -> np.ndarray:
-    """``score`` of every trace of ``tf``, read in pieces of a multiple of ``block`` traces (the
-    scores equal those of the whole file at once), about ``chunk_traces`` at a time."""
-    step = block * max(1, chunk_traces // block)
-    scores = np.empty(tf.n_traces, dtype=np.float32)
-    with Progress(what, tf.n_traces, logger=log) as progress:
-        for i in range(0, tf.n_traces, step):
-            stop = min(i + step, tf.n_traces)
-            scores[i:stop] = score(tf.read_traces(i, stop))
-            progress.update(stop - i)
-    return scores
-
-
 #: traces read and scored at a time (a model's scores do not depend on it, nor a baseline's)
 SCORE_CHUNK = 8192
 #: traces a model scores in one batch (pieces of a multiple of it give the scores of the whole file)
 MODEL_BATCH = 4096
+
+
+def _score_file(tf: TraceFile, score: Callable[[np.ndarray], np.ndarray], block: int, what: str,
+                chunk_traces: int, rows: tuple[int, int] | None = None) -> np.ndarray:
+    """``score`` of the traces ``rows`` (start, stop; default all) of ``tf``, read in pieces of a
+    multiple of ``block`` traces counted from the first trace (the scores equal those of the whole
+    file at once), about ``chunk_traces`` at a time."""
+    step = _piece(block, chunk_traces)
+    first, last = rows or (0, tf.n_traces)
+    scores = np.empty(last - first, dtype=np.float32)
+    with Progress(what, last - first, logger=log) as progress:
+        for i in range(first, last, step):
+            stop = min(i + step, last)
+            scores[i - first : stop - first] = score(tf.read_traces(i, stop))
+            progress.update(stop - i)
+    return scores
+
+
+def _piece(block: int, chunk_traces: int) -> int:
+    return block * max(1, chunk_traces // block)
+
+
+def _chunk_rows(n: int, block: int, chunk_traces: int, chunk: tuple[int, int] | None) -> tuple[int, int]:
+    """The rows (start, stop) of the test split that chunk I of N scores: whole pieces of the
+    unchunked run (so its scores are those of the unchunked run), as evenly as they go; a chunk
+    beyond the number of pieces has none."""
+    if chunk is None:
+        return 0, n
+    i, n_chunks = chunk
+    step = _piece(block, chunk_traces)
+    pieces = -(-n // step)
+    return min(n, i * pieces // n_chunks * step), min(n, (i + 1) * pieces // n_chunks * step)
+
+
+#: attributes of the scores of one chunk (``--chunk I --n-chunks N``) that the join checks
+CHUNK_ATTRS = ("chunk", "n_chunks", "first_row", "n_test_traces", "method", "kind", "test_file")
+
+
+def _write_chunk_scores(output_dir: str | Path, scores: np.ndarray, rows: tuple[int, int], chunk: tuple[int, int],
+                        tf: TraceFile, test_path: str | Path, method: str, kind: str, extra: dict[str, Any],
+                        score_time: float) -> dict[str, Any]:
+    info = {"chunk": chunk[0], "n_chunks": chunk[1], "first_row": rows[0], "n_test_traces": tf.n_traces,
+            "method": method, "kind": kind, "test_file": str(test_path)}
+    out = Path(output_dir)
+    with output_group() as group, h5_output(group.add(out / SCORES)) as f:
+        f.create_dataset("scores", data=scores)
+        for key, value in info.items():
+            f.attrs[key] = value
+        f.attrs["extra_json"] = json.dumps(extra)
+        f.attrs["scoring_time_s"] = score_time
+    log.info("%s: chunk %d of %d, traces %d..%d scored in %.1f s", method, chunk[0], chunk[1], rows[0], rows[1],
+             score_time)
+    return {**info, "rows": list(rows), "scoring_time_s": score_time}
+
+
+def _join_scores(paths: list[str | Path], tf: TraceFile, test_path: str | Path, method: str,
+                 kind: str) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """The scores of the whole test split from the files of its N chunks (each once, any order)."""
+    parts: dict[int, tuple[int, np.ndarray]] = {}
+    n_chunks, extra, seconds = None, {}, 0.0
+    expected = {"n_test_traces": tf.n_traces, "method": method, "kind": kind, "test_file": str(test_path)}
+    for p in paths:
+        with open_h5(Path(p)) as f:
+            missing = [k for k in CHUNK_ATTRS if k not in f.attrs]
+            if missing or "scores" not in f:
+                msg = (f"{p}: not the scores of a chunk of `crnn evaluate --chunk I --n-chunks N` (attributes "
+                       f"{missing} missing)")
+                raise CrnnError(msg)
+            attrs = {k: f.attrs[k].decode() if isinstance(f.attrs[k], bytes) else f.attrs[k] for k in CHUNK_ATTRS}
+            for key, value in expected.items():
+                if attrs[key] != value:
+                    msg = f"{p}: {key} is {attrs[key]!r}; this evaluation's is {value!r}"
+                    raise CrnnError(msg)
+            if n_chunks is None:
+                n_chunks = int(attrs["n_chunks"])
+            if int(attrs["n_chunks"]) != n_chunks:
+                msg = f"{p}: chunk {attrs['chunk']} of {attrs['n_chunks']} chunks, but {paths[0]} is one of {n_chunks}"
+                raise CrnnError(msg)
+            if int(attrs["chunk"]) in parts:
+                msg = f"{p}: chunk {attrs['chunk']} is given twice"
+                raise CrnnError(msg)
+            parts[int(attrs["chunk"])] = (int(attrs["first_row"]), f["scores"][()])
+            extra = json.loads(f.attrs["extra_json"])
+            seconds += float(f.attrs["scoring_time_s"])
+    assert n_chunks is not None
+    missing = sorted(set(range(n_chunks)) - set(parts))
+    if missing:
+        msg = f"evaluate: the scores of chunk(s) {missing} of {n_chunks} are missing (chunks are numbered 0..{n_chunks - 1})"
+        raise CrnnError(msg)
+    row = 0
+    for i in range(n_chunks):
+        first, values = parts[i]
+        if first != row:
+            msg = f"evaluate: chunk {i} starts at trace {first}, but the chunks before it end at trace {row}"
+            raise CrnnError(msg)
+        row += len(values)
+    if row != tf.n_traces:
+        msg = f"evaluate: the {n_chunks} chunks hold {row} scores; the test split has {tf.n_traces} traces"
+        raise CrnnError(msg)
+    return np.concatenate([parts[i][1] for i in range(n_chunks)]), seconds, extra
 
 
 def evaluate(
@@ -177,23 +264,29 @@ def evaluate(
     trust_model: bool = False,
     force_resample: bool = False,
     chunk_traces: int = SCORE_CHUNK,
+    chunk: tuple[int, int] | None = None,
+    scores_from: list[str | Path] | None = None,
 ) -> dict[str, Any]:
     """Score the test split with one method and write its metrics, scores and plots.
 
     The test split is read ``chunk_traces`` at a time (the scores do not depend on it): memory holds
-    the per-trace scores and metadata, not the traces."""
+    the per-trace scores and metadata, not the traces. With ``chunk`` (I, N) only the scores of
+    chunk I of N of the test split are written (``scores.h5``); ``scores_from``, the score files of
+    all N chunks, gives the scores without scoring anything: the outputs then equal those of an
+    unchunked run (but for ``scoring_time_s``, the chunks' sum)."""
     s = settings or EvaluationSettings()
     s.check()
     check_one_method("evaluate", model, baseline)
     with TraceFile(test_path) as tf:
         return _evaluate(tf, test_path, output_dir, model, baseline, name, s, noise_path, signal_model, seed,
-                         trust_model, force_resample, chunk_traces)
+                         trust_model, force_resample, chunk_traces, chunk, scores_from)
 
 
 def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, model: str | Path | None,
               baseline: str | None, name: str | None, s: EvaluationSettings, noise_path: str | Path | None,
               signal_model: SignalModel | None, seed: int, trust_model: bool, force_resample: bool,
-              chunk_traces: int) -> dict[str, Any]:
+              chunk_traces: int, chunk: tuple[int, int] | None, scores_from: list[str | Path] | None
+              ) -> dict[str, Any]:
     if not tf.has_labels:
         raise MissingFieldError(str(test_path), "labels", tf.meta_names, expected="labels are needed to evaluate")
     # per-trace metadata in memory (a few bytes a trace, as the scores); the traces are read in chunks
@@ -217,15 +310,14 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
             return clf.predict(x, sampling_rate_hz=tf.sampling_rate_hz, force_resample=force_resample,
                                batch_size=MODEL_BATCH)
 
-        scores = _score_file(tf, predict, MODEL_BATCH, f"evaluate {clf.path.name} on {Path(test_path).name}",
-                             chunk_traces)
+        score, block = predict, MODEL_BATCH
         method = name or clf.card.get("name", Path(model).stem)
         kind = "model"
         extra["score_meaning"] = "probability that a pulse is present"
     else:
         assert baseline is not None
         noise = None
-        if baseline == "matched_filter":
+        if baseline == "matched_filter" and scores_from is None:
             noise, source = _noise_spectrum(noise_path, tf, labels, test_path)
             sm = signal_model or SignalModel()
             extra["matched_filter"] = {
@@ -235,14 +327,23 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
                 "band_hz": list(sm.receiver.band_hz),
                 "filter_order": sm.receiver.filter_order,
             }
-        score, block = baseline_scorer(baseline, tf.sampling_rate_hz, s.baseline, noise_spectrum=noise,
-                                       signal_model=signal_model)
-        scores = _score_file(tf, score, block, f"evaluate {baseline} on {Path(test_path).name}", chunk_traces)
+        if scores_from is None:
+            score, block = baseline_scorer(baseline, tf.sampling_rate_hz, s.baseline, noise_spectrum=noise,
+                                           signal_model=signal_model)
         method = name or baseline
         kind = "baseline"
         extra["score_meaning"] = SCORE_MEANING[baseline]
         extra["baseline_settings"] = to_mapping(s.baseline)
-    score_time = time.perf_counter() - t0
+    what = f"evaluate {method} on {Path(test_path).name}"
+    if scores_from is not None:
+        scores, score_time, joined = _join_scores(scores_from, tf, test_path, method, kind)
+        extra.update(joined)
+    else:
+        rows = _chunk_rows(tf.n_traces, block, chunk_traces, chunk)
+        scores = _score_file(tf, score, block, what, chunk_traces, rows)
+        score_time = time.perf_counter() - t0
+        if chunk is not None:
+            return _write_chunk_scores(output_dir, scores, rows, chunk, tf, test_path, method, kind, extra, score_time)
     edges = np.asarray(s.snr_edges, dtype=float)
     metrics = summarise(
         scores, labels, snr, fprs=s.fprs, snr_edges=edges, has_transient=has_transient,
@@ -337,17 +438,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
                                           "settings of the templates (default: the simulation defaults)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    shard = p.add_mutually_exclusive_group()
+    shard.add_argument("--chunk", type=int, nargs=2, metavar=("I", "N"),
+                       help="score chunk I (0..N-1) of N of the test split only, into OUTPUT_DIR/scores.h5 "
+                            "(for N jobs side by side; join them with --scores)")
+    shard.add_argument("--scores", nargs="+", metavar="FILE",
+                       help="the scores.h5 of all N chunks (any order): evaluate them without scoring; the "
+                            "outputs equal those of one unchunked run")
     add_model_flags(p, scope="--model: ")
 
 
 def run(args: argparse.Namespace) -> None:
     from crnn.modelcard import model_inputs
 
-    refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model)],
+    refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model),
+                    *(("--scores", p) for p in args.scores or ())],
                    folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
     check_outputs([(f"--output-dir file {n}", Path(args.output_dir) / n) for n in (METRICS, SCORES)],
                   folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
+    if args.chunk is not None and not (args.chunk[1] >= 1 and 0 <= args.chunk[0] < args.chunk[1]):
+        msg = f"--chunk: expected I N with 0 <= I < N, got {args.chunk[0]} {args.chunk[1]}"
+        raise CrnnError(msg)
     mapping = load_mapping(args.settings)
     if args.fpr:
         mapping["fprs"] = args.fpr
@@ -360,7 +472,7 @@ def run(args: argparse.Namespace) -> None:
     evaluate(
         args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
         noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
-        force_resample=args.force_resample,
+        force_resample=args.force_resample, chunk=tuple(args.chunk) if args.chunk else None, scores_from=args.scores,
     )
 
 

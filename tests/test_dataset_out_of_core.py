@@ -159,3 +159,10 @@ def test_text_metadata_travel_through_the_buckets(tmp_path):
         with h5py.File(p) as f:
             rows, names = f["source_index"][()], f["station"].asstr()[()]
         assert [f"st{i:0{1 + i % 4}d}" for i in rows] == list(names)
+
+
+def test_the_default_budget_is_the_schemas():
+    from crnn.dataset import DEFAULT_MEMORY_BUDGET_MB
+    from crnn.settings import schema_node
+
+    assert schema_node("dataset.memory_budget_mb")["default"] == DEFAULT_MEMORY_BUDGET_MB <= 1000

@@ -49,3 +49,31 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, me
     assert json.dumps({k: metrics[k] for k in reference}, default=str) == json.dumps(reference, default=str)
     if method == "matched_filter":
         assert metrics["matched_filter"]["noise_spectrum_from"].endswith("(background of the test split)")
+
+
+@pytest.mark.parametrize(("method", "n_chunks"), [("amplitude", 3), ("matched_filter", 2)])
+def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, method, n_chunks):
+    """Sharded scoring (`--chunk I N`, then `--scores`): 3,000 traces in 2 (amplitude: one chunk
+    empty) or 5 pieces (matched filter); metrics and scores equal the unchunked run's exactly."""
+    settings = EvaluationSettings(n_bootstrap=20)
+    whole = evaluate(sim_file, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
+    chunks = [evaluate(sim_file, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1,
+                       chunk=(i, n_chunks)) for i in reversed(range(n_chunks))]
+    assert sorted(tuple(c["rows"]) for c in chunks)[0][0] == 0 and sum(c["rows"][1] - c["rows"][0] for c in chunks) == 3000
+    assert not (tmp_path / "c0" / "metrics.json").exists()
+    joined = evaluate(sim_file, tmp_path / "joined", baseline=method, settings=settings, seed=2,
+                      scores_from=[tmp_path / f"c{i}" / "scores.h5" for i in range(n_chunks)])
+    for m in (whole, joined):
+        m.pop("scoring_time_s")
+    assert json.dumps(joined, default=str) == json.dumps(whole, default=str)
+    with h5py.File(tmp_path / "whole" / "scores.h5") as a, h5py.File(tmp_path / "joined" / "scores.h5") as b:
+        assert sorted(a) == sorted(b) and all(np.array_equal(a[k][()], b[k][()], equal_nan=True) for k in a)
+
+
+def test_a_missing_chunk_is_refused(tmp_path, sim_file):
+    from crnn.errors import CrnnError
+
+    evaluate(sim_file, tmp_path / "c1", baseline="amplitude", chunk=(1, 2))
+    with pytest.raises(CrnnError, match=r"the scores of chunk\(s\) \[0\] of 2 are missing"):
+        evaluate(sim_file, tmp_path / "joined", baseline="amplitude", scores_from=[tmp_path / "c1" / "scores.h5"])
+    assert not (tmp_path / "joined").exists()
