@@ -438,13 +438,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
                                           "settings of the templates (default: the simulation defaults)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    shard = p.add_mutually_exclusive_group()
-    shard.add_argument("--chunk", type=int, nargs=2, metavar=("I", "N"),
-                       help="score chunk I (0..N-1) of N of the test split only, into OUTPUT_DIR/scores.h5 "
-                            "(for N jobs side by side; join them with --scores)")
-    shard.add_argument("--scores", nargs="+", metavar="FILE",
-                       help="the scores.h5 of all N chunks (any order): evaluate them without scoring; the "
-                            "outputs equal those of one unchunked run")
+    p.add_argument("--chunk", type=int, metavar="I",
+                   help="score only chunk I (0 .. N-1) of the test split, into OUTPUT_DIR/scores.h5, for one job "
+                        "of many; join them with --scores")
+    p.add_argument("--n-chunks", type=int, default=1, metavar="N", help="number of chunks (default 1)")
+    p.add_argument("--scores", nargs="+", metavar="FILE",
+                   help="the scores.h5 of all chunks (any order): evaluate them without scoring; the outputs "
+                        "equal those of one unchunked run")
     add_model_flags(p, scope="--model: ")
 
 
@@ -457,8 +457,12 @@ def run(args: argparse.Namespace) -> None:
     check_outputs([(f"--output-dir file {n}", Path(args.output_dir) / n) for n in (METRICS, SCORES)],
                   folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
-    if args.chunk is not None and not (args.chunk[1] >= 1 and 0 <= args.chunk[0] < args.chunk[1]):
-        msg = f"--chunk: expected I N with 0 <= I < N, got {args.chunk[0]} {args.chunk[1]}"
+    check_value(args.n_chunks, "scale_out.evaluate_chunks", "--n-chunks")
+    if args.chunk is not None and not 0 <= args.chunk < args.n_chunks:
+        msg = f"--chunk: must be in 0..{args.n_chunks - 1} (--n-chunks {args.n_chunks}), got {args.chunk}"
+        raise CrnnError(msg)
+    if args.chunk is not None and args.scores:
+        msg = "--scores: joins the chunks' scores; give it without --chunk"
         raise CrnnError(msg)
     mapping = load_mapping(args.settings)
     if args.fpr:
@@ -472,7 +476,7 @@ def run(args: argparse.Namespace) -> None:
     evaluate(
         args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
         noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
-        force_resample=args.force_resample, chunk=tuple(args.chunk) if args.chunk else None, scores_from=args.scores,
+        force_resample=args.force_resample, chunk=None if args.chunk is None else (args.chunk, args.n_chunks), scores_from=args.scores,
     )
 
 

@@ -53,7 +53,7 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, me
 
 @pytest.mark.parametrize(("method", "n_chunks"), [("amplitude", 3), ("matched_filter", 2)])
 def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, method, n_chunks):
-    """Sharded scoring (`--chunk I N`, then `--scores`): 3,000 traces in 2 (amplitude: one chunk
+    """Sharded scoring (`--chunk I --n-chunks N`, then `--scores`): 3,000 traces in 2 (amplitude: one chunk
     empty) or 5 pieces (matched filter); metrics and scores equal the unchunked run's exactly."""
     settings = EvaluationSettings(n_bootstrap=20)
     whole = evaluate(sim_file, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
@@ -77,3 +77,19 @@ def test_a_missing_chunk_is_refused(tmp_path, sim_file):
     with pytest.raises(CrnnError, match=r"the scores of chunk\(s\) \[0\] of 2 are missing"):
         evaluate(sim_file, tmp_path / "joined", baseline="amplitude", scores_from=[tmp_path / "c1" / "scores.h5"])
     assert not (tmp_path / "joined").exists()
+
+
+def test_the_workflow_scores_each_method_in_evaluate_chunks_jobs_and_joins_them(tmp_path):
+    from tests.conftest import snakemake
+
+    cfg = tmp_path / "chunks.yaml"
+    cfg.write_text("scale_out:\n  evaluate_chunks: 3\nevaluate:\n  baselines: [amplitude]\n")
+    proc = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "test.yaml"), str(cfg), "--directory",
+                     str(tmp_path), "--cores", "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert log.count("rule score_baseline_chunk:") == 3 and log.count("rule score_classifier_chunk:") == 6
+    for i in range(3):
+        assert f"--chunk {i} --n-chunks 3" in log
+    chunks = " ".join(f"results/test/evaluate/chunks/amplitude/{i}/scores.h5" for i in range(3))
+    assert f"--scores {chunks}" in log
