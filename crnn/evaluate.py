@@ -337,7 +337,7 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
     what = f"evaluate {method} on {Path(test_path).name}"
     if scores_from is not None:
         scores, score_time, joined = _join_scores(scores_from, tf, test_path, method, kind)
-        extra.update(joined)
+        extra = {**joined, **extra}  # what only scoring knows (the matched filter's noise), in its order
     else:
         rows = _chunk_rows(tf.n_traces, block, chunk_traces, chunk)
         scores = _score_file(tf, score, block, what, chunk_traces, rows)

@@ -22,7 +22,7 @@ MODEL = REPO / "tests" / "data" / "model_v0_1"
 @pytest.mark.parametrize("method", ["amplitude", "power", "matched_filter", "model"])
 def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, method):
     """3,000 test traces in the smallest pieces each method allows (2,048 traces for the simple
-    baselines, a third of that for the three-template matched filter, 4,096 for a model)."""
+    baselines, a fifth of that for the five-template matched filter, 4,096 for a model)."""
     whole = read_traces(sim_file)
     background = whole.traces[whole.labels == 0]
     if method == "model":
@@ -54,7 +54,7 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, me
 @pytest.mark.parametrize(("method", "n_chunks"), [("amplitude", 3), ("matched_filter", 2)])
 def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, method, n_chunks):
     """Sharded scoring (`--chunk I --n-chunks N`, then `--scores`): 3,000 traces in 2 (amplitude: one chunk
-    empty) or 5 pieces (matched filter); metrics and scores equal the unchunked run's exactly."""
+    empty) or 8 pieces (matched filter, five templates); metrics and scores equal the unchunked run's exactly."""
     settings = EvaluationSettings(n_bootstrap=20)
     whole = evaluate(sim_file, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
     chunks = [evaluate(sim_file, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1,
