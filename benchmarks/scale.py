@@ -6,7 +6,7 @@ another disk), then ``crnn dataset`` splits it (fractions 0.6 0.15 0.25) and ``c
 scores its test split with the amplitude baseline and with a model (``--scale-model``, default the
 fixture GRU ``tests/data/model_v0_1``); each stage runs in a subprocess whose peak RSS is measured
 alone. The growth of each stage's peak RSS from the smallest to the largest size is reported: the
-dataset stage holds 24 bytes a trace beside its budget, evaluate 4 bytes of score and about 30 of
+dataset stage holds some 50 bytes a trace beside its budget, evaluate 4 bytes of score and about 30 of
 metadata a trace. The free disk is checked first: a size needs about three times its traces (input,
 the dataset's scratch file, the splits). The folder is removed after each size.
 """

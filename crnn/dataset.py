@@ -26,7 +26,8 @@ trace is written into its *bucket*, a run of consecutive rows of one split, in a
 the training split (as large as the inputs' traces: the disk needs room for it and the splits); then
 each bucket is read, put in order and appended to its split. A bucket holds as many traces as two
 copies fit in the budget; the splits, byte for byte, do not depend on it. What stays in memory for
-all traces is a few arrays of 8 bytes a trace (the permutation, the rows, the split).
+all traces is a few arrays of up to 8 bytes a trace (the permutation, the groups, the rows, the
+split): some 50 bytes a trace at the peak, while the places are worked out, 9 while traces move.
 
 The three splits are written to temporaries and renamed together at the end, so a killed run
 never leaves a new split beside old ones; each carries the same ``dataset_run_id`` attribute (a
@@ -370,7 +371,8 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
     log.info("dataset: %d traces in %d bucket(s) of at most %d traces (memory budget %g MB)", n,
              len(bucket_start), capacity, budget_mb)
 
-    _check_space(outputs, n * record.itemsize, {s: c * (record.itemsize - 8) for s, c in zip(SPLITS, counts, strict=True)})
+    _check_space(outputs, n * record.itemsize,
+                 {s: c * (record.itemsize - 8) for s, c in zip(SPLITS, counts, strict=True)})
     scratch = new_temporary(outputs["train"])  # removed at the end, on a signal, or by a rerun
     try:
         fd = os.open(scratch, os.O_RDWR)

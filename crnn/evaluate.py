@@ -235,7 +235,8 @@ def _join_scores(paths: list[str | Path], tf: TraceFile, test_path: str | Path, 
     assert n_chunks is not None
     missing = sorted(set(range(n_chunks)) - set(parts))
     if missing:
-        msg = f"evaluate: the scores of chunk(s) {missing} of {n_chunks} are missing (chunks are numbered 0..{n_chunks - 1})"
+        msg = (f"evaluate: the scores of chunk(s) {missing} of {n_chunks} are missing "
+               f"(chunks are numbered 0..{n_chunks - 1})")
         raise CrnnError(msg)
     row = 0
     for i in range(n_chunks):

@@ -11,7 +11,7 @@ rule build_dataset:
         budget=config["dataset"]["memory_budget_mb"],
     threads: 1
     resources:
-        mem_mb=mem_mb(config["dataset"]["memory_budget_mb"] + 600, per_input_mb=0.02),
+        mem_mb=mem_mb(config["dataset"]["memory_budget_mb"] + 600, per_input_mb=0.015),
         runtime=runtime_min(10, input_mb_per_min=500),
     log:
         res("logs/build_dataset.log"),
