@@ -3,8 +3,9 @@
 For each size (default 1M, 2M and 5M traces of 2 x 500 float32 samples, 4 GB a million) a canonical
 file of random traces with labels is written into a temporary folder (``CRNN_BENCH_TMP`` puts it on
 another disk), then ``crnn dataset`` splits it (fractions 0.6 0.15 0.25) and ``crnn evaluate``
-scores its test split with the amplitude baseline and with a model (``--scale-model``, default the
-fixture GRU ``tests/data/model_v0_1``); each stage runs in a subprocess whose peak RSS is measured
+scores its test split with the amplitude baseline and with a model (``--scale-model``; by default
+the config's ``gru``, trained for one epoch on 2,000 traces: memory and speed do not depend on the
+weights); each stage runs in a subprocess whose peak RSS is measured
 alone. The growth of each stage's peak RSS from the smallest to the largest size is reported: the
 dataset stage holds some 50 bytes a trace beside its budget, evaluate 4 bytes of score and about 30 of
 metadata a trace. The free disk is checked first: a size needs about three times its traces (input,
@@ -20,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, crnn_cmd, env_with, fmt, measurement, median, run_measured, table
+from benchmarks.common import crnn_cmd, env_with, fmt, measurement, median, run_measured, table, train_small_model
 from benchmarks.ingest import write_canonical
 
 NAME = "scale"
@@ -33,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scale: input sizes in traces")
     p.add_argument("--scale-budget-mb", type=float, default=None,
                    help="scale: crnn dataset --memory-budget-mb (default: the stage's default)")
-    p.add_argument("--scale-model", default=str(REPO / "tests" / "data" / "model_v0_1"),
-                   help="scale: model that crnn evaluate scores the test split with")
+    p.add_argument("--scale-model", default=None,
+                   help="scale: model that crnn evaluate scores the test split with (default: a default-shaped "
+                        "gru of --config, trained for one epoch)")
 
 
 def _check_disk(folder: Path, n_traces: int) -> None:
@@ -49,28 +51,40 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     sizes = [20_000, 40_000] if quick else sorted(args.scale_traces)
     budget = ["--memory-budget-mb", str(args.scale_budget_mb)] if args.scale_budget_mb else []
     measurements = []
-    for n in sizes:
-        with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as tmp:
-            d = Path(tmp)
-            _check_disk(d, n)
-            write_canonical(d / "in.h5", n * BYTES_PER_TRACE / 1e9)
-            splits = [f"--{s}" for s in ("train", "val", "test")]
-            cmd = crnn_cmd("dataset", "-i", str(d / "in.h5"), *(a for s in splits for a in (s, str(d / f"{s[2:]}.h5"))),
-                           "--fractions", "0.6", "0.15", "0.25", *budget)
-            runs = {"dataset": run_measured(cmd, env=env_with())}
-            (d / "in.h5").unlink()
-            (d / "train.h5").unlink()
-            runs["evaluate amplitude"] = run_measured(
-                crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "amp"), "--baseline", "amplitude",
-                         "--n-bootstrap", "20"), env=env_with())
-            runs["evaluate model"] = run_measured(
-                crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "model"), "--model", args.scale_model,
-                         "--n-bootstrap", "20"), env=env_with())
-        for stage, (dt, rss) in runs.items():
-            measurements += [measurement(f"{stage}, {n:,} traces: time", "s", [dt], stage=stage, n_traces=n),
-                             measurement(f"{stage}, {n:,} traces: peak RSS", "MiB", [rss], stage=stage, n_traces=n)]
-    return {"sizes": sizes, "memory_budget_mb": args.scale_budget_mb, "model": args.scale_model,
-            "measurements": measurements}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as models:
+        model = args.scale_model
+        if model is None:
+            from benchmarks.train import model_settings
+
+            model = str(train_small_model(Path(models) / "gru", model_settings(args.config, "gru"), name="gru"))
+        for n in sizes:
+            measurements += _run_size(n, budget, model)
+    return {"sizes": sizes, "memory_budget_mb": args.scale_budget_mb,
+            "model": args.scale_model or f"gru of {Path(args.config).name}, one epoch", "measurements": measurements}
+
+
+def _run_size(n: int, budget: list[str], model: str) -> list[dict[str, Any]]:
+    measurements = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as tmp:
+        d = Path(tmp)
+        _check_disk(d, n)
+        write_canonical(d / "in.h5", n * BYTES_PER_TRACE / 1e9)
+        splits = [f"--{s}" for s in ("train", "val", "test")]
+        cmd = crnn_cmd("dataset", "-i", str(d / "in.h5"), *(a for s in splits for a in (s, str(d / f"{s[2:]}.h5"))),
+                       "--fractions", "0.6", "0.15", "0.25", *budget)
+        runs = {"dataset": run_measured(cmd, env=env_with())}
+        (d / "in.h5").unlink()
+        (d / "train.h5").unlink()
+        runs["evaluate amplitude"] = run_measured(
+            crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "amp"), "--baseline", "amplitude",
+                     "--n-bootstrap", "20"), env=env_with())
+        runs["evaluate model"] = run_measured(
+            crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "model"), "--model", model,
+                     "--n-bootstrap", "20"), env=env_with())
+    for stage, (dt, rss) in runs.items():
+        measurements += [measurement(f"{stage}, {n:,} traces: time", "s", [dt], stage=stage, n_traces=n),
+                         measurement(f"{stage}, {n:,} traces: peak RSS", "MiB", [rss], stage=stage, n_traces=n)]
+    return measurements
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -88,7 +102,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Each stage in a subprocess (peak RSS of that process alone) on random traces of 2 x 500 float32 samples; "
         f"`crnn dataset` with {'the default memory budget' if budget is None else f'--memory-budget-mb {budget:g}'}, "
         f"the test split (a quarter) scored by `crnn evaluate` with the amplitude baseline and with "
-        f"`{Path(result['model']).name}`, 20 bootstrap replicates.\n\n"
+        f"{result['model']}, 20 bootstrap replicates.\n\n"
         + table(["stage", *(f"{n:,} traces: time, peak RSS" for n in sizes), f"peak RSS {sizes[-1]:,} / {sizes[0]:,}"],
                 rows)
     )
