@@ -26,7 +26,7 @@ from benchmarks.ingest import write_canonical
 
 NAME = "scale"
 BYTES_PER_TRACE = 2 * 500 * 4
-STAGES = ("dataset", "evaluate amplitude", "evaluate model")
+STAGES = ("dataset", "evaluate amplitude", "evaluate model")  # dataset always runs: it makes the test split
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="scale: input sizes in traces")
     p.add_argument("--scale-budget-mb", type=float, default=None,
                    help="scale: crnn dataset --memory-budget-mb (default: the stage's default)")
+    p.add_argument("--scale-stages", nargs="+", choices=STAGES, default=list(STAGES), metavar="STAGE",
+                   help=f"scale: stages to run ({', '.join(STAGES)})")
     p.add_argument("--scale-model", default=None,
                    help="scale: model that crnn evaluate scores the test split with (default: a default-shaped "
                         "gru of --config, trained for one epoch)")
@@ -53,17 +55,17 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     measurements = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as models:
         model = args.scale_model
-        if model is None:
+        if model is None and "evaluate model" in args.scale_stages:
             from benchmarks.train import model_settings
 
             model = str(train_small_model(Path(models) / "gru", model_settings(args.config, "gru"), name="gru"))
         for n in sizes:
-            measurements += _run_size(n, budget, model)
-    return {"sizes": sizes, "memory_budget_mb": args.scale_budget_mb,
+            measurements += _run_size(n, budget, model, args.scale_stages)
+    return {"sizes": sizes, "memory_budget_mb": args.scale_budget_mb, "stages": args.scale_stages,
             "model": args.scale_model or f"gru of {Path(args.config).name}, one epoch", "measurements": measurements}
 
 
-def _run_size(n: int, budget: list[str], model: str) -> list[dict[str, Any]]:
+def _run_size(n: int, budget: list[str], model: str | None, stages: list[str]) -> list[dict[str, Any]]:
     measurements = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("CRNN_BENCH_TMP")) as tmp:
         d = Path(tmp)
@@ -75,12 +77,12 @@ def _run_size(n: int, budget: list[str], model: str) -> list[dict[str, Any]]:
         runs = {"dataset": run_measured(cmd, env=env_with())}
         (d / "in.h5").unlink()
         (d / "train.h5").unlink()
-        runs["evaluate amplitude"] = run_measured(
-            crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "amp"), "--baseline", "amplitude",
-                     "--n-bootstrap", "20"), env=env_with())
-        runs["evaluate model"] = run_measured(
-            crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / "model"), "--model", model,
-                     "--n-bootstrap", "20"), env=env_with())
+        method = {"evaluate amplitude": ["--baseline", "amplitude"], "evaluate model": ["--model", str(model)]}
+        for stage in STAGES[1:]:
+            if stage in stages:
+                runs[stage] = run_measured(
+                    crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / stage.split()[-1]),
+                             *method[stage], "--n-bootstrap", "20"), env=env_with())
     for stage, (dt, rss) in runs.items():
         measurements += [measurement(f"{stage}, {n:,} traces: time", "s", [dt], stage=stage, n_traces=n),
                          measurement(f"{stage}, {n:,} traces: peak RSS", "MiB", [rss], stage=stage, n_traces=n)]
@@ -91,7 +93,7 @@ def markdown(result: dict[str, Any]) -> str:
     sizes = result["sizes"]
     by = {(m["stage"], m["n_traces"], m["unit"]): median(m) for m in result["measurements"]}
     rows = []
-    for stage in STAGES:
+    for stage in result.get("stages", STAGES):
         cells = [stage]
         for n in sizes:
             cells.append(f"{fmt(by[(stage, n, 's')], 's')}, {fmt(by[(stage, n, 'MiB')], 'MiB')}")
