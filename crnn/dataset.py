@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -244,6 +245,15 @@ def _bucket_capacity(budget_mb: float, record: np.dtype, ref: TraceFile) -> int:
     return capacity
 
 
+def _reserve(fd: int, size: int) -> None:
+    """Allocate ``size`` bytes of the scratch file (where the file system can; others fill as written)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
 def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
     view = memoryview(data.reshape(-1).view(np.uint8))
     while view.nbytes:
@@ -378,7 +388,7 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
         fd = os.open(scratch, os.O_RDWR)
         try:
             with _scratch_errors(outputs["train"], scratch):
-                os.posix_fallocate(fd, 0, n * record.itemsize)  # a full disk fails here, before the work
+                _reserve(fd, n * record.itemsize)  # a full disk fails here, before the work
                 # -- pass 2: each input chunk's traces into their buckets --------------------------------
                 filled = np.zeros(len(bucket_start), dtype=np.int64)
                 start = 0
