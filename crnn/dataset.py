@@ -481,7 +481,8 @@ def _shuffled_bucket(fd: int, record: np.dtype, start: int, size: int, first_row
 
 def _pieces(buckets: Iterator[np.ndarray], step: int) -> Iterator[np.ndarray]:
     """The records of consecutive ``buckets`` in pieces of ``step`` (the last one shorter), so a
-    split is appended in the same pieces, and has the same bytes, whatever the bucket size."""
+    split is appended in the same pieces, and has the same bytes, whatever the bucket size. Each
+    piece is a copy: no bucket outlives its pieces while the next one is read."""
     pending: list[np.ndarray] = []
     n_pending = 0
     for recs in buckets:
@@ -494,7 +495,7 @@ def _pieces(buckets: Iterator[np.ndarray], step: int) -> Iterator[np.ndarray]:
                 yield np.concatenate(pending)
                 pending, n_pending = [], 0
         while n_pending == 0 and len(recs) - s >= step:
-            yield recs[s : s + step]
+            yield recs[s : s + step].copy()  # a view would keep the whole bucket alive beside the next
             s += step
         if s < len(recs):
             pending.append(recs[s:].copy())
