@@ -19,7 +19,7 @@ from tests.conftest import REPO
 MODEL = REPO / "tests" / "data" / "model_v0_1"
 
 
-@pytest.mark.parametrize("method", ["amplitude", "power", "matched_filter", "model"])
+@pytest.mark.parametrize("method", ["amplitude", "matched_filter", "model"])
 def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, method):
     """3,000 test traces in the smallest pieces each method allows (2,048 traces for the simple
     baselines, a fifth of that for the five-template matched filter, 4,096 for a model)."""
