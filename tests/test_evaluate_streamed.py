@@ -19,11 +19,26 @@ from tests.conftest import REPO
 MODEL = REPO / "tests" / "data" / "model_v0_1"
 
 
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory, sim_file):
+    """The first 1,200 of the 3,000 simulated traces: three pieces of the matched filter's 409."""
+    from crnn.tracefile import write_traces
+
+    path = tmp_path_factory.mktemp("small") / "small.h5"
+    return write_traces(path, read_traces(sim_file).subset(slice(0, 1200)))
+
+
+def _file(method, sim_file, small_file):
+    return small_file if method == "matched_filter" else sim_file
+
+
 @pytest.mark.parametrize("method", ["amplitude", "matched_filter", "model"])
-def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, method):
-    """3,000 test traces in the smallest pieces each method allows (2,048 traces for the simple
-    baselines, a fifth of that for the five-template matched filter, 4,096 for a model)."""
-    whole = read_traces(sim_file)
+def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, small_file, method):
+    """3,000 test traces (1,200 for the matched filter) in the smallest pieces each method allows
+    (2,048 traces for the simple baselines, 409 for the five-template matched filter, 4,096 for a
+    model)."""
+    test = _file(method, sim_file, small_file)
+    whole = read_traces(test)
     background = whole.traces[whole.labels == 0]
     if method == "model":
         from crnn.classifier import load_classifier
@@ -35,7 +50,7 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, me
                                    noise_traces=background if method == "matched_filter" else None)
         kwargs = {"baseline": method}
     settings = EvaluationSettings(n_bootstrap=20)
-    metrics = evaluate(sim_file, tmp_path / "ev", chunk_traces=1, settings=settings, seed=2, **kwargs)
+    metrics = evaluate(test, tmp_path / "ev", chunk_traces=1, settings=settings, seed=2, **kwargs)
     with h5py.File(tmp_path / "ev" / "scores.h5") as f:
         assert np.array_equal(f["scores"][()], expected)
         assert np.array_equal(f["labels"][()], whole.labels)
@@ -52,17 +67,20 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, me
 
 
 @pytest.mark.parametrize(("method", "n_chunks"), [("amplitude", 3), ("matched_filter", 2)])
-def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, method, n_chunks):
-    """Sharded scoring (`--chunk I --n-chunks N`, then `--scores`): 3,000 traces in 2 (amplitude: one chunk
-    empty) or 8 pieces (matched filter, five templates); metrics and scores equal the unchunked run's exactly."""
+def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, small_file, method,
+                                                                    n_chunks):
+    """Sharded scoring (`--chunk I --n-chunks N`, then `--scores`): 3,000 traces in 2 pieces (amplitude:
+    one chunk empty) or 1,200 in 3 (matched filter); metrics and scores equal the unchunked run's exactly."""
+    test = _file(method, sim_file, small_file)
+    n = read_traces(test).n_traces
     settings = EvaluationSettings(n_bootstrap=20)
-    whole = evaluate(sim_file, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
-    chunks = [evaluate(sim_file, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1,
+    whole = evaluate(test, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
+    chunks = [evaluate(test, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1,
                        chunk=(i, n_chunks)) for i in reversed(range(n_chunks))]
     rows = sorted(tuple(c["rows"]) for c in chunks)
-    assert rows[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rows, rows[1:])) and rows[-1][1] == 3000
+    assert rows[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rows, rows[1:])) and rows[-1][1] == n
     assert not (tmp_path / "c0" / "metrics.json").exists()
-    joined = evaluate(sim_file, tmp_path / "joined", baseline=method, settings=settings, seed=2,
+    joined = evaluate(test, tmp_path / "joined", baseline=method, settings=settings, seed=2,
                       scores_from=[tmp_path / f"c{i}" / "scores.h5" for i in range(n_chunks)])
     for m in (whole, joined):
         m.pop("scoring_time_s")
