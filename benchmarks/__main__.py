@@ -30,7 +30,7 @@ from types import ModuleType
 from benchmarks.common import REPO, git_commit, machine, summary
 
 # Order of a full run. train_memory is another helper's module: registered when it exists.
-SUITES = ("cli", "simulate", "noise", "ingest", "train", "train_memory", "predict", "quality", "pipeline")
+SUITES = ("cli", "simulate", "noise", "ingest", "train", "train_memory", "predict", "quality", "pipeline", "scale")
 DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = REPO / "benchmarks" / "results"
 

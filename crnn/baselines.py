@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -143,16 +144,25 @@ def power_snr(
 def noise_power_spectrum(noise_traces: np.ndarray) -> np.ndarray:
     """Mean periodogram E|X_k|^2 per channel and rfft bin, shape (C, T // 2 + 1), from noise-only traces."""
     x = _as_ncT(noise_traces)
-    if x.shape[0] < MIN_NOISE_TRACES:
+    return noise_power_from_blocks(x[i : i + CHUNK] for i in range(0, x.shape[0], CHUNK))
+
+
+def noise_power_from_blocks(blocks: Iterable[np.ndarray]) -> np.ndarray:
+    """:func:`noise_power_spectrum` of the noise-only traces that ``blocks`` yield one block after
+    another (of ``CHUNK`` traces but the last, for the same sums), so they need not fit in memory."""
+    acc, n = None, 0
+    for block in blocks:
+        x = _as_ncT(block)
+        power = (np.abs(np.fft.rfft(x, axis=-1)) ** 2).sum(axis=0)
+        acc = power if acc is None else acc + power
+        n += x.shape[0]
+    if n < MIN_NOISE_TRACES:
         msg = (
             f"matched filter: need at least {MIN_NOISE_TRACES} noise-only traces to estimate the noise "
-            f"spectrum, got {x.shape[0]}"
+            f"spectrum, got {n}"
         )
         raise CrnnError(msg)
-    acc = np.zeros((x.shape[1], x.shape[2] // 2 + 1))
-    for i in range(0, x.shape[0], CHUNK):
-        acc += (np.abs(np.fft.rfft(x[i : i + CHUNK], axis=-1)) ** 2).sum(axis=0)
-    return acc / x.shape[0]
+    return acc / n
 
 
 def template_spectra(signal_model: SignalModel, n_samples: int, sampling_rate_hz: float, n_templates: int) -> np.ndarray:
@@ -233,6 +243,11 @@ class MatchedFilterBank:
             w[-1] = 1.0
         self.noise_rms = float(np.sqrt((p * w).sum(axis=-1).mean() / n_samples**2))
 
+    @property
+    def block(self) -> int:
+        """Traces correlated at a time (fewer with more templates, for the memory)."""
+        return max(1, CHUNK // max(1, self.filters.shape[0]))
+
     def correlate(self, traces: np.ndarray) -> np.ndarray:
         """Normalised complex correlation z, shape (N, K, C, T): Re and Im are N(0, 1) for pure noise.
 
@@ -269,8 +284,7 @@ class MatchedFilterBank:
         n, t = len(traces), np.shape(traces)[-1]
         out = np.empty(n, dtype=np.float64)
         centre = np.empty(n, dtype=np.int64)
-        k_templates = self.filters.shape[0]
-        step = max(1, CHUNK // max(1, k_templates))
+        step = self.block
         for i in range(0, n, step):
             z = self.correlate(traces[i : i + step])  # (m, K, C, T)
             re, im = z.real, z.imag
@@ -323,6 +337,29 @@ def baseline_scores(
     signal_model: SignalModel | None = None,
 ) -> np.ndarray:
     """Score of baseline ``name`` for every trace (float32)."""
+    score, _ = baseline_scorer(name, sampling_rate_hz, settings, noise_traces=noise_traces, signal_model=signal_model)
+    return score(traces)
+
+
+#: the noise that the matched filter is whitened for: (mean periodogram (C, F), traces it is from, samples)
+NoiseSpectrum = tuple[np.ndarray, int, int]
+
+
+def baseline_scorer(
+    name: str,
+    sampling_rate_hz: float,
+    settings: BaselineSettings | None = None,
+    *,
+    noise_traces: np.ndarray | None = None,
+    noise_spectrum: NoiseSpectrum | None = None,
+    signal_model: SignalModel | None = None,
+) -> tuple[Callable[[np.ndarray], np.ndarray], int]:
+    """The scoring function of baseline ``name`` (traces -> float32 scores, one per trace, each
+    independent of the others) and the block of traces it works on at a time: scoring a file in
+    pieces of a multiple of the block gives the scores of scoring it whole, bit for bit.
+
+    The matched filter needs the noise: ``noise_traces``, or their ``noise_spectrum`` (e.g. from
+    :func:`noise_power_from_blocks`) when they do not fit in memory."""
     s = settings or BaselineSettings()
     simple = {
         "amplitude": lambda x: amplitude_snr(x, sampling_rate_hz, s.signal_window_s),
@@ -330,21 +367,31 @@ def baseline_scores(
         "power": lambda x: power_snr(x, sampling_rate_hz, s.power_window_s, s.signal_window_s),
     }
     if name in simple:  # in chunks, to keep the memory small
-        return np.concatenate([simple[name](traces[i : i + CHUNK]) for i in range(0, len(traces), CHUNK)])
+        def score(traces: np.ndarray) -> np.ndarray:
+            return np.concatenate([simple[name](traces[i : i + CHUNK]) for i in range(0, len(traces), CHUNK)])
+
+        return score, CHUNK
     if name == "matched_filter":
-        if noise_traces is None:
+        if noise_spectrum is None and noise_traces is not None:
+            x = _as_ncT(noise_traces)
+            noise_spectrum = (noise_power_spectrum(x), x.shape[0], x.shape[-1])
+        if noise_spectrum is None:
             msg = "matched filter: needs noise-only traces to estimate the noise spectrum"
             raise CrnnError(msg)
-        bank = MatchedFilterBank.from_signal_model(
-            signal_model or SignalModel(), noise_traces, sampling_rate_hz, s.matched_filter_templates
-        )
+        power, n_noise, n_samples = noise_spectrum
+        templates = template_spectra(signal_model or SignalModel(), n_samples, sampling_rate_hz,
+                                     s.matched_filter_templates)
+        bank = MatchedFilterBank(templates, power, n_samples=n_samples)
         log.info(
             "matched filter: %d templates, noise spectrum from %d noise-only traces (noise RMS %.3g)",
-            bank.filters.shape[0], len(noise_traces), bank.noise_rms,
+            bank.filters.shape[0], n_noise, bank.noise_rms,
         )
-        return bank.statistic(traces, sampling_rate_hz=sampling_rate_hz, signal_window_s=s.signal_window_s).astype(
-            np.float32
-        )
+
+        def statistic(traces: np.ndarray) -> np.ndarray:
+            return bank.statistic(traces, sampling_rate_hz=sampling_rate_hz,
+                                  signal_window_s=s.signal_window_s).astype(np.float32)
+
+        return statistic, bank.block
     msg = f"unknown baseline {name!r}; available: {', '.join(BASELINES)}"
     raise CrnnError(msg)
 

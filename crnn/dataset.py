@@ -19,6 +19,16 @@ measured backgrounds. Each split records ``n_measured`` (traces with a measured 
 ``n_distinct_measured`` (distinct measured traces) as file attributes; when measured traces are
 present and a split would get none, the stage refuses.
 
+Memory is bounded by ``--memory-budget-mb`` (config ``dataset.memory_budget_mb``), not by the
+input size: the seed gives every trace its split and its row there (a permutation, as in earlier
+versions, so the splits are the same trace for trace); the inputs are read chunk by chunk and each
+trace is written into its *bucket*, a run of consecutive rows of one split, in a scratch file beside
+the training split (as large as the inputs' traces: the disk needs room for it and the splits); then
+each bucket is read, put in order and appended to its split. A bucket holds as many traces as two
+copies fit in the budget; the splits, byte for byte, do not depend on it. What stays in memory for
+all traces is a few arrays of up to 8 bytes a trace (the permutation, the groups, the rows, the
+split): some 50 bytes a trace at the peak, while the places are worked out, 9 while traces move.
+
 The three splits are written to temporaries and renamed together at the end, so a killed run
 never leaves a new split beside old ones; each carries the same ``dataset_run_id`` attribute (a
 digest of the mixed traces and their split), and ``crnn train`` refuses a train/validation pair
@@ -28,20 +38,31 @@ whose ids differ.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import hashlib
+import json
 import logging
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-import json
-
 from crnn import __version__
 from crnn.errors import CrnnError, MissingFieldError
-from crnn.fileutil import check_outputs, output_group, refuse_aliases
+from crnn.fileutil import (
+    check_outputs,
+    discard_temporary,
+    new_temporary,
+    output_group,
+    refuse_aliases,
+    write_error,
+)
 from crnn.progress import Progress
 from crnn.settings import check_value
-from crnn.tracefile import DATASET_RUN_ID, LABELS, SNR, TraceFile, TraceSet, write_traces
+from crnn.tracefile import DATASET_RUN_ID, DEFAULT_CHUNK, LABELS, SNR, TraceFile, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -90,26 +111,44 @@ def _assign_splits(
     return assign
 
 
-def _fill_values(datas: list[TraceSet]) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
+#: default of ``dataset.memory_budget_mb``: what one bucket (held twice while it is shuffled) may take
+DEFAULT_MEMORY_BUDGET_MB = 1000.0
+#: the fewest traces a bucket, and a chunk read from an input, may hold
+MIN_CHUNK_TRACES = 64
+#: traces per append to a split (as :func:`crnn.tracefile.write_traces` appends)
+_WRITE_STEP = 8192
+#: field names of a scratch record that no per-trace dataset can have ("/" is not allowed in a name)
+_POS, _TRACES = "/pos", "/traces"
+
+
+def _column_dtype(tf: TraceFile, name: str) -> tuple[np.dtype, tuple[int, ...]]:
+    ds = tf._h5[name]
+    return np.dtype(ds.dtype), tuple(ds.shape[1:])
+
+
+def _fill_values(columns: list[dict[str, tuple[np.dtype, tuple[int, ...]]]]
+                 ) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
     """Per-trace metadata to carry: name -> (value for inputs that lack it, dtype, trailing shape).
 
+    ``columns`` holds, for each input, its per-trace datasets (name -> dtype, trailing shape).
     Numeric metadata present in some inputs only are kept, filled with NaN (floats) or -1
     (integers, e.g. ``has_transient`` = -1: unknown) for the others; other kinds must be in all.
+    The dtype is the fill's; the column of the splits has the common type of the inputs' and the fill's.
     """
-    names: dict[str, list[np.ndarray]] = {}
-    for data in datas:
-        for k, v in data.meta.items():
+    names: dict[str, list[tuple[np.dtype, tuple[int, ...]]]] = {}
+    for cols in columns:
+        for k, v in cols.items():
             if k not in (LABELS, SNR):
                 names.setdefault(k, []).append(v)
     out: dict[str, tuple[object, np.dtype, tuple[int, ...]]] = {}
     for k, values in sorted(names.items()):
-        dtypes = {v.dtype for v in values}
-        shapes = {v.shape[1:] for v in values}
+        dtypes = {d for d, _ in values}
+        shapes = {s for _, s in values}
         if len(shapes) != 1:
             continue
         dtype = np.result_type(*dtypes) if all(d.kind in "biuf" for d in dtypes) else None
-        if len(values) == len(datas) and dtype is None and len(dtypes) == 1:
-            out[k] = (None, values[0].dtype, shapes.pop())
+        if len(values) == len(columns) and dtype is None and len(dtypes) == 1:
+            out[k] = (None, values[0][0], shapes.pop())
         elif dtype is not None:
             if dtype.kind in "biu":
                 dtype = np.result_type(dtype, np.int8)  # room for -1
@@ -148,6 +187,90 @@ def _check_compatible(files: list[TraceFile]) -> None:
             raise CrnnError(msg)
 
 
+def _measured_groups(files: list[TraceFile], sources: list[str]) -> np.ndarray:
+    """Group number of every trace (in input order): one per (measured file, ``measured_index`` >= 0),
+    numbered in the order of the text ``"{measured file}\\0{index}"``; -1 for the other traces."""
+    sizes = [tf.n_traces for tf in files]
+    groups = np.full(sum(sizes), -1, dtype=np.int64)
+    names = sorted(set(sources))
+    code = {s: i for i, s in enumerate(names)}
+    keys, at = [], []
+    start = 0
+    for tf, source, n in zip(files, sources, sizes, strict=True):
+        if MEASURED_INDEX in tf.meta_names:
+            index = tf.read_meta(MEASURED_INDEX).astype(np.int64)
+            has = np.nonzero(index >= 0)[0]
+            keys.append(np.stack([np.full(len(has), code[source]), index[has]], axis=1))
+            at.append(start + has)
+        start += n
+    if not keys or not sum(len(a) for a in at):
+        return groups
+    pairs, inverse = np.unique(np.concatenate(keys), axis=0, return_inverse=True)
+    # number the distinct pairs as their texts sort (as earlier versions did: same seed, same split)
+    rank = np.empty(len(pairs), dtype=np.int64)
+    rank[sorted(range(len(pairs)), key=lambda g: (names[pairs[g, 0]], str(pairs[g, 1])))] = np.arange(len(pairs))
+    groups[np.concatenate(at)] = rank[inverse.reshape(-1)]
+    return groups
+
+
+def _record_dtype(ref: TraceFile, columns: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> np.dtype:
+    """One trace in the scratch file: its place in its split, its samples and its metadata."""
+    return np.dtype([(_POS, np.int64), (_TRACES, np.float32, (ref.n_channels, ref.n_samples)),
+                     *((name, dtype, shape) for name, (dtype, shape) in columns.items())])
+
+
+def _string_width(files: list[TraceFile], name: str) -> int:
+    """Bytes of the longest text of the per-trace dataset ``name`` (texts travel as fixed-width bytes)."""
+    width = 1
+    for tf in files:
+        if name in tf.meta_names:
+            values = tf.read_meta(name)
+            width = max(width, *(len(v.encode() if isinstance(v, str) else bytes(v)) for v in values.ravel()))
+    return width
+
+
+def _as_bytes(values: np.ndarray) -> np.ndarray:
+    return np.array([v.encode() if isinstance(v, str) else bytes(v) for v in values.ravel()]).reshape(values.shape)
+
+
+def _bucket_capacity(budget_mb: float, record: np.dtype, ref: TraceFile) -> int:
+    """Traces per bucket: two copies of a bucket (as read and shuffled) fit in ``budget_mb``."""
+    capacity = int(budget_mb * 1e6 // (2 * record.itemsize))
+    if capacity < MIN_CHUNK_TRACES:
+        need = 2 * MIN_CHUNK_TRACES * record.itemsize / 1e6
+        msg = (f"dataset.memory_budget_mb: {budget_mb:g} MB cannot hold one chunk of {MIN_CHUNK_TRACES} traces "
+               f"({ref.n_channels} x {ref.n_samples} samples and their metadata, {record.itemsize} bytes a trace, "
+               f"held twice while a bucket is shuffled); expected at least {need:.3g} MB")
+        raise CrnnError(msg)
+    return capacity
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Allocate ``size`` bytes of the scratch file (where the file system can; others fill as written)."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+
+
+def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
+    view = memoryview(data.reshape(-1).view(np.uint8))
+    while view.nbytes:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
+
+
+def _read_all(fd: int, out: np.ndarray, offset: int) -> None:
+    view = memoryview(out.reshape(-1).view(np.uint8))
+    while view.nbytes:
+        done = os.preadv(fd, [view], offset)
+        if done == 0:
+            msg = f"dataset: the scratch file ended early at byte {offset}"
+            raise CrnnError(msg)
+        view, offset = view[done:], offset + done
+
+
 def build_dataset(
     inputs: list[str | Path],
     outputs: dict[str, str | Path],
@@ -155,8 +278,16 @@ def build_dataset(
     fractions: tuple[float, float, float] = (0.6, 0.15, 0.25),
     seed: int = 1,
     labels: dict[str, int] | None = None,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
 ) -> dict[str, Path]:
-    """Mix ``inputs``, shuffle with ``seed`` and write the splits named in ``outputs``."""
+    """Mix ``inputs``, shuffle with ``seed`` and write the splits named in ``outputs``.
+
+    Out of core: pass 1 reads the metadata that place the traces (counts, ``measured_index``) and
+    gives every trace its split and its place there; pass 2 reads the inputs chunk by chunk and
+    writes each trace into its bucket (a run of ``memory_budget_mb / 2`` of consecutive places of a
+    split) in a scratch file beside the training split; pass 3 reads one bucket at a time, puts its
+    traces in their places and appends them to their split. The splits do not depend on the budget.
+    """
     labels = dict(labels or {})
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
         msg = f"dataset: fractions must be three non-negative numbers summing to 1, got {list(fractions)}"
@@ -168,8 +299,10 @@ def build_dataset(
     if unknown:
         msg = f"dataset: --label names {sorted(unknown)}, which are not among the inputs {[str(p) for p in inputs]}"
         raise CrnnError(msg)
-    files = [TraceFile(p) for p in inputs]
+    files: list[TraceFile] = []
     try:
+        for p in inputs:
+            files.append(TraceFile(p))
         _check_compatible(files)
         for tf in files:
             if not tf.has_labels and str(tf.path) not in labels:
@@ -177,91 +310,242 @@ def build_dataset(
                     str(tf.path), LABELS, tf.meta_names,
                     expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
                 )
-        parts: list[TraceSet] = []
-        measured_sources = [_measured_source(tf) for tf in files]
-        datas = []
-        with Progress("dataset: reading", sum(tf.n_traces for tf in files), logger=log) as progress:
-            for tf in files:
-                datas.append(tf.read_all())
-                progress.update(datas[-1].n_traces)
-        fill = _fill_values(datas)
-        for i, (tf, data) in enumerate(zip(files, datas, strict=True)):
-            n = data.n_traces
-            meta = {k: data.meta[k] if k in data.meta else np.full((n, *shape), value, dtype=dtype)
-                    for k, (value, dtype, shape) in fill.items()}
-            meta[LABELS] = (
-                np.full(n, labels[str(tf.path)], dtype=np.int8) if str(tf.path) in labels else data.meta[LABELS]
-            )
-            meta[SNR] = data.meta.get(SNR, np.full(n, np.nan, dtype=np.float32)).astype(np.float32)
-            meta["source_id"] = np.full(n, i, dtype=np.int16)
-            meta["source_index"] = np.arange(n, dtype=np.int64)
-            parts.append(TraceSet(data.traces, data.sampling_rate_hz, data.unit, meta))
-            log.info("%s: %d traces, %d with a pulse", tf.path, n, int(meta[LABELS].sum()))
-        ref = files[0]
-        band = ref.attrs.get("band_hz")
+        return _build(files, inputs, outputs, fractions, seed, labels, memory_budget_mb)
     finally:
         for tf in files:
             tf.close()
-    traces = np.concatenate([p.traces for p in parts])
-    meta = {k: np.concatenate([p.meta[k] for p in parts]) for k in parts[0].meta}
-    n = len(traces)
+
+
+def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, str | Path],
+           fractions: tuple[float, ...], seed: int, labels: dict[str, int], budget_mb: float) -> dict[str, Path]:
+    ref = files[0]
+    # -- pass 1: where every trace goes (arrays of a few bytes a trace, no samples) -------------------
+    per_file = [{name: _column_dtype(tf, name) for name in tf.meta_names} for tf in files]
+    fill = _fill_values(per_file)
+    columns: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+    texts: list[str] = []  # variable-length texts, fixed-width bytes in the scratch file
+    for name, (value, dtype, shape) in fill.items():
+        kinds = [cols[name][0] if name in cols else dtype for cols in per_file]
+        final = np.result_type(*kinds) if value is not None else dtype
+        if final.kind == "O":
+            final = np.dtype(f"S{_string_width(files, name)}")
+            texts.append(name)
+        columns[name] = (final, shape)
+    columns[LABELS] = (np.dtype(np.int8), ())
+    columns[SNR] = (np.dtype(np.float32), ())
+    columns["source_id"] = (np.dtype(np.int16), ())
+    columns["source_index"] = (np.dtype(np.int64), ())
+    record = _record_dtype(ref, columns)
+    capacity = _bucket_capacity(budget_mb, record, ref)
+    chunk = min(DEFAULT_CHUNK, capacity)
+
+    sizes = [tf.n_traces for tf in files]
+    n = sum(sizes)
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
-    groups = np.full(n, -1, dtype=np.int64)
-    if MEASURED_INDEX in meta:  # one group per (measured file, measured trace)
-        keys = np.array([f"{measured_sources[i]}\0{j}" for i, j in zip(meta["source_id"], meta[MEASURED_INDEX],
-                                                                          strict=True)], dtype=object)
-        has = meta[MEASURED_INDEX] >= 0
-        if has.any():
-            _, groups[has] = np.unique(keys[has], return_inverse=True)
+    groups = _measured_groups(files, [_measured_source(tf) for tf in files])
     assign = _assign_splits(n, order, groups, fractions, rng)
     n_groups = len(np.unique(groups[groups >= 0]))
     if n_groups:
         log.info("%d traces have a measured background: %d distinct measured traces, each kept in one split",
                  int((groups >= 0).sum()), n_groups)
+    place = np.empty(n, dtype=np.int64)  # a trace's row in its split
+    counts, n_measured, distinct = [], [], []
+    for k, split in enumerate(SPLITS):
+        idx = order[assign[order] == k]
+        place[idx] = np.arange(len(idx))
+        counts.append(len(idx))
+        n_measured.append(int((groups[idx] >= 0).sum()))
+        distinct.append(len(np.unique(groups[idx][groups[idx] >= 0])))
+        if n_groups and distinct[-1] == 0:
+            msg = (f"dataset: the {split} split would get none of the {n_groups} distinct measured background "
+                   f"traces (fractions {list(fractions)}); measured traces are split whole, so each split needs "
+                   "at least one: measure more traces, or raise that split's fraction")
+            raise CrnnError(msg)
+        if len(idx) == 0:
+            msg = f"dataset: the {split} split would be empty ({n} traces, fractions {list(fractions)})"
+            raise CrnnError(msg)
+        del idx
+    del groups
+    run_id = hashlib.sha256()  # in every split: readers refuse splits of different runs
+    for a in (order, assign):
+        run_id.update(np.ascontiguousarray(a).data)
+    del order
+    # buckets: split k's rows [b * capacity, (b + 1) * capacity), laid out one after another
+    n_buckets = [-(-c // capacity) for c in counts]
+    first_bucket = np.cumsum([0, *n_buckets])
+    bucket_start = np.concatenate([s + np.arange(nb) * capacity
+                                   for s, nb in zip(np.cumsum([0, *counts[:-1]]), n_buckets, strict=True)])
+    bucket_size = np.concatenate([np.minimum(capacity, c - np.arange(nb) * capacity)
+                                  for c, nb in zip(counts, n_buckets, strict=True)])
+    log.info("dataset: %d traces in %d bucket(s) of at most %d traces (memory budget %g MB)", n,
+             len(bucket_start), capacity, budget_mb)
+
+    _check_space(outputs, n * record.itemsize,
+                 {s: c * (record.itemsize - 8) for s, c in zip(SPLITS, counts, strict=True)})
+    scratch = new_temporary(outputs["train"])  # removed at the end, on a signal, or by a rerun
+    try:
+        fd = os.open(scratch, os.O_RDWR)
+        try:
+            with _scratch_errors(outputs["train"], scratch):
+                _reserve(fd, n * record.itemsize)  # a full disk fails here, before the work
+                # -- pass 2: each input chunk's traces into their buckets --------------------------------
+                filled = np.zeros(len(bucket_start), dtype=np.int64)
+                start = 0
+                with Progress("dataset: reading", n, logger=log) as progress:
+                    for i, (tf, cols) in enumerate(zip(files, per_file, strict=True)):
+                        n_signal = 0
+                        for first, part in tf.iter_chunks(chunk):
+                            rows = slice(start + first, start + first + part.n_traces)
+                            recs = np.empty(part.n_traces, dtype=record)
+                            recs[_POS] = place[rows]
+                            recs[_TRACES] = part.traces
+                            run_id.update(np.ascontiguousarray(part.traces).data)
+                            for name, (value, _, shape) in fill.items():
+                                if name in cols:
+                                    values = part.meta[name]
+                                    recs[name] = _as_bytes(values) if name in texts else values
+                                else:
+                                    recs[name] = value
+                            lab = (np.full(part.n_traces, labels[str(tf.path)], dtype=np.int8)
+                                   if str(tf.path) in labels else part.meta[LABELS])
+                            recs[LABELS] = lab
+                            n_signal += int(lab.sum())
+                            recs[SNR] = part.meta[SNR] if SNR in part.meta else np.nan
+                            recs["source_id"] = i
+                            recs["source_index"] = np.arange(first, first + part.n_traces)
+                            bucket = first_bucket[assign[rows]] + recs[_POS] // capacity
+                            by = np.argsort(bucket, kind="stable")
+                            recs, bucket = recs[by], bucket[by]
+                            ids, at, nb = np.unique(bucket, return_index=True, return_counts=True)
+                            for b, s, m in zip(ids, at, nb, strict=True):
+                                _write_all(fd, recs[s : s + m], int(bucket_start[b] + filled[b]) * record.itemsize)
+                                filled[b] += m
+                            progress.update(part.n_traces)
+                            del recs, part
+                        start += tf.n_traces
+                        log.info("%s: %d traces, %d with a pulse", tf.path, tf.n_traces, n_signal)
+            del place, assign
+            # -- pass 3: bucket by bucket, each trace in its place, appended to its split --------------
+            return _write_splits(fd, record, capacity, bucket_start, bucket_size, first_bucket, counts, texts,
+                                 ref, inputs, outputs, fractions, seed, run_id.hexdigest()[:32],
+                                 n_measured, distinct, n_groups)
+        finally:
+            os.close(fd)
+    finally:
+        discard_temporary(scratch)
+
+
+def _check_space(outputs: dict[str, str | Path], scratch_bytes: int, split_bytes: dict[str, int]) -> None:
+    """Refuse, before the work, a disk without room for the splits and the scratch file (beside the
+    training split), in one line (as a write that finds the disk full)."""
+    need: dict[int, list] = {}
+    for split in SPLITS:
+        folder = Path(outputs[split]).resolve().parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        entry = need.setdefault(os.stat(folder).st_dev, [Path(outputs[split]), folder, 2**20, False])
+        entry[2] += int(split_bytes[split] * 1.02) + (scratch_bytes if split == "train" else 0)
+        entry[3] |= split == "train"
+    for target, folder, size, scratch in need.values():
+        free = shutil.disk_usage(folder).free
+        if free < size:
+            what = "the splits and the scratch file of the shuffle" if scratch else "the splits"
+            msg = (f"{target}: cannot write it: no space left on the device ({what} need about {size / 1e6:.3g} MB "
+                   f"in {folder}, {free / 1e6:.3g} MB are free); free some space there or write the output elsewhere "
+                   "(nothing partial is left)")
+            raise CrnnError(msg)
+
+
+@contextlib.contextmanager
+def _scratch_errors(target: str | Path, scratch: Path) -> Iterator[None]:
+    """A failed write of the scratch file (a full disk) is one line naming the split it is for."""
+    try:
+        yield
+    except OSError as exc:
+        error = write_error(target, exc, temporary=scratch)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _shuffled_bucket(fd: int, record: np.dtype, start: int, size: int, first_row: int) -> np.ndarray:
+    """The bucket of ``size`` traces from record ``start`` of the scratch file, each in its place
+    (row ``first_row`` of its split first)."""
+    recs = np.empty(size, dtype=record)
+    _read_all(fd, recs, start * record.itemsize)
+    shuffled = np.empty_like(recs)
+    shuffled[recs[_POS] - first_row] = recs
+    return shuffled
+
+
+def _pieces(buckets: Iterator[np.ndarray], step: int) -> Iterator[np.ndarray]:
+    """The records of consecutive ``buckets`` in pieces of ``step`` (the last one shorter), so a
+    split is appended in the same pieces, and has the same bytes, whatever the bucket size. Each
+    piece is a copy: no bucket outlives its pieces while the next one is read."""
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    for recs in buckets:
+        s = 0
+        if n_pending:
+            s = min(step - n_pending, len(recs))
+            pending.append(recs[:s].copy())
+            n_pending += s
+            if n_pending == step:
+                yield np.concatenate(pending)
+                pending, n_pending = [], 0
+        while n_pending == 0 and len(recs) - s >= step:
+            yield recs[s : s + step].copy()  # a view would keep the whole bucket alive beside the next
+            s += step
+        if s < len(recs):
+            pending.append(recs[s:].copy())
+            n_pending += len(recs) - s
+        del recs
+    if n_pending:
+        yield np.concatenate(pending)
+
+
+def _write_splits(fd: int, record: np.dtype, capacity: int, bucket_start: np.ndarray, bucket_size: np.ndarray,
+                  first_bucket: np.ndarray, counts: list[int], texts: list[str], ref: TraceFile,
+                  inputs: list[str | Path], outputs: dict[str, str | Path], fractions: tuple[float, ...],
+                  seed: int, run_id: str, n_measured: list[int], distinct: list[int],
+                  n_groups: int) -> dict[str, Path]:
+    band = ref.attrs.get("band_hz")
+    meta_names = [name for name in record.names if name not in (_POS, _TRACES)]
     written: dict[str, Path] = {}
-    run_id = _run_id(traces, order, assign)  # in every split: readers refuse splits of different runs
-    progress = Progress("dataset: writing", n, logger=log)
+    progress = Progress("dataset: writing", sum(counts), logger=log)
     with output_group() as group, progress:  # the three splits appear together (renamed at the end) or not at all
         for k, split in enumerate(SPLITS):
-            idx = order[assign[order] == k]
-            distinct = len(np.unique(groups[idx][groups[idx] >= 0]))
-            if n_groups and distinct == 0:
-                msg = (f"dataset: the {split} split would get none of the {n_groups} distinct measured background "
-                       f"traces (fractions {list(fractions)}); measured traces are split whole, so each split needs "
-                       "at least one: measure more traces, or raise that split's fraction")
-                raise CrnnError(msg)
-            if len(idx) == 0:
-                msg = f"dataset: the {split} split would be empty ({n} traces, fractions {list(fractions)})"
-                raise CrnnError(msg)
-            part = TraceSet(traces[idx], ref.sampling_rate_hz, ref.unit, {m: v[idx] for m, v in meta.items()})
             attrs = {
                 "crnn_version": __version__,
                 "crnn_stage": "dataset",
                 "split": split,
                 "seed": seed,
                 "source_files": [str(p) for p in inputs],
-                "n_measured": int((groups[idx] >= 0).sum()),
-                "n_distinct_measured": distinct,
+                "n_measured": n_measured[k],
+                "n_distinct_measured": distinct[k],
                 DATASET_RUN_ID: run_id,
             }
             if band is not None:
                 attrs["band_hz"] = band
-            written[split] = write_traces(outputs[split], part, attrs=attrs, group=group)
-            progress.update(len(idx))
-            lab = part.meta[LABELS]
-            log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], len(idx), lab.sum(),
-                     len(idx) - lab.sum(), f", {distinct} distinct measured background traces" if n_groups else "")
+            n_signal = 0
+            shuffled = (_shuffled_bucket(fd, record, int(bucket_start[b]), int(bucket_size[b]),
+                                         (b - first_bucket[k]) * capacity)
+                        for b in range(first_bucket[k], first_bucket[k + 1]))
+            with TraceWriter(outputs[split], n_channels=ref.n_channels, n_samples=ref.n_samples,
+                             sampling_rate_hz=ref.sampling_rate_hz, unit=ref.unit, attrs=attrs,
+                             group=group) as writer:
+                for piece in _pieces(shuffled, _WRITE_STEP):
+                    meta = {m: piece[m].astype(object) if m in texts else np.ascontiguousarray(piece[m])
+                            for m in meta_names}
+                    writer.append(TraceSet(np.ascontiguousarray(piece[_TRACES]), ref.sampling_rate_hz, ref.unit,
+                                           meta))
+                    n_signal += int(meta[LABELS].sum())
+                    progress.update(len(piece))
+            written[split] = Path(outputs[split])
+            log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], counts[k], n_signal,
+                     counts[k] - n_signal, f", {distinct[k]} distinct measured background traces" if n_groups else "")
     return written
-
-
-def _run_id(traces: np.ndarray, order: np.ndarray, assign: np.ndarray) -> str:
-    """The ``dataset_run_id`` of a run: a digest of the mixed traces and how they were shuffled and
-    split, so a rerun with the same inputs and seed gives the same bytes, and any other run another id."""
-    h = hashlib.sha256()
-    for a in (order, assign, traces):
-        h.update(np.ascontiguousarray(a).data)
-    return h.hexdigest()[:32]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -278,6 +562,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="give every trace of FILE this label (0 or 1), for inputs without 'labels'",
     )
     p.add_argument("--seed", type=int, default=1, help="shuffling seed (default 1)")
+    p.add_argument(
+        "--memory-budget-mb", type=float, default=DEFAULT_MEMORY_BUDGET_MB, metavar="MB",
+        help=f"memory for the traces held at once, in MB (default {DEFAULT_MEMORY_BUDGET_MB:g}); "
+             "the splits do not depend on it",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -286,6 +575,7 @@ def run(args: argparse.Namespace) -> None:
     check_outputs([("--train", args.train), ("--val", args.val), ("--test", args.test)])
     check_value(list(args.fractions), "dataset.fractions", "--fractions")
     check_value(args.seed, "seed", "--seed")
+    check_value(args.memory_budget_mb, "dataset.memory_budget_mb", "--memory-budget-mb")
     labels: dict[str, int] = {}
     for item in args.label:
         path, _, value = item.rpartition("=")
@@ -295,7 +585,7 @@ def run(args: argparse.Namespace) -> None:
         labels[path] = int(value)
     build_dataset(
         args.input, {"train": args.train, "val": args.val, "test": args.test},
-        fractions=tuple(args.fractions), seed=args.seed, labels=labels,
+        fractions=tuple(args.fractions), seed=args.seed, labels=labels, memory_budget_mb=args.memory_budget_mb,
     )
 
 

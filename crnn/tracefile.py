@@ -366,8 +366,13 @@ class TraceWriter:
             raise CrnnError(msg)
         with self._writing():
             assert self._h5 is not None
-            self._h5.close()
-            self._h5 = None
+            self._h5.flush()  # a full disk fails here, while the file can still be closed safely
+            h5, self._h5 = self._h5, None
+            try:
+                h5.close()
+            except BaseException:  # HDF5 cannot close it again: closing it in abort() would crash
+                hold_unclosable((h5, self))
+                raise
             if self._group is None:
                 publish(self._tmp, self.path)
         return self.path

@@ -24,6 +24,7 @@ def res(path):
 # crnn.simulate.BLOCK_SIZE: traces per block; a simulation chunk holds whole blocks
 SIM_BLOCK = 1000
 SIM_CHUNKS = config["scale_out"]["simulate_chunks"]
+EVAL_CHUNKS = config["scale_out"]["evaluate_chunks"]
 SIM_BLOCKS = math.ceil(config["simulate"]["n_traces"] / SIM_BLOCK)
 if config["simulate"]["n_traces"] > 0 and SIM_CHUNKS > SIM_BLOCKS:
     raise WorkflowError(
@@ -240,6 +241,23 @@ def simulate_benchmark():
     if SIM_CHUNKS == 1:
         return res("benchmarks/simulate_traces.tsv")
     return res("benchmarks/simulate_traces/{chunk}.tsv")
+
+
+def evaluate_chunk_scores(wildcard):
+    """The chunks' score files that the evaluation of a method joins (none with one scoring job)."""
+
+    def inputs(wildcards):
+        if EVAL_CHUNKS == 1:
+            return []
+        name = getattr(wildcards, wildcard)
+        return [res(f"evaluate/chunks/{name}/{i}/scores.h5") for i in range(EVAL_CHUNKS)]
+
+    return inputs
+
+
+def join_scores_args(wildcards, input):
+    """`crnn evaluate` flags that join the chunks' scores (none with one scoring job)."""
+    return f"--scores {' '.join(input.chunks)}" if EVAL_CHUNKS > 1 else ""
 
 
 def simulate_chunk_args(wildcards):
