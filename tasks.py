@@ -112,7 +112,8 @@ def test(args: list[str]) -> None:
     # The test extra pulls in PyTorch (for the backend tests). Installed first with this exact
     # pin, pip takes the CPU-only wheel that this machine's package mirror holds; left to
     # resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
-    setup("test", pre=["torch==2.13.0"])
+    # The export extra: tests/test_export.py and the predict benchmark's ONNX Runtime engines.
+    setup("test,export", pre=["torch==2.13.0"])
     # Two worker processes (pytest-xdist): much of the suite waits on subprocesses, Snakemake,
     # SLURM's polling and Chromium, so two keep both cores busy. Tests that share one expensive
     # run carry the same xdist_group mark and stay on one worker. `-n 0` runs in this process.
