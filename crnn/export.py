@@ -23,7 +23,7 @@ optional dependency group ``export`` (``pip install 'crnn[export]'``).
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -55,10 +55,12 @@ def check_format(fmt: str) -> None:
         msg = f"--format {fmt!r}: unknown export format; expected one of {list(FORMATS)}"
         raise CrnnError(msg)
     missing = []
-    for name in PACKAGES[fmt]:
+    for name in PACKAGES[fmt]:  # found, not imported: tf2onnx imports TensorFlow (seconds)
         try:
-            importlib.import_module(name)
-        except ImportError:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules (import blocked)
+            found = False
+        if not found:
             missing.append(name)
     if missing:
         msg = (f"--format {fmt}: needs the Python package(s) {', '.join(missing)}, not installed; "

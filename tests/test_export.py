@@ -139,10 +139,10 @@ def test_int8_keeps_the_float_models_auc(tmp_path, good_model):
     # a fresh labelled split of the good model's kind of data (clear pulses), another seed
     simulate(SimulationSettings(n_traces=1200, snr_range=(6.0, 10.0), randomise=RandomiseSettings(enabled=False)),
              tmp_path / "sim.h5", seed=77)
-    parts = {s: tmp_path / f"{s}.h5" for s in ("calib", "test")}
-    build_dataset([tmp_path / "sim.h5"], parts, fractions=(0.5, 0.5), seed=5)
+    parts = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}  # train: the calibration traces
+    build_dataset([tmp_path / "sim.h5"], parts, fractions=(0.45, 0.1, 0.45), seed=5)
     out = tmp_path / "int8"
-    run_crnn("export", "--model", good_model, "--format", "int8", "--output", out, "--calibration", parts["calib"],
+    run_crnn("export", "--model", good_model, "--format", "int8", "--output", out, "--calibration", parts["train"],
              "--test-split", parts["test"], "--n-calibration", "256")
     card = json.loads((out / "model.card.json").read_text())
     split = card["export"]["test_split"]
