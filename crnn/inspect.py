@@ -89,7 +89,10 @@ def trigger_budget(card: dict, trial_rate_hz: float) -> list[str]:
     if not trial_rate_hz > 0:
         msg = f"--trial-rate-hz: expected a positive number of traces per second, got {trial_rate_hz:g}"
         raise CrnnError(msg)
-    points = card.get("working_points") or [card["working_point"]]
+    points = list(card.get("working_points") or [])
+    if not any(np.isclose(wp["target_fpr"], card["working_point"]["target_fpr"]) for wp in points):
+        points.append(card["working_point"])  # the card's own, also where the list lacks its FPR
+    points.sort(key=lambda wp: -float(wp["target_fpr"]))
     window_s = card["n_samples"] / card["sampling_rate_hz"]
     lines = [f"trigger budget at {trial_rate_hz:g} traces/s per antenna ({trial_rate_hz * window_s:.3g} of the "
              f"time covered by {window_s * 1e9:.0f} ns windows):"]
