@@ -132,6 +132,7 @@ def test(args: list[str]) -> None:
     # The test extra pulls in PyTorch (for the backend tests). With the lock's exact pin pip takes
     # the CPU-only wheel (2.13.0+cpu) where the package index holds one (this machine's does);
     # left to resolve `torch>=2.3` itself, pip would download a multi-GB CUDA build.
+    # Every optional group comes with it, export included (tests/test_export.py, the predict benchmark).
     setup("test")
     # Two worker processes (pytest-xdist): much of the suite waits on subprocesses, Snakemake,
     # SLURM's polling and Chromium, so two keep both cores busy. Tests that share one expensive

@@ -3,7 +3,11 @@
 * model alone: ``crnn.classifier.Classifier.predict`` on (N, 2, 500) float32 traces in memory,
   after one call that traces the function;
 * end to end: ``crnn predict`` in a subprocess, from a canonical HDF5 file of simulated traces to
-  an ``.h5`` output, including the start-up and the loading of the model (peak RSS measured).
+  an ``.h5`` output, including the start-up and the loading of the model (peak RSS measured);
+* start-up: ``crnn predict`` of 100 traces, in seconds;
+* each of these for Keras and, where the export extra is installed, for ONNX Runtime on the model
+  exported by ``crnn export`` as float32 ONNX and as int8 (static quantisation calibrated on the
+  background traces of the benchmark's input file).
 
 The model is ``--model`` or, without one, a default-shaped model (``models.gru`` of
 config/config.yaml) trained for one epoch on a few thousand traces: the speed does not depend on
@@ -38,12 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # times the model alone in a process of its own: one batch at a time on all threads ("serial"), or
 # batches side by side as `crnn predict` scores them ("parallel": thread pools set before TensorFlow starts)
+# or an exported model with ONNX Runtime ("onnxruntime": one session on all cores)
 MODEL_ALONE_CHILD = """
 import json, sys, time
 import numpy as np
-from crnn.classifier import configure_parallel_inference, load_classifier
-streams = configure_parallel_inference() if sys.argv[4] == "parallel" else 1
-clf = load_classifier(sys.argv[1], streams=streams)
+from crnn.classifier import configure_parallel_inference, load_classifier, load_onnx_classifier
+if sys.argv[4] == "onnxruntime":
+    streams, clf = 1, load_onnx_classifier(sys.argv[1])
+else:
+    streams = configure_parallel_inference() if sys.argv[4] == "parallel" else 1
+    clf = load_classifier(sys.argv[1], streams=streams)
 n, repeat = int(sys.argv[2]), int(sys.argv[3])
 x = np.random.default_rng(0).standard_normal((n, clf.n_channels, clf.n_samples), dtype=np.float32)
 clf.predict(x[: 4096 + n % 4096], sampling_rate_hz=clf.sampling_rate_hz)
@@ -90,13 +98,26 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         rates = serial["rates"]
         src = Path(tmp) / "in.h5"
         simulate(SimulationSettings(n_traces=n), src, seed=1)
-        e2e, peaks = [], []
-        for i in range(repeat):
-            out = Path(tmp) / f"out{i}.h5"
-            dt, rss = run_measured(crnn_cmd("predict", "-m", model, "-i", str(src), "-o", str(out)), env=env)
-            out.unlink()
-            e2e.append(n / dt)
-            peaks.append(rss)
+        small = Path(tmp) / "small.h5"
+        simulate(SimulationSettings(n_traces=100), small, seed=2)
+        engines = {"Keras": (model, [])}
+        exported = _exports(model, src, Path(tmp), notes)
+        engines.update({name: (path, ["--engine", "onnxruntime"]) for name, path in exported.items()})
+        end_to_end = {}
+        for name, (path, flags) in engines.items():
+            e2e, peaks, starts = [], [], []
+            for i in range(repeat):
+                out = Path(tmp) / f"out{i}.h5"
+                dt, rss = run_measured(crnn_cmd("predict", "-m", path, "-i", str(src), "-o", str(out), *flags), env=env)
+                out.unlink()
+                e2e.append(n / dt)
+                peaks.append(rss)
+                dt, _ = run_measured(crnn_cmd("predict", "-m", path, "-i", str(small), "-o", str(out), *flags), env=env)
+                out.unlink()
+                starts.append(dt)
+            end_to_end[name] = (e2e, peaks, starts)
+        alone = {name: _time_model_alone(path, n, repeat, "onnxruntime", env)["rates"]
+                 for name, (path, _) in engines.items() if name != "Keras"}
         card = read_card(resolve_model_path(model))
     return {
         "model": args.model or "trained for the benchmark", "model_settings": card.get("model"),
@@ -106,10 +127,34 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             measurement("model alone (crnn.classifier, batch 4,096)", "traces/s", rates),
             measurement(f"model alone, {parallel['streams']} batches of 1,024 side by side (as crnn predict)", "traces/s",
                         parallel["rates"]),
-            measurement("end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading", "traces/s", e2e),
-            measurement("end to end: peak RSS", "MiB", peaks),
+            *(measurement(f"model alone, {name} (one session on all cores, batch 4,096)", "traces/s", r)
+              for name, r in alone.items()),
+            *(m for name, (e2e, peaks, starts) in end_to_end.items() for m in (
+                measurement(f"end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading{_engine(name)}",
+                            "traces/s", e2e),
+                measurement(f"end to end: peak RSS{_engine(name)}", "MiB", peaks),
+                measurement(f"start-up: crnn predict of 100 traces{_engine(name)}", "s", starts))),
         ],
     }
+
+
+def _engine(name: str) -> str:
+    """The engine named in a measurement: nothing for Keras, whose rows keep their names of before."""
+    return "" if name == "Keras" else f", {name}"
+
+
+def _exports(model: str, calibration: Path, tmp: Path, notes: list[str]) -> dict[str, str]:
+    """The model exported by crnn export as float32 ONNX and as int8, or none without the export extra."""
+    from crnn.errors import CrnnError
+    from crnn.export import check_format, export_model
+
+    try:
+        check_format("int8")
+    except CrnnError as exc:
+        notes.append(f"ONNX Runtime not timed: {exc}")
+        return {}
+    return {"ONNX Runtime float32": str(export_model(model, tmp / "onnx")),
+            "ONNX Runtime int8": str(export_model(model, tmp / "int8", fmt="int8", calibration=calibration))}
 
 
 def markdown(result: dict[str, Any]) -> str:

@@ -54,6 +54,8 @@ def add_model_flags(p: Any, *, resample: bool = True, scope: str = "") -> None:
                    help=f"{scope}load a model that is not checked: a card without model_sha256, or a model that "
                         "carries arbitrary code (Lambda layers); only for files you trust")
 FIELD_UNITS = ("V/m", "mV/m", "uV/m")
+#: the engines that score a model, each with the suffix of the model file it runs
+ENGINES = {"keras": ".keras", "onnxruntime": ".onnx"}
 
 
 class Classifier:
@@ -412,9 +414,9 @@ def configure_parallel_inference(streams: int = 0) -> int:
     return streams
 
 
-def _verified_card(path: str | os.PathLike[str], trust_model: bool) -> tuple[Path, dict[str, Any]]:
+def _verified_card(path: str | os.PathLike[str], trust_model: bool, suffix: str = ".keras") -> tuple[Path, dict[str, Any]]:
     """The model's path and its card, checked to be whole and to match the model file (no Keras)."""
-    model_path = resolve_model_path(path)
+    model_path = resolve_model_path(path, suffix)
     card = read_card(model_path)
     expected = card.get("model_sha256")
     if expected is None and not trust_model:
@@ -423,19 +425,19 @@ def _verified_card(path: str | os.PathLike[str], trust_model: bool) -> tuple[Pat
         raise CrnnError(msg)
     if expected is not None and file_sha256(model_path) != expected:
         msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
-               f"{model_path.name.removesuffix('.keras')}.card.json); refusing a model whose weights were replaced")
+               f"{card_path(model_path).name}); refusing a model whose weights were replaced")
         raise CrnnError(msg)
     return model_path, card
 
 
-def card_classifier(path: str | os.PathLike[str], *, trust_model: bool = False) -> Classifier:
+def card_classifier(path: str | os.PathLike[str], *, trust_model: bool = False, engine: str = "keras") -> Classifier:
     """A :class:`Classifier` of the card alone, without its network (Keras is not imported).
 
     It checks inputs (:meth:`Classifier.check_input`, :meth:`Classifier.check_unit`) and working
     points as the loaded one does, so commands refuse bad inputs before they import TensorFlow;
     it cannot score.
     """
-    model_path, card = _verified_card(path, trust_model)
+    model_path, card = _verified_card(path, trust_model, ENGINES[engine])
     return Classifier(None, card, model_path)
 
 
@@ -480,3 +482,51 @@ def load_classifier(
     clf = Classifier(model, card, model_path)
     clf.streams = max(1, int(streams))
     return clf
+
+
+class OnnxClassifier(Classifier):
+    """A model exported by ``crnn export`` (``model.onnx`` with its card), scored by ONNX Runtime.
+
+    It adapts and windows traces as :class:`Classifier` does; only the network runs elsewhere.
+    Neither Keras nor TensorFlow is imported.
+    """
+
+    def _score_windows(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
+        if len(windows) == 0:
+            return np.zeros(0, dtype=np.float32)
+        name = self.model.get_inputs()[0].name
+        out = [self.model.run(None, {name: windows[i : i + batch_size]})[0] for i in range(0, len(windows), batch_size)]
+        return np.concatenate(out).reshape(-1).astype(np.float32)
+
+
+def onnx_session(path: str | os.PathLike[str], threads: int = 0) -> Any:
+    """An ONNX Runtime CPU session of ``path``; ``threads`` 0 uses every core this process may run on."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        msg = f"{path}: scoring an exported model needs the Python package onnxruntime ({exc}); pip install 'crnn[export]'"
+        raise CrnnError(msg) from exc
+    options = ort.SessionOptions()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or cores
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a file it cannot read
+        msg = f"{path}: not a readable ONNX model ({str(exc).splitlines()[0][:300]})"
+        raise CrnnError(msg) from exc
+
+
+def load_onnx_classifier(path: str | os.PathLike[str], *, trust_model: bool = False, threads: int = 0) -> OnnxClassifier:
+    """Load an exported model (``model.onnx``, or the export's folder) with its card, for ONNX Runtime.
+
+    The card (written by ``crnn export``) must be beside it and record the ONNX file's SHA-256
+    (``model_sha256``), as for :func:`load_classifier`; the session's input must take the card's shape.
+    """
+    model_path, card = _verified_card(path, trust_model, ENGINES["onnxruntime"])
+    session = onnx_session(model_path, threads)
+    shape = list(session.get_inputs()[0].shape[1:])
+    if shape != list(card["input_shape"]):
+        msg = f"{model_path}: the ONNX model takes input {shape}, but its card says {card['input_shape']}"
+        raise CrnnError(msg)
+    return OnnxClassifier(session, card, model_path)

@@ -39,6 +39,7 @@ STAGES = {
     "report": "summarise the evaluated models in plots and an HTML page",
     "calibrate": "set a model's working points on noise-only traces of the target detector",
     "predict": "apply a trained model to new traces",
+    "export": "write a trained model as ONNX (float or int8) for a trigger outside Python",
     "inspect": "print what a trace file or a model holds",
 }
 

@@ -4,7 +4,8 @@ Trace files are read as ``crnn ingest`` and ``crnn predict`` read them (canonica
 GRANDroot ROOT, any ROOT tree with a mapping: ``--tree``, ``--branch``, ``--unit``,
 ``--sampling-rate-hz``): the output names the format (detected or given), the number of traces,
 channels and samples, the sampling rate and the unit. Outputs of ``crnn predict`` (``.h5``,
-``.csv``, ``.root`` with scores) are recognised by their columns.
+``.csv``, ``.root`` with scores) are recognised by their columns. A model (``.keras``, or one
+written by ``crnn export``) is shown with its card; ``--trial-rate-hz`` adds its trigger budget.
 """
 
 from __future__ import annotations
@@ -60,14 +61,58 @@ def describe_trace_file(path: str | Path) -> str:
     return "\n".join(lines)
 
 
-def describe_model(path: str | Path, *, trust_model: bool = False) -> str:
-    from crnn.classifier import load_classifier
+def describe_model(path: str | Path, *, trust_model: bool = False, trial_rate_hz: float | None = None) -> str:
+    """The card and the network of a .keras model, or of a model written by ``crnn export`` (a
+    ``.onnx`` file or its folder: ONNX Runtime's view of it, no TensorFlow); with ``trial_rate_hz``
+    the trigger budget of its working points (:func:`trigger_budget`)."""
+    p = Path(path)
+    if p.suffix == ".onnx" or (p.is_dir() and not list(p.glob("*.keras")) and list(p.glob("*.onnx"))):
+        from crnn.classifier import load_onnx_classifier
 
-    clf = load_classifier(path, trust_model=trust_model)
-    summary: list[str] = []
-    clf.model.summary(print_fn=lambda s, **_: summary.append(s))
-    return "\n".join([f"{clf.path}: crnn model", *software_lines(clf.card, clf.path), json.dumps(clf.card, indent=2),
-                      *summary])
+        clf = load_onnx_classifier(p, trust_model=trust_model)
+        summary = [f"ONNX Runtime session: input {i.name} {i.shape} {i.type}" for i in clf.model.get_inputs()]
+        summary += [f"ONNX Runtime session: output {o.name} {o.shape} {o.type}" for o in clf.model.get_outputs()]
+        head = f"{clf.path}: crnn model exported as {clf.card.get('export', {}).get('format', 'onnx')}"
+    else:
+        from crnn.classifier import load_classifier
+
+        clf = load_classifier(path, trust_model=trust_model)
+        summary = []
+        clf.model.summary(print_fn=lambda s, **_: summary.append(s))
+        head = f"{clf.path}: crnn model"
+    budget = [] if trial_rate_hz is None else trigger_budget(clf.card, trial_rate_hz)
+    return "\n".join([head, *software_lines(clf.card, clf.path), json.dumps(clf.card, indent=2), *summary, *budget])
+
+
+def trigger_budget(card: dict, trial_rate_hz: float) -> list[str]:
+    """False triggers per second of each working point of a card, for ``trial_rate_hz`` traces tested per
+    second on one antenna: the FPR times the trial rate, at the target FPR and at the one measured
+    where the threshold was chosen (validation background, or the calibration background)."""
+    from crnn.classifier import fpr_text
+
+    if not trial_rate_hz > 0:
+        msg = f"--trial-rate-hz: expected a positive number of traces per second, got {trial_rate_hz:g}"
+        raise CrnnError(msg)
+    points = list(card.get("working_points") or [])
+    if not any(np.isclose(wp["target_fpr"], card["working_point"]["target_fpr"]) for wp in points):
+        points.append(card["working_point"])  # the card's own, also where the list lacks its FPR
+    points.sort(key=lambda wp: -float(wp["target_fpr"]))
+    window_s = card["n_samples"] / card["sampling_rate_hz"]
+    lines = [f"trigger budget at {trial_rate_hz:g} traces/s per antenna ({trial_rate_hz * window_s:.3g} of the "
+             f"time covered by {window_s * 1e9:.0f} ns windows):"]
+    for wp in points:
+        target = float(wp["target_fpr"])
+        if wp.get("available", True) is False or "threshold" not in wp:
+            lines.append(f"  FPR {fpr_text(target)}: no threshold in the card (too few background traces)")
+            continue
+        line = (f"  FPR {fpr_text(target)} (threshold {float(wp['threshold']):.4g}): "
+                f"{target * trial_rate_hz:.4g} false triggers/s at the target FPR")
+        measured, on = ((wp["calibration_fpr"], "calibration") if "calibration_fpr" in wp
+                        else (wp.get("val_fpr"), "validation"))
+        if measured is not None:
+            line += f", {measured * trial_rate_hz:.4g}/s at the FPR measured on the {on} background ({measured:.3g})"
+        lines.append(line)
+    return lines
 
 
 def software_lines(card: dict, path: str | Path) -> list[str]:
@@ -112,7 +157,7 @@ def _describe_root(f, path: str | Path) -> str:
 
 
 def describe_traces(path: Path, kind: str, how: str, root: RootMapping | None = None,
-                    run_file: str | Path | None = None) -> str:
+                    run_file: str | Path | None = None, trial_rate_hz: float | None = None) -> str:
     """The traces of a CoREAS, GRANDroot or mapped ROOT file, read as ``crnn ingest`` reads them."""
     info, chunks = open_input(path, kind, root, Conversion(), CHUNK_TRACES, run_file)
     n, shape = 0, None
@@ -204,13 +249,16 @@ def _inspect_root(path: Path, fmt: str, root: RootMapping | None, run_file: str 
 
 
 def inspect_path(path: str | Path, *, trust_model: bool = False, fmt: str = "auto", root: RootMapping | None = None,
-                 run_file: str | Path | None = None) -> str:
+                 run_file: str | Path | None = None, trial_rate_hz: float | None = None) -> str:
     p = Path(path)
     if not p.exists():
         msg = f"{p}: no such file"
         raise CrnnError(msg)
-    if p.suffix == ".keras" or p.is_dir():
-        return describe_model(p, trust_model=trust_model)
+    if p.suffix in (".keras", ".onnx") or p.is_dir():
+        return describe_model(p, trust_model=trust_model, trial_rate_hz=trial_rate_hz)
+    if trial_rate_hz is not None:
+        msg = f"{p}: --trial-rate-hz applies to a model (.keras, an exported .onnx or their folder), not to this file"
+        raise CrnnError(msg)
     if p.suffix == ".csv":
         return _scores_csv(p)
     with open(p, "rb") as f:
@@ -229,7 +277,10 @@ def inspect_path(path: str | Path, *, trust_model: bool = False, fmt: str = "aut
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a trace file (.h5, .hdf5, .root), a crnn predict output (.h5, .csv, .root) "
-                                "or a model (.keras)")
+                                "or a model (.keras, or an exported .onnx or its folder)")
+    p.add_argument("--trial-rate-hz", type=float, metavar="RATE",
+                   help="a model's trigger budget: false triggers per second at each working point when RATE "
+                        "traces per second are tested on one antenna")
     p.add_argument("--format", choices=FORMATS, default="auto", help="format of a trace file (default: detect)")
     add_root_arguments(p)
     add_model_flags(p, resample=False)
@@ -237,7 +288,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     print(inspect_path(args.path, trust_model=args.trust_model, fmt=args.format, root=mapping_from_args(args),
-                       run_file=args.run_file))
+                       run_file=args.run_file, trial_rate_hz=args.trial_rate_hz))
 
 
 if __name__ == "__main__":

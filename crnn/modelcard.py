@@ -68,36 +68,45 @@ CARD_SCHEMA: dict[str, Any] = {
 }
 
 
+#: model files that carry a card beside them: a Keras model, and one exported by ``crnn export``
+MODEL_SUFFIXES = {".keras": "Keras 3 model file", ".onnx": "ONNX model exported by crnn export"}
+
+
 def card_path(model_path: str | os.PathLike[str]) -> Path:
     p = Path(model_path)
-    return p.with_name(p.name.removesuffix(".keras") + ".card.json")
+    stem = next((p.name.removesuffix(s) for s in MODEL_SUFFIXES if p.name.endswith(s)), p.name)
+    return p.with_name(stem + ".card.json")
 
 
-def resolve_model_path(path: str | os.PathLike[str]) -> Path:
-    """Accept a ``.keras`` file or a folder that holds exactly one (e.g. a run's model folder)."""
+def resolve_model_path(path: str | os.PathLike[str], suffix: str = ".keras") -> Path:
+    """Accept a model file ending in ``suffix`` (``.keras``, or ``.onnx`` for an exported model) or a
+    folder that holds exactly one (e.g. a run's model folder, an export's folder)."""
     p = Path(path)
+    what = MODEL_SUFFIXES[suffix]
     if p.is_dir():
-        found = sorted(p.glob("*.keras"))
+        found = sorted(p.glob(f"*{suffix}"))
         if len(found) != 1:
-            msg = f"{p}: expected one .keras model in this folder, found {[f.name for f in found] or 'none'}"
+            msg = f"{p}: expected one {suffix} model in this folder, found {[f.name for f in found] or 'none'}"
+            if suffix == ".keras" and not found and len(list(p.glob("*.onnx"))) == 1:
+                msg += " (it holds an exported ONNX model: crnn predict --engine onnxruntime scores it)"
             raise CrnnError(msg)
         return found[0]
     if not p.exists():
-        msg = f"{p}: no such model file; expected a .keras model with its .card.json beside it"
+        msg = f"{p}: no such model file; expected a {suffix} model with its .card.json beside it"
         raise CrnnError(msg)
-    if p.suffix != ".keras":
-        msg = f"{p}: expected a Keras 3 model file ending in .keras, got {p.suffix or 'no suffix'!r}"
+    if p.suffix != suffix:
+        msg = f"{p}: expected a {what} ending in {suffix}, got {p.suffix or 'no suffix'!r}"
         raise CrnnError(msg)
     return p
 
 
-def model_inputs(label: str, path: str | os.PathLike[str] | None) -> list[tuple[str, Path]]:
-    """The files a stage reads for the model ``path`` (the .keras file and its card), for
+def model_inputs(label: str, path: str | os.PathLike[str] | None, suffix: str = ".keras") -> list[tuple[str, Path]]:
+    """The files a stage reads for the model ``path`` (the model file and its card), for
     :func:`crnn.fileutil.refuse_aliases`; none where the path does not name one model."""
     if path is None:
         return []
     try:
-        model = resolve_model_path(path)
+        model = resolve_model_path(path, suffix)
     except CrnnError:
         return [(label, Path(path))]
     return [(label, model), (f"{label} card", card_path(model))]

@@ -111,7 +111,7 @@ class SpectralWhitening(layers.Layer):
         index = (starts[:, None] + np.arange(length)[None, :]).astype("int32")
         window = np.hanning(length + 2)[1:-1].astype("float32")  # no zero end points
         frames = ops.take(x, ops.convert_to_tensor(index), axis=-1) * ops.convert_to_tensor(window)
-        re, im = ops.rfft(frames)
+        re, im = self._rfft(frames)
         power = ops.median(re * re + im * im, axis=-2)
         seg_freq = np.fft.rfftfreq(length)
         trace_freq = np.fft.rfftfreq(n_samples)
@@ -130,10 +130,18 @@ class SpectralWhitening(layers.Layer):
         fall = np.clip(((hi + half) - freq) / self.edge_width, 0.0, 1.0)
         return (np.sin(0.5 * np.pi * rise) * np.sin(0.5 * np.pi * fall)).astype("float32") ** 2
 
+    def _rfft(self, x):
+        """Real and imaginary parts of the real-input DFT along the last axis."""
+        return ops.rfft(x)
+
+    def _irfft(self, real, imag, n_samples: int):
+        """The inverse of :meth:`_rfft`: ``n_samples`` real samples."""
+        return ops.irfft((real, imag), fft_length=n_samples)
+
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
         n_samples = x.shape[-1]
-        real, imag = ops.rfft(x)
+        real, imag = self._rfft(x)
         if self.estimate == "median":
             smooth = self._median_power(x, n_samples)
         else:
@@ -148,7 +156,7 @@ class SpectralWhitening(layers.Layer):
         mask = self._band_mask(n_samples)
         if mask is not None:
             weight = weight * ops.convert_to_tensor(mask)
-        return ops.irfft((real * weight, imag * weight), fft_length=n_samples)
+        return self._irfft(real * weight, imag * weight, n_samples)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -159,6 +167,40 @@ class SpectralWhitening(layers.Layer):
             "band": None if self.band is None else list(self.band), "edge_width": self.edge_width,
             "estimate": self.estimate, "segment_samples": self.segment_samples,
         }
+
+
+class MatrixSpectralWhitening(SpectralWhitening):
+    """:class:`SpectralWhitening` with its DFTs as products with constant cosine and sine matrices.
+
+    The same function (float32 rounding apart), built from operations every exchange format has:
+    ONNX converters take ``MatMul`` but not TensorFlow's ``RFFT``/``IRFFT`` with a complex result
+    (tf2onnx 1.17: "only allows ComplexAbs as consumer"). ``crnn export`` swaps it in for
+    :class:`SpectralWhitening` (no weights: the trained model is unchanged); a trace of T samples
+    costs 4 T (T/2 + 1) multiply-adds more per channel than the FFT.
+    """
+
+    @staticmethod
+    def dft_matrices(n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Forward (T, T/2+1) cosine and sine matrices, and inverse (T/2+1, T) ones, float32."""
+        t = np.arange(n_samples)
+        k = np.arange(n_samples // 2 + 1)
+        phase = 2.0 * np.pi * np.outer(t, k) / n_samples
+        # the inverse counts each bin between DC and Nyquist twice (its mirror image)
+        weight = np.full(len(k), 2.0)
+        weight[0] = 1.0
+        if n_samples % 2 == 0:
+            weight[-1] = 1.0
+        inv = weight[:, None] / n_samples
+        return tuple(a.astype("float32") for a in (np.cos(phase), -np.sin(phase), inv * np.cos(phase).T,
+                                                    -inv * np.sin(phase).T))
+
+    def _rfft(self, x):
+        cos, sin, _, _ = self.dft_matrices(x.shape[-1])
+        return ops.matmul(x, ops.convert_to_tensor(cos)), ops.matmul(x, ops.convert_to_tensor(sin))
+
+    def _irfft(self, real, imag, n_samples: int):
+        _, _, icos, isin = self.dft_matrices(n_samples)
+        return ops.matmul(real, ops.convert_to_tensor(icos)) + ops.matmul(imag, ops.convert_to_tensor(isin))
 
 
 def build_classifier(

@@ -15,6 +15,10 @@ Outputs, by suffix of ``--output``:
   input's path as given) and the scalar metadata;
 * ``.root``: a TTree ``scores`` with the same numeric columns (written with uproot).
 
+``--engine onnxruntime`` scores with a model written by ``crnn export`` (``model.onnx`` and its
+card, or their folder) in ONNX Runtime: the same inputs, adaptation, outputs and working points,
+without importing TensorFlow or Keras (docs/deploy.md).
+
 The threshold is the model card's working point, or ``--working-point FPR`` (another working point
 stored in the card), or ``--threshold``. After ``crnn calibrate`` the card's working points are the
 calibrated ones. For each input, one log line says which threshold decides and whether the model
@@ -40,11 +44,13 @@ import numpy as np
 
 from crnn import __version__
 from crnn.classifier import (
+    ENGINES,
     add_model_flags,
     card_classifier,
     configure_parallel_inference,
     fpr_text,
     load_classifier,
+    load_onnx_classifier,
 )
 from crnn.errors import CrnnError
 from crnn.fileutil import atomic_output, check_outputs, refuse_aliases
@@ -87,6 +93,7 @@ def predict_files(
     trust_model: bool = False,
     parallel: bool = False,
     force_resample: bool = False,
+    engine: str = "keras",
 ) -> Path:
     out = Path(output)
     if out.suffix not in SUFFIXES:
@@ -99,14 +106,17 @@ def predict_files(
     conv = Conversion(channels=channels, polarisations=polarisations)
     # every input is checked against the model's card before Keras and TensorFlow are imported
     # (seconds): a refused input costs no more than reading its header and first chunk
-    card = card_classifier(model, trust_model=trust_model)
+    card = card_classifier(model, trust_model=trust_model, engine=engine)
     if working_point is not None:
         card.threshold_at(working_point)
     for path in files:
         _check_input(card, path, fmt, root, conv, chunk_size, run_file, resample=resample, pad=pad,
                      force_resample=force_resample)
-    streams = configure_parallel_inference() if parallel else 1
-    clf = load_classifier(model, safe_mode=not trust_model, streams=streams)
+    if engine == "onnxruntime":  # an exported model: neither Keras nor TensorFlow is imported
+        clf = load_onnx_classifier(model, trust_model=trust_model)
+    else:
+        streams = configure_parallel_inference() if parallel else 1
+        clf = load_classifier(model, safe_mode=not trust_model, streams=streams)
     thr = clf.threshold_at(working_point) if working_point is not None else (
         clf.threshold if threshold is None else float(threshold))
     columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
@@ -160,7 +170,7 @@ def predict_files(
     common = set.intersection(*(set(m) for m in meta_parts)) if meta_parts else set()
     meta = {name: np.concatenate([m[name] for m in meta_parts]) for name in sorted(common)
             if name not in result}
-    _write(out, result, meta, clf, thr, files)
+    _write(out, result, meta, clf, thr, files, engine)
     log.info("%s: %d traces from %d file(s) in all, %d above the %s", out, len(result["scores"]), len(files),
              int(result["decision"].sum()), source)
     return out
@@ -195,7 +205,7 @@ def _threshold_source(clf, thr: float, threshold: float | None, working_point: f
 
 
 def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray], clf, thr: float,
-           files: list[Path]) -> None:
+           files: list[Path], engine: str = "keras") -> None:
     first = ["index", "scores", "decision", "window_start_s", "file_index"]
     scalar_meta = {k: v for k, v in meta.items() if v.ndim == 1}
     with atomic_output(out) as tmp:
@@ -228,6 +238,7 @@ def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray]
                         values = values.astype(h5py.string_dtype())
                     f.create_dataset(name, data=values)
                 f.attrs["model"] = str(clf.path)
+                f.attrs["engine"] = engine
                 f.attrs["threshold"] = thr
                 f.attrs["inputs"] = [str(p) for p in files]
                 f.attrs["input"] = str(files[0])
@@ -243,7 +254,12 @@ def _cell(v: object) -> object:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", required=True, help="a .keras model with its card, or its folder")
+    p.add_argument("--model", "-m", required=True,
+                   help="a .keras model with its card, or its folder (an exported model.onnx or its folder with "
+                        "--engine onnxruntime)")
+    p.add_argument("--engine", choices=list(ENGINES), default="keras",
+                   help="what scores the traces: Keras (TensorFlow), or ONNX Runtime on a model written by "
+                        "crnn export --format onnx or int8 (imports no TensorFlow)")
     p.add_argument("--input", "-i", nargs="+", required=True, help="input files or glob patterns (any ingest format)")
     p.add_argument("--output", "-o", required=True, help="scores file: .h5, .csv or .root")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
@@ -266,7 +282,7 @@ def run(args: argparse.Namespace) -> None:
     from crnn.modelcard import model_inputs
 
     inputs = [("--input", p) for p in expand_inputs(args.input)]
-    refuse_aliases([*inputs, *model_inputs("--model", args.model), ("--run-file", args.run_file)],
+    refuse_aliases([*inputs, *model_inputs("--model", args.model, ENGINES[args.engine]), ("--run-file", args.run_file)],
                    [("--output", args.output)])
     check_outputs([("--output", args.output)])
     from crnn.settings import check_minimum, check_value
@@ -284,7 +300,7 @@ def run(args: argparse.Namespace) -> None:
         channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
         run_file=args.run_file, threshold=args.threshold, working_point=args.working_point, overlap=args.overlap,
         resample=not args.no_resample, pad=args.pad, chunk_size=args.chunk_size, trust_model=args.trust_model,
-        force_resample=args.force_resample, parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
+        force_resample=args.force_resample, engine=args.engine, parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
     )
 
 
