@@ -49,19 +49,32 @@ def load_suites() -> dict[str, ModuleType]:
 
 
 def build_parser(suites: dict[str, ModuleType]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("suites", nargs="*", metavar="SUITE", help=f"suites to run (default all): {', '.join(suites)}")
     p.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 1 repeat, no docs")
     p.add_argument("--repeat", type=int, default=None, help="repeats per measurement (default: the suite's own)")
-    p.add_argument("--output-dir", default=None,
-                   help="folder for the JSON results (default benchmarks/results; a temporary folder with --quick)")
+    p.add_argument(
+        "--output-dir",
+        default=None,
+        help="folder for the JSON results (default benchmarks/results; a temporary folder with --quick)",
+    )
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
-    p.add_argument("--label", default="",
-                   help="tag of this machine kind: writes <suite>-<label>.json and the docs section bench:<suite>-<label>")
-    p.add_argument("--render-from", metavar="DIR", default=None,
-                   help="run nothing: rebuild the docs sections from the JSON results in DIR (e.g. fetched from "
-                        "another machine; with --label for <suite>-<label>.json)")
+    p.add_argument(
+        "--label",
+        default="",
+        help="tag of this machine kind: writes <suite>-<label>.json and the docs section bench:<suite>-<label>",
+    )
+    p.add_argument(
+        "--render-from",
+        metavar="DIR",
+        default=None,
+        help="run nothing: rebuild the docs sections from the JSON results in DIR (e.g. fetched from "
+        "another machine; with --label for <suite>-<label>.json)",
+    )
     p.add_argument("--docs", default=str(DOCS), help=argparse.SUPPRESS)
     for name, mod in suites.items():
         group = p.add_argument_group(f"suite {name}")
@@ -131,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is not None and args.repeat < 1:
         print("--repeat must be >= 1", file=sys.stderr)
         return 2
-    out_dir = Path(args.output_dir) if args.output_dir else (
-        Path(tempfile.mkdtemp(prefix="crnn-bench-")) if args.quick else RESULTS)
+    out_dir = (
+        Path(args.output_dir)
+        if args.output_dir
+        else (Path(tempfile.mkdtemp(prefix="crnn-bench-")) if args.quick else RESULTS)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     write_docs = not (args.quick or args.no_docs)
     key = (lambda s: f"{s}-{args.label}") if args.label else (lambda s: s)
@@ -140,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         for suite in chosen:
             path = Path(args.render_from) / f"{key(suite)}.json"
             if path.exists():
-                update_docs(Path(args.docs), key(suite), section(key(suite), suites[suite], json.loads(path.read_text())))
+                update_docs(
+                    Path(args.docs), key(suite), section(key(suite), suites[suite], json.loads(path.read_text()))
+                )
                 print(f"[bench] {key(suite)}: docs section rebuilt from {path}", flush=True)
         return 0
     failed = []
@@ -151,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         try:
             raw = mod.run(args, args.quick)
-        except Exception:  # noqa: BLE001 - one suite's failure must not stop the others; reported and counted
+        except Exception:
             traceback.print_exc()
             print(f"[bench] {suite}: FAILED", flush=True)
             failed.append(suite)
@@ -163,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         if write_docs:
             update_docs(Path(args.docs), key(suite), section(key(suite), mod, result))
         print(f"[bench] {suite}: done in {result['wall_time_s']:.0f} s -> {path}", flush=True)
-    print(f"[bench] {len(chosen) - len(failed)} of {len(chosen)} suites done in {time.perf_counter() - t_all:.0f} s"
-          + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)
+    print(
+        f"[bench] {len(chosen) - len(failed)} of {len(chosen)} suites done in {time.perf_counter() - t_all:.0f} s"
+        + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
     return 1 if failed else 0
 
 

@@ -50,7 +50,10 @@ def gpus() -> list[str]:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
@@ -62,18 +65,36 @@ def _version(module: str) -> str | None:
         from importlib.metadata import version
 
         return version(module)
-    except Exception:  # noqa: BLE001 - not installed (PackageNotFoundError) or broken metadata: version unknown
+    except Exception:
         return None
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
         # changes to the code that is timed (not to docs or results) mark the commit
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "crnn", "benchmarks/*.py",
-                                "config", "workflow", "Snakefile", "pyproject.toml"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                "crnn",
+                "benchmarks/*.py",
+                "config",
+                "workflow",
+                "Snakefile",
+                "pyproject.toml",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return out + ("+changes" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -118,8 +139,9 @@ def measurement(name: str, unit: str, values: Sequence[float], **extra: Any) -> 
     return {"name": name, "unit": unit, "values": [float(x) for x in values], **extra}
 
 
-def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-                 timeout: float | None = None) -> tuple[float, float]:
+def run_measured(
+    cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None, timeout: float | None = None
+) -> tuple[float, float]:
     """Wall time (s) and peak RSS (MiB) of ``cmd``, measured in a fresh wrapper process.
 
     The wrapper's RUSAGE_CHILDREN covers only ``cmd`` (and its own children), not this process.
@@ -131,8 +153,15 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str 
         "sys.stderr.write(p.stdout[-4000:] + p.stderr[-4000:]) if p.returncode else None;"
         "print(json.dumps([p.returncode, dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))"
     )
-    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", wrapper, *cmd],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
     try:
         rc, dt, rss_kb = json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -219,8 +248,16 @@ def slug(text: str) -> str:
 
 
 # -- a small default-shaped model, for suites that need one and were given none --------------------
-def train_small_model(out_dir: str | Path, settings: Any, *, n_train: int = 2000, n_val: int = 1000,
-                      epochs: int = 1, seed: int = 11, name: str = "model") -> Path:
+def train_small_model(
+    out_dir: str | Path,
+    settings: Any,
+    *,
+    n_train: int = 2000,
+    n_val: int = 1000,
+    epochs: int = 1,
+    seed: int = 11,
+    name: str = "model",
+) -> Path:
     """Train a default-shaped model quickly with ``crnn.train.train`` on freshly simulated traces.
 
     Its weights are barely trained: enough for timing (the speed does not depend on the weights)
@@ -234,8 +271,15 @@ def train_small_model(out_dir: str | Path, settings: Any, *, n_train: int = 2000
     train_h5, val_h5 = out / "train.h5", out / "val.h5"
     simulate(SimulationSettings(n_traces=n_train), train_h5, seed=seed)
     simulate(SimulationSettings(n_traces=n_val), val_h5, seed=seed + 1)
-    model = train(train_h5, val_h5, out / name, model_settings=settings,
-                  training=TrainingSettings(epochs=epochs), seed=seed, name=name)
+    model = train(
+        train_h5,
+        val_h5,
+        out / name,
+        model_settings=settings,
+        training=TrainingSettings(epochs=epochs),
+        seed=seed,
+        name=name,
+    )
     train_h5.unlink()
     val_h5.unlink()
     return model

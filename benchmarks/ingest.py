@@ -71,9 +71,22 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             src = Path(tmp) / ("big.h5" if kind == "canonical" else "big.root")
             n = write_canonical(src, size_gb) if kind == "canonical" else write_root(src, root_gb)
             mb = src.stat().st_size / 1e6
-            extra = [] if kind == "canonical" else [
-                "--tree", "events", "--branch", "trace", "--unit", "V", "--sampling-rate-hz", "180e6",
-                "--label-branch", "label"]
+            extra = (
+                []
+                if kind == "canonical"
+                else [
+                    "--tree",
+                    "events",
+                    "--branch",
+                    "trace",
+                    "--unit",
+                    "V",
+                    "--sampling-rate-hz",
+                    "180e6",
+                    "--label-branch",
+                    "label",
+                ]
+            )
             rates, peaks, times = [], [], []
             for i in range(repeat):
                 out = Path(tmp) / f"out{i}.h5"
@@ -90,8 +103,13 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
                 measurement(f"{label}: time", "s", times, input=kind),
                 measurement(f"{label}: peak RSS", "MiB", peaks, input=kind),
             ]
-    return {"size_gb": size_gb, "root_size_gb": root_gb, "repeat": repeat, "inputs": inputs,
-            "measurements": measurements}
+    return {
+        "size_gb": size_gb,
+        "root_size_gb": root_gb,
+        "repeat": repeat,
+        "inputs": inputs,
+        "measurements": measurements,
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -99,11 +117,30 @@ def markdown(result: dict[str, Any]) -> str:
     for kind, label in (("canonical", "canonical HDF5"), ("root", "ROOT TTree, `float[2][500]`, uncompressed")):
         ms = {m["unit"]: m for m in result["measurements"] if m.get("input") == kind}
         inp = result["inputs"][kind]
-        rows.append([label, f"{inp['traces']:,}", fmt(inp["file_mb"], "MB"), fmt(median(ms["s"]), "s"),
-                     fmt(median(ms["MB/s"]), "MB/s"), spread(ms["MB/s"]), fmt(median(ms["MiB"]), "MiB")])
+        rows.append(
+            [
+                label,
+                f"{inp['traces']:,}",
+                fmt(inp["file_mb"], "MB"),
+                fmt(median(ms["s"]), "s"),
+                fmt(median(ms["MB/s"]), "MB/s"),
+                spread(ms["MB/s"]),
+                fmt(median(ms["MiB"]), "MiB"),
+            ]
+        )
     return (
         "`crnn ingest` in a subprocess (peak RSS of that process alone), input made first from random float32 "
         "traces of 2 x 500 samples with labels.\n\n"
-        + table(["input", "traces", "size", "time (median)", "throughput (median)", "throughput spread",
-                 "peak RSS (median)"], rows)
+        + table(
+            [
+                "input",
+                "traces",
+                "size",
+                "time (median)",
+                "throughput (median)",
+                "throughput spread",
+                "peak RSS (median)",
+            ],
+            rows,
+        )
     )

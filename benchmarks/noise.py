@@ -54,8 +54,11 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         growth.append(rss[-1] - rss[0])
         readings = [round(r) for r in rss]
     return {
-        "n_traces": n, "repeat": repeat, "pinned_to_one_core": pinned,
-        "rss_readings_every_traces": every * 1000, "rss_readings_mib_last_run": readings,
+        "n_traces": n,
+        "repeat": repeat,
+        "pinned_to_one_core": pinned,
+        "rss_readings_every_traces": every * 1000,
+        "rss_readings_mib_last_run": readings,
         "measurements": [
             measurement("noise traces, 1 core", "traces/s", rates),
             measurement("peak RSS at the end of the run", "MiB", peaks),

@@ -22,8 +22,11 @@ DEFAULT_REPEAT = 1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline-config", default=None,
-                   help="pipeline: config file (default config/config.yaml; config/test.yaml with --quick)")
+    p.add_argument(
+        "--pipeline-config",
+        default=None,
+        help="pipeline: config file (default config/config.yaml; config/test.yaml with --quick)",
+    )
     p.add_argument("--pipeline-cores", type=int, default=0, help="pipeline: snakemake --cores (0 = all)")
 
 
@@ -41,8 +44,17 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     for _ in range(repeat):
         tmp = Path(tempfile.mkdtemp(prefix="crnn-bench-pipeline-"))
         try:
-            base = [*snakemake(), "-s", str(REPO / "Snakefile"), "--directory", str(tmp), "--cores", str(n_cores),
-                    "--configfile", config]
+            base = [
+                *snakemake(),
+                "-s",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(tmp),
+                "--cores",
+                str(n_cores),
+                "--configfile",
+                config,
+            ]
             dt, rss = run_measured([*base, "--quiet", "all"], env=env, cwd=tmp)
             # the Snakemake report beside the results folder (whose report.html is a workflow output)
             dr, _ = run_measured([*base, "--report", str(tmp / "snakemake_report.html")], env=env, cwd=tmp)
@@ -56,7 +68,8 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         peaks.append(rss)
     return {
         "config": str(Path(config).relative_to(REPO)) if Path(config).is_relative_to(REPO) else config,
-        "cores": n_cores, "repeat": repeat,
+        "cores": n_cores,
+        "repeat": repeat,
         "measurements": [
             measurement("pipeline (snakemake, all rules)", "s", walls),
             measurement("report (snakemake --report)", "s", reports),

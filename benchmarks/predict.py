@@ -34,8 +34,9 @@ DEFAULT_REPEAT = 3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None,
-                   help="predict: model to time (default: train a default-shaped model for one epoch)")
+    p.add_argument(
+        "--model", default=None, help="predict: model to time (default: train a default-shaped model for one epoch)"
+    )
     p.add_argument("--predict-traces", type=int, default=50_000, help="predict: traces per run")
     p.add_argument("--predict-model-name", default="gru", help="predict: models.<name> of --config to build")
 
@@ -65,8 +66,13 @@ print("RESULT " + json.dumps({"streams": streams, "rates": rates}))
 
 
 def _time_model_alone(model: str, n: int, repeat: int, mode: str, env: dict[str, str]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", MODEL_ALONE_CHILD, model, str(n), str(repeat), mode],
-                          capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", MODEL_ALONE_CHILD, model, str(n), str(repeat), mode],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         msg = f"timing the model alone ({mode}) failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -91,8 +97,10 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             settings = model_settings(args.config, args.predict_model_name)
             t0 = time.perf_counter()
             model = str(train_small_model(Path(tmp) / "model", settings, name=args.predict_model_name))
-            notes.append(f"no --model given: a default-shaped {args.predict_model_name} model was trained for one "
-                         f"epoch on 2,000 simulated traces ({time.perf_counter() - t0:.0f} s) to be timed")
+            notes.append(
+                f"no --model given: a default-shaped {args.predict_model_name} model was trained for one "
+                f"epoch on 2,000 simulated traces ({time.perf_counter() - t0:.0f} s) to be timed"
+            )
         env = env_with(KERAS_BACKEND=keras.backend.backend())
         serial, parallel = (_time_model_alone(model, n, repeat, mode, env) for mode in ("serial", "parallel"))
         rates = serial["rates"]
@@ -116,24 +124,45 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
                 out.unlink()
                 starts.append(dt)
             end_to_end[name] = (e2e, peaks, starts)
-        alone = {name: _time_model_alone(path, n, repeat, "onnxruntime", env)["rates"]
-                 for name, (path, _) in engines.items() if name != "Keras"}
+        alone = {
+            name: _time_model_alone(path, n, repeat, "onnxruntime", env)["rates"]
+            for name, (path, _) in engines.items()
+            if name != "Keras"
+        }
         card = read_card(resolve_model_path(model))
     return {
-        "model": args.model or "trained for the benchmark", "model_settings": card.get("model"),
-        "n_parameters": card.get("n_parameters"), "n_traces": n, "repeat": repeat,
-        "keras_backend": keras.backend.backend(), "notes": notes, "python": sys.version.split()[0],
+        "model": args.model or "trained for the benchmark",
+        "model_settings": card.get("model"),
+        "n_parameters": card.get("n_parameters"),
+        "n_traces": n,
+        "repeat": repeat,
+        "keras_backend": keras.backend.backend(),
+        "notes": notes,
+        "python": sys.version.split()[0],
         "measurements": [
             measurement("model alone (crnn.classifier, batch 4,096)", "traces/s", rates),
-            measurement(f"model alone, {parallel['streams']} batches of 1,024 side by side (as crnn predict)", "traces/s",
-                        parallel["rates"]),
-            *(measurement(f"model alone, {name} (one session on all cores, batch 4,096)", "traces/s", r)
-              for name, r in alone.items()),
-            *(m for name, (e2e, peaks, starts) in end_to_end.items() for m in (
-                measurement(f"end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading{_engine(name)}",
-                            "traces/s", e2e),
-                measurement(f"end to end: peak RSS{_engine(name)}", "MiB", peaks),
-                measurement(f"start-up: crnn predict of 100 traces{_engine(name)}", "s", starts))),
+            measurement(
+                f"model alone, {parallel['streams']} batches of 1,024 side by side (as crnn predict)",
+                "traces/s",
+                parallel["rates"],
+            ),
+            *(
+                measurement(f"model alone, {name} (one session on all cores, batch 4,096)", "traces/s", r)
+                for name, r in alone.items()
+            ),
+            *(
+                m
+                for name, (e2e, peaks, starts) in end_to_end.items()
+                for m in (
+                    measurement(
+                        f"end to end, crnn predict HDF5 -> .h5, incl. start-up and model loading{_engine(name)}",
+                        "traces/s",
+                        e2e,
+                    ),
+                    measurement(f"end to end: peak RSS{_engine(name)}", "MiB", peaks),
+                    measurement(f"start-up: crnn predict of 100 traces{_engine(name)}", "s", starts),
+                )
+            ),
         ],
     }
 
@@ -153,8 +182,10 @@ def _exports(model: str, calibration: Path, tmp: Path, notes: list[str]) -> dict
     except CrnnError as exc:
         notes.append(f"ONNX Runtime not timed: {exc}")
         return {}
-    return {"ONNX Runtime float32": str(export_model(model, tmp / "onnx")),
-            "ONNX Runtime int8": str(export_model(model, tmp / "int8", fmt="int8", calibration=calibration))}
+    return {
+        "ONNX Runtime float32": str(export_model(model, tmp / "onnx")),
+        "ONNX Runtime int8": str(export_model(model, tmp / "int8", fmt="int8", calibration=calibration)),
+    }
 
 
 def markdown(result: dict[str, Any]) -> str:

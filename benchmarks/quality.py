@@ -35,10 +35,17 @@ BASELINES = ("amplitude", "envelope", "power", "matched_filter")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models-dir", default=str(REPO / "results" / "models"),
-                   help="quality: folder of trained models (<name>/model.keras), e.g. a demo run's results/models")
-    p.add_argument("--quality-traces", type=int, default=10_000,
-                   help="quality: background traces, and as many signal traces, in the benchmark set")
+    p.add_argument(
+        "--models-dir",
+        default=str(REPO / "results" / "models"),
+        help="quality: folder of trained models (<name>/model.keras), e.g. a demo run's results/models",
+    )
+    p.add_argument(
+        "--quality-traces",
+        type=int,
+        default=10_000,
+        help="quality: background traces, and as many signal traces, in the benchmark set",
+    )
     p.add_argument("--quality-bootstrap", type=int, default=100, help="quality: bootstrap replicates for intervals")
 
 
@@ -86,12 +93,16 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         x, labels, snr, transient, noise, rate = benchmark_set(n, Path(tmp))
         models = _models(Path(args.models_dir))
         if quick:
-            models = [train_small_model(Path(tmp) / c, model_settings(args.config, c), n_train=1000, n_val=500,
-                                        name=c) for c in ("gru", "lstm")]
+            models = [
+                train_small_model(Path(tmp) / c, model_settings(args.config, c), n_train=1000, n_val=500, name=c)
+                for c in ("gru", "lstm")
+            ]
             notes.append("quick mode: tiny models trained for one epoch on 1,000 traces, not the default models")
         elif not models:
-            notes.append(f"no models in {args.models_dir} (run `python3 tasks.py demo` or give --models-dir): "
-                         "models skipped, baselines only")
+            notes.append(
+                f"no models in {args.models_dir} (run `python3 tasks.py demo` or give --models-dir): "
+                "models skipped, baselines only"
+            )
         scored: list[tuple[str, str, np.ndarray, float, Any]] = []
         for path in models:
             from crnn.classifier import load_classifier
@@ -100,21 +111,29 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             t0 = time.perf_counter()
             s = clf.predict(x, sampling_rate_hz=rate)
             card = clf.card
-            info = {"path": str(path), "created_utc": card.get("created_utc"), "model": card.get("model"),
-                    "epochs_run": card.get("training", {}).get("epochs_run"),
-                    "card_threshold": card["working_point"]["threshold"],
-                    "card_target_fpr": card["working_point"].get("target_fpr")}
+            info = {
+                "path": str(path),
+                "created_utc": card.get("created_utc"),
+                "model": card.get("model"),
+                "epochs_run": card.get("training", {}).get("epochs_run"),
+                "card_threshold": card["working_point"]["threshold"],
+                "card_target_fpr": card["working_point"].get("target_fpr"),
+            }
             scored.append((path.parent.name, "model", s, time.perf_counter() - t0, info))
         for b in BASELINES:
             t0 = time.perf_counter()
             s = baseline_scores(b, x, rate, noise_traces=noise if b == "matched_filter" else None)
             scored.append((b, "baseline", s, time.perf_counter() - t0, {}))
         for name, kind, s, dt, info in scored:
-            m = summarise(s, labels, snr, fprs=(FPR,), snr_edges=edges, has_transient=transient, n_bootstrap=n_boot,
-                          seed=0)
+            m = summarise(
+                s, labels, snr, fprs=(FPR,), snr_edges=edges, has_transient=transient, n_bootstrap=n_boot, seed=0
+            )
             wp = m["working_points"][0]
             entry: dict[str, Any] = {
-                "kind": kind, **info, "auc": m["auc"], "auc_interval": m.get("auc_interval"),
+                "kind": kind,
+                **info,
+                "auc": m["auc"],
+                "auc_interval": m.get("auc_interval"),
                 "scoring_traces_per_s": len(s) / dt,
                 "own_background": _wp(wp),
             }
@@ -122,9 +141,17 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             if noise_wps and noise_wps[0].get("available"):
                 entry["noise_only_background"] = _wp(noise_wps[0])
             if kind == "model":
-                entry["card_working_point"] = _wp(operating_point(
-                    s, labels, snr, float(info["card_threshold"]), edges, target_fpr=info["card_target_fpr"],
-                    has_transient=transient))
+                entry["card_working_point"] = _wp(
+                    operating_point(
+                        s,
+                        labels,
+                        snr,
+                        float(info["card_threshold"]),
+                        edges,
+                        target_fpr=info["card_target_fpr"],
+                        has_transient=transient,
+                    )
+                )
             methods[name] = entry
     measurements = []
     for name, e in methods.items():
@@ -132,10 +159,17 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
         if e["own_background"].get("tpr") is not None:
             measurements.append(measurement(f"{name}: TPR at FPR 1e-3", "", [e["own_background"]["tpr"]], method=name))
     return {
-        "n_background": int(np.sum(labels == 0)), "n_signal": int(np.sum(labels == 1)), "seed": SEED,
+        "n_background": int(np.sum(labels == 0)),
+        "n_signal": int(np.sum(labels == 1)),
+        "seed": SEED,
         "n_background_transient": int(np.sum((labels == 0) & (transient == 1))),
-        "fpr": FPR, "snr_edges": SNR_EDGES, "n_bootstrap": n_boot, "models_dir": str(args.models_dir),
-        "methods": methods, "notes": notes, "measurements": measurements,
+        "fpr": FPR,
+        "snr_edges": SNR_EDGES,
+        "n_bootstrap": n_boot,
+        "models_dir": str(args.models_dir),
+        "methods": methods,
+        "notes": notes,
+        "measurements": measurements,
     }
 
 
@@ -144,10 +178,15 @@ def _wp(wp: dict[str, Any]) -> dict[str, Any]:
         return {"available": False, "reason": wp.get("reason")}
     e = wp["efficiency_vs_snr"]
     return {
-        "threshold": wp["threshold"], "fpr": wp["fpr"], "tpr": wp["tpr"],
-        "tpr_interval": wp.get("tpr_bootstrap_interval"), "snr_50": wp.get("snr_50"), "snr_90": wp.get("snr_90"),
+        "threshold": wp["threshold"],
+        "fpr": wp["fpr"],
+        "tpr": wp["tpr"],
+        "tpr_interval": wp.get("tpr_bootstrap_interval"),
+        "snr_50": wp.get("snr_50"),
+        "snr_90": wp.get("snr_90"),
         "false_alarms": {k: v["rate"] for k, v in wp["false_alarms"].items()},
-        "efficiency": e["efficiency"], "n_per_bin": e["n"],
+        "efficiency": e["efficiency"],
+        "n_per_bin": e["n"],
     }
 
 
@@ -165,28 +204,49 @@ def markdown(result: dict[str, Any]) -> str:
     for name, e in result["methods"].items():
         own = e["own_background"]
         card = e.get("card_working_point")
-        auc = f"{e['auc']:.4f}" + (f" [{e['auc_interval'][0]:.4f}, {e['auc_interval'][1]:.4f}]"
-                                   if e.get("auc_interval") else "")
-        rows.append([
-            name, e["kind"], auc, _num(own.get("tpr")), f"{_num(own.get('snr_50'))} / {_num(own.get('snr_90'))}",
-            f"{_num(card.get('tpr'))} at FPR {_num(card.get('fpr'))}" if card else "-",
-            fmt(e["scoring_traces_per_s"]),
-        ])
+        auc = f"{e['auc']:.4f}" + (
+            f" [{e['auc_interval'][0]:.4f}, {e['auc_interval'][1]:.4f}]" if e.get("auc_interval") else ""
+        )
+        rows.append(
+            [
+                name,
+                e["kind"],
+                auc,
+                _num(own.get("tpr")),
+                f"{_num(own.get('snr_50'))} / {_num(own.get('snr_90'))}",
+                f"{_num(card.get('tpr'))} at FPR {_num(card.get('fpr'))}" if card else "-",
+                fmt(e["scoring_traces_per_s"]),
+            ]
+        )
         if own.get("efficiency"):
             eff_rows.append([name, "own background FPR 1e-3", *(_num(v) for v in own["efficiency"])])
         if card and card.get("efficiency"):
             eff_rows.append([name, "model card's working point", *(_num(v) for v in card["efficiency"])])
-    text = head + table(["method", "kind", "AUC [68 % CI]", "TPR at FPR 1e-3",
-                         "SNR at 50 % / 90 % efficiency", "card working point: TPR, FPR here",
-                         "scoring traces/s"], rows)
+    text = head + table(
+        [
+            "method",
+            "kind",
+            "AUC [68 % CI]",
+            "TPR at FPR 1e-3",
+            "SNR at 50 % / 90 % efficiency",
+            "card working point: TPR, FPR here",
+            "scoring traces/s",
+        ],
+        rows,
+    )
     text += "\n\nEfficiency per SNR bin:\n\n" + table(["method", "threshold", *bins], eff_rows)
     for note in result.get("notes", []):
         text += f"\n\nNote: {note}."
     models = [e for e in result["methods"].values() if e["kind"] == "model"]
     if models and not result.get("notes"):
-        text += "\n\nModels: " + "; ".join(
-            f"{Path(e['path']).parent.name} trained {e.get('created_utc')}, {e.get('epochs_run')} epochs"
-            for e in models) + "."
+        text += (
+            "\n\nModels: "
+            + "; ".join(
+                f"{Path(e['path']).parent.name} trained {e.get('created_utc')}, {e.get('epochs_run')} epochs"
+                for e in models
+            )
+            + "."
+        )
     return text
 
 

@@ -30,15 +30,33 @@ STAGES = ("dataset", "evaluate amplitude", "evaluate model")  # dataset always r
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--scale-traces", type=int, nargs="+", default=[1_000_000, 2_000_000, 5_000_000],
-                   help="scale: input sizes in traces")
-    p.add_argument("--scale-budget-mb", type=float, default=None,
-                   help="scale: crnn dataset --memory-budget-mb (default: the stage's default)")
-    p.add_argument("--scale-stages", nargs="+", choices=STAGES, default=list(STAGES), metavar="STAGE",
-                   help=f"scale: stages to run ({', '.join(STAGES)})")
-    p.add_argument("--scale-model", default=None,
-                   help="scale: model that crnn evaluate scores the test split with (default: a default-shaped "
-                        "gru of --config, trained for one epoch)")
+    p.add_argument(
+        "--scale-traces",
+        type=int,
+        nargs="+",
+        default=[1_000_000, 2_000_000, 5_000_000],
+        help="scale: input sizes in traces",
+    )
+    p.add_argument(
+        "--scale-budget-mb",
+        type=float,
+        default=None,
+        help="scale: crnn dataset --memory-budget-mb (default: the stage's default)",
+    )
+    p.add_argument(
+        "--scale-stages",
+        nargs="+",
+        choices=STAGES,
+        default=list(STAGES),
+        metavar="STAGE",
+        help=f"scale: stages to run ({', '.join(STAGES)})",
+    )
+    p.add_argument(
+        "--scale-model",
+        default=None,
+        help="scale: model that crnn evaluate scores the test split with (default: a default-shaped "
+        "gru of --config, trained for one epoch)",
+    )
 
 
 def _check_disk(folder: Path, n_traces: int) -> None:
@@ -61,8 +79,13 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
             model = str(train_small_model(Path(models) / "gru", model_settings(args.config, "gru"), name="gru"))
         for n in sizes:
             measurements += _run_size(n, budget, model, args.scale_stages)
-    return {"sizes": sizes, "memory_budget_mb": args.scale_budget_mb, "stages": args.scale_stages,
-            "model": args.scale_model or f"gru of {Path(args.config).name}, one epoch", "measurements": measurements}
+    return {
+        "sizes": sizes,
+        "memory_budget_mb": args.scale_budget_mb,
+        "stages": args.scale_stages,
+        "model": args.scale_model or f"gru of {Path(args.config).name}, one epoch",
+        "measurements": measurements,
+    }
 
 
 def _run_size(n: int, budget: list[str], model: str | None, stages: list[str]) -> list[dict[str, Any]]:
@@ -72,8 +95,17 @@ def _run_size(n: int, budget: list[str], model: str | None, stages: list[str]) -
         _check_disk(d, n)
         write_canonical(d / "in.h5", n * BYTES_PER_TRACE / 1e9)
         splits = [f"--{s}" for s in ("train", "val", "test")]
-        cmd = crnn_cmd("dataset", "-i", str(d / "in.h5"), *(a for s in splits for a in (s, str(d / f"{s[2:]}.h5"))),
-                       "--fractions", "0.6", "0.15", "0.25", *budget)
+        cmd = crnn_cmd(
+            "dataset",
+            "-i",
+            str(d / "in.h5"),
+            *(a for s in splits for a in (s, str(d / f"{s[2:]}.h5"))),
+            "--fractions",
+            "0.6",
+            "0.15",
+            "0.25",
+            *budget,
+        )
         runs = {"dataset": run_measured(cmd, env=env_with())}
         (d / "in.h5").unlink()
         (d / "train.h5").unlink()
@@ -81,11 +113,23 @@ def _run_size(n: int, budget: list[str], model: str | None, stages: list[str]) -
         for stage in STAGES[1:]:
             if stage in stages:
                 runs[stage] = run_measured(
-                    crnn_cmd("evaluate", "--test", str(d / "test.h5"), "-o", str(d / stage.split()[-1]),
-                             *method[stage], "--n-bootstrap", "20"), env=env_with())
+                    crnn_cmd(
+                        "evaluate",
+                        "--test",
+                        str(d / "test.h5"),
+                        "-o",
+                        str(d / stage.split()[-1]),
+                        *method[stage],
+                        "--n-bootstrap",
+                        "20",
+                    ),
+                    env=env_with(),
+                )
     for stage, (dt, rss) in runs.items():
-        measurements += [measurement(f"{stage}, {n:,} traces: time", "s", [dt], stage=stage, n_traces=n),
-                         measurement(f"{stage}, {n:,} traces: peak RSS", "MiB", [rss], stage=stage, n_traces=n)]
+        measurements += [
+            measurement(f"{stage}, {n:,} traces: time", "s", [dt], stage=stage, n_traces=n),
+            measurement(f"{stage}, {n:,} traces: peak RSS", "MiB", [rss], stage=stage, n_traces=n),
+        ]
     return measurements
 
 
@@ -105,6 +149,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"`crnn dataset` with {'the default memory budget' if budget is None else f'--memory-budget-mb {budget:g}'}, "
         f"the test split (a quarter) scored by `crnn evaluate` with the amplitude baseline and with "
         f"{result['model']}, 20 bootstrap replicates.\n\n"
-        + table(["stage", *(f"{n:,} traces: time, peak RSS" for n in sizes), f"peak RSS {sizes[-1]:,} / {sizes[0]:,}"],
-                rows)
+        + table(
+            ["stage", *(f"{n:,} traces: time, peak RSS" for n in sizes), f"peak RSS {sizes[-1]:,} / {sizes[0]:,}"], rows
+        )
     )

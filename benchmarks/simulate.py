@@ -49,8 +49,9 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
                     "dt=time.perf_counter()-t;"
                     f"print(json.dumps({{'dt': dt, 'rss_kb': {PEAK_RSS_KB}}}))"
                 )
-                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                      env=env_with())
+                proc = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env_with()
+                )
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
                 rates.append(n / res["dt"])
                 peaks.append(res["rss_kb"] / 1024)

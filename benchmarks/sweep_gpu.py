@@ -13,6 +13,7 @@ PyTorch peer (where torch and CUDA are there). Written for Keras' JAX backend on
 (ONLY: comma-separated tags; all by default. SCALE=0.01 shrinks the files for a smoke test.)
 Results of the runs quoted in docs/benchmarks.md: benchmarks/results/sweep-h200-*.jsonl.
 """
+
 import itertools
 import json
 import os
@@ -68,8 +69,12 @@ def quality(scores):
         m = (yte == 1) & (ste >= lo) & (ste < hi)
         eff.append(round(float(np.mean(scores[m] > thr)), 4))
     m4 = (yte == 1) & (ste >= 4)
-    return {"auc": round(float(roc_auc_score(yte, scores)), 5), "eff": eff,
-            "eff_snr_ge4": round(float(np.mean(scores[m4] > thr)), 4), "min_bin_ge4": min(eff[4:])}
+    return {
+        "auc": round(float(roc_auc_score(yte, scores)), 5),
+        "eff": eff,
+        "eff_snr_ge4": round(float(np.mean(scores[m4] > thr)), 4),
+        "min_bin_ge4": min(eff[4:]),
+    }
 
 
 class Eval(keras.callbacks.Callback):
@@ -85,8 +90,17 @@ class Eval(keras.callbacks.Callback):
         t1 = time.time()
         s = self.model.predict(xte, batch_size=8192, verbose=0).reshape(-1)
         q = quality(s)
-        emit({"tag": self.tag, "epoch": epoch + 1, "train_s": round(dt, 2), "traces_per_s": round(self.n / dt),
-              "pred_s": round(time.time() - t1, 2), "val_loss": round(float(logs["val_loss"]), 4), **q})
+        emit(
+            {
+                "tag": self.tag,
+                "epoch": epoch + 1,
+                "train_s": round(dt, 2),
+                "traces_per_s": round(self.n / dt),
+                "pred_s": round(time.time() - t1, 2),
+                "val_loss": round(float(logs["val_loss"]), 4),
+                **q,
+            }
+        )
 
 
 CONFIGS = [
@@ -117,10 +131,25 @@ for tag, kw, n, epochs, bs, lr in CONFIGS:
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy")
     emit({"tag": tag, "params": model.count_params(), "n_train": n, "settings": kw})
     cbs = [keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2), Eval(tag, n)]
-    model.fit(xtr_all[:n], ytr_all[:n], validation_data=(xva, yva), batch_size=bs, epochs=epochs,
-              verbose=0, callbacks=cbs, shuffle=True)
-    if keras.backend.backend() == "jax" and tag in ("gru64s4_168k", "gru64s8_168k", "gru32s8_168k", "gru64s8k15_168k", "lstm64s8k15_168k_lr1e3",
-                                                            "gru64s12k15_168k", "gru64s16k17_168k"):
+    model.fit(
+        xtr_all[:n],
+        ytr_all[:n],
+        validation_data=(xva, yva),
+        batch_size=bs,
+        epochs=epochs,
+        verbose=0,
+        callbacks=cbs,
+        shuffle=True,
+    )
+    if keras.backend.backend() == "jax" and tag in (
+        "gru64s4_168k",
+        "gru64s8_168k",
+        "gru32s8_168k",
+        "gru64s8k15_168k",
+        "lstm64s8k15_168k_lr1e3",
+        "gru64s12k15_168k",
+        "gru64s16k17_168k",
+    ):
         import jax
 
         fn = jax.jit(lambda v, x, model=model: model.stateless_call(v[0], v[1], x, training=False)[0])
@@ -134,8 +163,13 @@ for tag, kw, n, epochs, bs, lr in CONFIGS:
             ts_.append(time.time() - t1)
         t1 = time.time()
         model.predict(xte, batch_size=8192, verbose=0)
-        emit({"tag": tag, "infer_jit_traces_per_s": round(16384 / np.median(ts_)),
-              "infer_predict_traces_per_s": round(len(xte) / (time.time() - t1))})
+        emit(
+            {
+                "tag": tag,
+                "infer_jit_traces_per_s": round(16384 / np.median(ts_)),
+                "infer_predict_traces_per_s": round(len(xte) / (time.time() - t1)),
+            }
+        )
 
 # plain PyTorch cuDNN peer of the default GRU shape, for reference (NO_PEER=1 skips it)
 try:
@@ -170,7 +204,7 @@ try:
             t1 = time.time()
             perm = torch.randperm(len(X), device=dev)
             for i in range(0, len(X), 256):
-                idx = perm[i:i + 256]
+                idx = perm[i : i + 256]
                 opt.zero_grad()
                 loss = lossf(net(X[idx]), Y[idx])
                 loss.backward()
@@ -187,6 +221,6 @@ try:
                 net(xb)
             torch.cuda.synchronize()
             emit({"tag": f"torch_peer_{cell}", "infer_traces_per_s": round(5 * 16384 / (time.time() - t1))})
-except Exception as e:  # noqa: BLE001
+except Exception as e:
     emit({"torch_error": repr(e)})
 emit({"event": "done", "s": round(time.time() - t0, 1)})

@@ -36,13 +36,19 @@ CELLS = ("gru", "lstm")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-traces", type=int, default=8192, help="train: traces per epoch")
-    p.add_argument("--train-threads", type=int, default=0, help="train: CPU threads for both frameworks (0 = all cores)")
+    p.add_argument(
+        "--train-threads", type=int, default=0, help="train: CPU threads for both frameworks (0 = all cores)"
+    )
     p.add_argument("--train-cells", default="gru,lstm", help="train: models of config/config.yaml to time")
     p.add_argument("--config", default=str(REPO / "config" / "config.yaml"), help="train, quality: config file")
     p.add_argument("--no-peer", action="store_true", help="train: skip the PyTorch peer")
-    p.add_argument("--peer-omp-wait", choices=("auto", "passive", "default"), default="auto",
-                   help="train: OMP_WAIT_POLICY of PyTorch's OpenMP threads; auto = PASSIVE when the load average "
-                        "exceeds the cores (spinning OpenMP threads collapse on an oversubscribed CPU), else unset")
+    p.add_argument(
+        "--peer-omp-wait",
+        choices=("auto", "passive", "default"),
+        default="auto",
+        help="train: OMP_WAIT_POLICY of PyTorch's OpenMP threads; auto = PASSIVE when the load average "
+        "exceeds the cores (spinning OpenMP threads collapse on an oversubscribed CPU), else unset",
+    )
 
 
 def model_settings(config: str | Path, name: str):
@@ -99,8 +105,9 @@ def torch_peer(settings: Any, n_channels: int, n_samples: int):
                 self.conv_2 = nn.Conv1d(f, f, s.conv_kernel_size, stride=s.conv_strides)
                 width = f
             rnn = nn.GRU if s.cell == "gru" else nn.LSTM
-            self.rnn = rnn(width, s.units, num_layers=s.recurrent_layers, batch_first=True,
-                           bidirectional=s.bidirectional)
+            self.rnn = rnn(
+                width, s.units, num_layers=s.recurrent_layers, batch_first=True, bidirectional=s.bidirectional
+            )
             self.readout = s.readout
             self.dropout = nn.Dropout(s.dropout)
             self.score = nn.Linear(s.units * (2 if s.bidirectional else 1), 1)
@@ -220,8 +227,15 @@ class KerasRunner:
 
     def epoch(self) -> float:
         t0 = time.perf_counter()
-        self.model.fit(self.x, self.y, batch_size=self.batch_size, epochs=1, shuffle=True, verbose=0,
-                       class_weight=self.class_weight)
+        self.model.fit(
+            self.x,
+            self.y,
+            batch_size=self.batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+            class_weight=self.class_weight,
+        )
         return time.perf_counter() - t0
 
 
@@ -256,8 +270,11 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
     peer = not args.no_peer and have_torch()
     note = None
     if not peer:
-        note = ("PyTorch peer skipped: " + ("--no-peer" if args.no_peer else
-                "torch is not installed (pip install -e '.[bench]', see docs/benchmarks.md)"))
+        note = "PyTorch peer skipped: " + (
+            "--no-peer"
+            if args.no_peer
+            else "torch is not installed (pip install -e '.[bench]', see docs/benchmarks.md)"
+        )
     models: dict[str, Any] = {}
     measurements: list[dict[str, Any]] = []
     import keras
@@ -285,21 +302,35 @@ def run(args: argparse.Namespace, quick: bool) -> dict[str, Any]:
                 info["params_note"] = (
                     "nn.LSTM keeps two bias vectors (input and recurrent) where Keras' LSTM keeps one: "
                     f"{info['params']['torch'] - info['params']['crnn']} more parameters, same computation"
-                    if settings.cell == "lstm" else "parameter counts differ: check the peer's shape")
+                    if settings.cell == "lstm"
+                    else "parameter counts differ: check the peer's shape"
+                )
         models[name] = info
-        label = {"crnn": f"crnn {name} (as crnn train fits it)", "crnn_loss_only": f"crnn {name}, loss only",
-                 "torch": f"PyTorch peer {name}"}
+        label = {
+            "crnn": f"crnn {name} (as crnn train fits it)",
+            "crnn_loss_only": f"crnn {name}, loss only",
+            "torch": f"PyTorch peer {name}",
+        }
         for k, ts in times.items():
             measurements.append(measurement(label[k], "traces/s", [n / t for t in ts], model=name, runner=k))
         if peer:
             for k in [k for k in runners if k != "torch"]:
                 ratios = [tp / tc for tc, tp in zip(times[k], times["torch"], strict=True)]
-                measurements.append(measurement(f"{label[k]} / PyTorch peer", "ratio", ratios, model=name,
-                                                runner=f"{k}/torch"))
+                measurements.append(
+                    measurement(f"{label[k]} / PyTorch peer", "ratio", ratios, model=name, runner=f"{k}/torch")
+                )
     return {
-        "n_traces": n, "batch_size": batch, "learning_rate": lr, "threads": threads, "repeat": repeat,
-        "keras_backend": keras.backend.backend(), "peer": peer, "note": note, "models": models,
-        "load_average_at_start": round(load, 2), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "n_traces": n,
+        "batch_size": batch,
+        "learning_rate": lr,
+        "threads": threads,
+        "repeat": repeat,
+        "keras_backend": keras.backend.backend(),
+        "peer": peer,
+        "note": note,
+        "models": models,
+        "load_average_at_start": round(load, 2),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         "measurements": measurements,
     }
 
@@ -308,15 +339,26 @@ def markdown(result: dict[str, Any]) -> str:
     rows = []
     by = {(m.get("model"), m.get("runner")): m for m in result["measurements"]}
     for name, info in result["models"].items():
-        for k, label in (("crnn", "crnn (crnn train's fit: AUC + accuracy metrics, class weights)"),
-                         ("crnn_loss_only", "crnn, loss only"), ("torch", "PyTorch peer")):
+        for k, label in (
+            ("crnn", "crnn (crnn train's fit: AUC + accuracy metrics, class weights)"),
+            ("crnn_loss_only", "crnn, loss only"),
+            ("torch", "PyTorch peer"),
+        ):
             m = by.get((name, k))
             if m is None:
                 continue
             ratio = by.get((name, f"{k}/torch"))
             params = info["params"].get(k, info["params"].get("crnn"))
-            rows.append([name, label, f"{params:,}", fmt(median(m)), spread(m),
-                         (f"{median(ratio):.2f} ({spread(ratio)})" if ratio else ("1" if k == "torch" else "-"))])
+            rows.append(
+                [
+                    name,
+                    label,
+                    f"{params:,}",
+                    fmt(median(m)),
+                    spread(m),
+                    (f"{median(ratio):.2f} ({spread(ratio)})" if ratio else ("1" if k == "torch" else "-")),
+                ]
+            )
     s = next(iter(result["models"].values()))["settings"] if result["models"] else {}
     text = (
         f"Training throughput, model.fit on {result['n_traces']:,} in-memory (N, 2, 500) float32 traces, batch "
@@ -332,8 +374,10 @@ def markdown(result: dict[str, Any]) -> str:
         if info.get("params_note"):
             text += f"\n\nParameters of {name}: {info['params_note']}."
     if result.get("peer"):
-        text += (f"\n\nLoad average at the start: {result.get('load_average_at_start')} on {result['threads']} threads; "
-                 f"OMP_WAIT_POLICY of the peer: {result.get('omp_wait_policy', 'unset')}.")
+        text += (
+            f"\n\nLoad average at the start: {result.get('load_average_at_start')} on {result['threads']} threads; "
+            f"OMP_WAIT_POLICY of the peer: {result.get('omp_wait_policy', 'unset')}."
+        )
     if result.get("note"):
         text += f"\n\n{result['note']}."
     return text

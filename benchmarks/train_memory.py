@@ -34,20 +34,44 @@ print("RESULT " + json.dumps({"rc": rc, "rss_kb": resource.getrusage(resource.RU
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--memory-traces", type=int, default=50_000,
-                   help="train_memory: traces of the smaller training split (default 50,000)")
-    p.add_argument("--memory-factor", type=int, default=4,
-                   help="train_memory: the larger split has this many times the traces (default 4)")
+    p.add_argument(
+        "--memory-traces",
+        type=int,
+        default=50_000,
+        help="train_memory: traces of the smaller training split (default 50,000)",
+    )
+    p.add_argument(
+        "--memory-factor",
+        type=int,
+        default=4,
+        help="train_memory: the larger split has this many times the traces (default 4)",
+    )
     p.add_argument("--memory-val", type=int, default=5_000, help="train_memory: traces of the validation split")
     p.add_argument("--memory-threads", type=int, default=0, help="train_memory: CPU threads of the training (0 = all)")
 
 
 def _train_child(train: Path, val: Path, out: Path, threads: int) -> dict[str, float]:
     training = {"epochs": 1, "streaming": "always", "checkpoint": False}
-    cmd = [sys.executable, "-c", CHILD, "train", "--train", str(train), "--val", str(val), "-o", str(out),
-           "--training", json.dumps(training), "--threads", str(threads), "--restart"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        "train",
+        "--train",
+        str(train),
+        "--val",
+        str(val),
+        "-o",
+        str(out),
+        "--training",
+        json.dumps(training),
+        "--threads",
+        str(threads),
+        "--restart",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         msg = f"training on {train} failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -98,8 +122,11 @@ def run(args: argparse.Namespace, quick: bool) -> dict:
             {"name": f"peak RSS, {big} traces", "unit": "MB", "values": rss[big]},
             {"name": f"peak RSS ratio {big} / N", "unit": "", "values": ratios},
             {"name": "training process time, N traces (1 epoch, incl. start-up)", "unit": "s", "values": seconds["N"]},
-            {"name": f"training process time, {big} traces (1 epoch, incl. start-up)", "unit": "s",
-             "values": seconds[big]},
+            {
+                "name": f"training process time, {big} traces (1 epoch, incl. start-up)",
+                "unit": "s",
+                "values": seconds[big],
+            },
         ],
     }
 

@@ -165,7 +165,9 @@ def noise_power_from_blocks(blocks: Iterable[np.ndarray]) -> np.ndarray:
     return acc / n
 
 
-def template_spectra(signal_model: SignalModel, n_samples: int, sampling_rate_hz: float, n_templates: int) -> np.ndarray:
+def template_spectra(
+    signal_model: SignalModel, n_samples: int, sampling_rate_hz: float, n_templates: int
+) -> np.ndarray:
     """rfft spectra (K, T // 2 + 1) of the pulse model through the receiver, one per spectral slope.
 
     Phase 0 and arrival time 0: the correlation scans the time lags and the analytic (complex)
@@ -174,8 +176,13 @@ def template_spectra(signal_model: SignalModel, n_samples: int, sampling_rate_hz
     """
     r = signal_model.receiver
     receiver = ReceiverSettings(
-        sampling_rate_hz=sampling_rate_hz, n_samples=n_samples, n_channels=r.n_channels, band_hz=r.band_hz,
-        filter_order=r.filter_order, gain_db=r.gain_db, load_resistance_ohm=r.load_resistance_ohm,
+        sampling_rate_hz=sampling_rate_hz,
+        n_samples=n_samples,
+        n_channels=r.n_channels,
+        band_hz=r.band_hz,
+        filter_order=r.filter_order,
+        gain_db=r.gain_db,
+        load_resistance_ohm=r.load_resistance_ohm,
     )
     if not 0 < r.band_hz[0] < r.band_hz[1] < sampling_rate_hz / 2:
         msg = (
@@ -367,6 +374,7 @@ def baseline_scorer(
         "power": lambda x: power_snr(x, sampling_rate_hz, s.power_window_s, s.signal_window_s),
     }
     if name in simple:  # in chunks, to keep the memory small
+
         def score(traces: np.ndarray) -> np.ndarray:
             return np.concatenate([simple[name](traces[i : i + CHUNK]) for i in range(0, len(traces), CHUNK)])
 
@@ -379,17 +387,21 @@ def baseline_scorer(
             msg = "matched filter: needs noise-only traces to estimate the noise spectrum"
             raise CrnnError(msg)
         power, n_noise, n_samples = noise_spectrum
-        templates = template_spectra(signal_model or SignalModel(), n_samples, sampling_rate_hz,
-                                     s.matched_filter_templates)
+        templates = template_spectra(
+            signal_model or SignalModel(), n_samples, sampling_rate_hz, s.matched_filter_templates
+        )
         bank = MatchedFilterBank(templates, power, n_samples=n_samples)
         log.info(
             "matched filter: %d templates, noise spectrum from %d noise-only traces (noise RMS %.3g)",
-            bank.filters.shape[0], n_noise, bank.noise_rms,
+            bank.filters.shape[0],
+            n_noise,
+            bank.noise_rms,
         )
 
         def statistic(traces: np.ndarray) -> np.ndarray:
-            return bank.statistic(traces, sampling_rate_hz=sampling_rate_hz,
-                                  signal_window_s=s.signal_window_s).astype(np.float32)
+            return bank.statistic(traces, sampling_rate_hz=sampling_rate_hz, signal_window_s=s.signal_window_s).astype(
+                np.float32
+            )
 
         return statistic, bank.block
     msg = f"unknown baseline {name!r}; available: {', '.join(BASELINES)}"

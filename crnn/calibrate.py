@@ -45,9 +45,9 @@ from crnn import __version__
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError
 from crnn.fileutil import check_outputs, refuse_aliases
-from crnn.settings import check_minimum, check_value
 from crnn.metrics import threshold_at_fpr
 from crnn.modelcard import card_path, file_sha256, model_inputs, read_card, resolve_model_path, write_card
+from crnn.settings import check_minimum, check_value
 from crnn.tracefile import KNOWN_UNITS, LABELS, TraceFile
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,30 @@ def _check_background(tf: TraceFile, card: dict[str, Any]) -> None:
     where = str(tf.path)
     rate = float(card["sampling_rate_hz"])
     if not np.isclose(tf.sampling_rate_hz, rate, rtol=1e-6, atol=0):
-        msg = (f"{where}: attribute 'sampling_rate_hz' = {tf.sampling_rate_hz:g} Hz, but the model takes "
-               f"{rate:g} Hz; calibrate does not resample: give noise at the model's rate "
-               f"(crnn ingest --resample-hz {rate:g})")
+        msg = (
+            f"{where}: attribute 'sampling_rate_hz' = {tf.sampling_rate_hz:g} Hz, but the model takes "
+            f"{rate:g} Hz; calibrate does not resample: give noise at the model's rate "
+            f"(crnn ingest --resample-hz {rate:g})"
+        )
         raise CrnnError(msg)
     if tf.n_channels != int(card["n_channels"]):
-        msg = (f"{where}: dataset 'traces' has {tf.n_channels} channel(s) (shape {list(tf.shape)}), but the model "
-               f"takes {card['n_channels']} (input shape (N, {card['n_channels']}, {card['n_samples']}))")
+        msg = (
+            f"{where}: dataset 'traces' has {tf.n_channels} channel(s) (shape {list(tf.shape)}), but the model "
+            f"takes {card['n_channels']} (input shape (N, {card['n_channels']}, {card['n_samples']}))"
+        )
         raise CrnnError(msg)
     if tf.n_samples != int(card["n_samples"]):
-        msg = (f"{where}: dataset 'traces' has {tf.n_samples} samples per trace (shape {list(tf.shape)}), but the "
-               f"model takes exactly {card['n_samples']} (input shape (N, {card['n_channels']}, {card['n_samples']})); "
-               f"calibrate uses no windows or padding")
+        msg = (
+            f"{where}: dataset 'traces' has {tf.n_samples} samples per trace (shape {list(tf.shape)}), but the "
+            f"model takes exactly {card['n_samples']} (input shape (N, {card['n_channels']}, {card['n_samples']})); "
+            f"calibrate uses no windows or padding"
+        )
         raise CrnnError(msg)
     if tf.unit not in KNOWN_UNITS:
-        msg = (f"{where}: attribute 'unit' = {tf.unit!r}, which the model cannot take; expected one of "
-               f"{list(KNOWN_UNITS)} (trained on {card.get('unit_trained', 'V')!r})")
+        msg = (
+            f"{where}: attribute 'unit' = {tf.unit!r}, which the model cannot take; expected one of "
+            f"{list(KNOWN_UNITS)} (trained on {card.get('unit_trained', 'V')!r})"
+        )
         raise CrnnError(msg)
 
 
@@ -125,13 +133,19 @@ def calibrate(
         with TraceFile(bg) as tf:
             _check_background(tf, card)
             if units and tf.unit not in units:
-                msg = (f"{tf.path}: attribute 'unit' = {tf.unit!r}, but {files[0]['path']} is in {units.pop()!r}; "
-                       f"calibrate on background files of one unit")
+                msg = (
+                    f"{tf.path}: attribute 'unit' = {tf.unit!r}, but {files[0]['path']} is in {units.pop()!r}; "
+                    f"calibrate on background files of one unit"
+                )
                 raise CrnnError(msg)
             units.add(tf.unit)
             mask = _noise_mask(tf)
-            entry: dict[str, Any] = {"path": str(bg), "n_traces": tf.n_traces, "n_used": int(mask.sum()),
-                                     "n_excluded_signal": int((~mask).sum())}
+            entry: dict[str, Any] = {
+                "path": str(bg),
+                "n_traces": tf.n_traces,
+                "n_used": int(mask.sum()),
+                "n_excluded_signal": int((~mask).sum()),
+            }
             if "band_hz" in tf.attrs:
                 entry["band_hz"] = [float(b) for b in np.ravel(tf.attrs["band_hz"])]
         files.append(entry)
@@ -143,9 +157,11 @@ def calibrate(
         f = working_point_fpr if working_point_fpr in unreachable else unreachable[-1]
         what = "the working point FPR" if f == working_point_fpr else "FPR"
         hint = "" if f == working_point_fpr else "; or pass --skip-unreachable to record it as unavailable"
-        msg = (f"{files[0]['path']}: too few noise-only traces for {what} {f:g}: it needs at least "
-               f"{traces_needed(f)} (= ceil({MIN_FALSE_ALARMS}/FPR), {MIN_FALSE_ALARMS} expected false alarms), "
-               f"{n_used} were given ({given}){hint}")
+        msg = (
+            f"{files[0]['path']}: too few noise-only traces for {what} {f:g}: it needs at least "
+            f"{traces_needed(f)} (= ceil({MIN_FALSE_ALARMS}/FPR), {MIN_FALSE_ALARMS} expected false alarms), "
+            f"{n_used} were given ({given}){hint}"
+        )
         raise CrnnError(msg)
 
     clf = load_classifier(model_path, safe_mode=not trust_model)  # checks the weights against the card
@@ -162,25 +178,43 @@ def calibrate(
                 if not keep.any():
                     continue
                 x = tf.read_traces(start, stop)[keep]  # refuses NaN and Inf, naming the trace
-                s, _ = clf.score(x, sampling_rate_hz=tf.sampling_rate_hz, unit=tf.unit, resample=False,
-                                 where=str(tf.path))
+                s, _ = clf.score(
+                    x, sampling_rate_hz=tf.sampling_rate_hz, unit=tf.unit, resample=False, where=str(tf.path)
+                )
                 scores.append(s)
-        log.info("%s: scored %d noise-only traces (%d signal traces left out)", e["path"], e["n_used"],
-                 e["n_excluded_signal"])
+        log.info(
+            "%s: scored %d noise-only traces (%d signal traces left out)",
+            e["path"],
+            e["n_used"],
+            e["n_excluded_signal"],
+        )
     s = np.concatenate(scores).astype(np.float64)
 
     points: list[dict[str, Any]] = []
     for f in targets:
         if f in unreachable:
-            points.append({"target_fpr": f, "available": False, "n_needed": traces_needed(f),
-                           "reason": f"needs >= {traces_needed(f)} noise traces, {n_used} given"})
+            points.append(
+                {
+                    "target_fpr": f,
+                    "available": False,
+                    "n_needed": traces_needed(f),
+                    "reason": f"needs >= {traces_needed(f)} noise traces, {n_used} given",
+                }
+            )
             log.warning("FPR %g: unavailable (needs >= %d noise traces, %d given)", f, traces_needed(f), n_used)
             continue
         thr = threshold_at_fpr(s, f)
         assert thr is not None  # n >= 10 / f guarantees floor(f * n) >= 10
-        points.append({"target_fpr": f, "available": True, "threshold": thr,
-                       "calibration_fpr": float(np.mean(s > thr)), "n_false_alarms": int(np.sum(s > thr)),
-                       "n_needed": traces_needed(f)})
+        points.append(
+            {
+                "target_fpr": f,
+                "available": True,
+                "threshold": thr,
+                "calibration_fpr": float(np.mean(s > thr)),
+                "n_false_alarms": int(np.sum(s > thr)),
+                "n_needed": traces_needed(f),
+            }
+        )
     names = ", ".join(e["path"] for e in files)
     bands = {tuple(e["band_hz"]) for e in files if "band_hz" in e}
     calibration: dict[str, Any] = {
@@ -192,7 +226,7 @@ def calibrate(
         "unit": unit,
         "working_points": points,
         "rule": f"threshold = score of the floor(fpr * n)-th highest noise trace (score > threshold passes); "
-                f"an FPR needs n >= ceil({MIN_FALSE_ALARMS} / fpr) noise traces",
+        f"an FPR needs n >= ceil({MIN_FALSE_ALARMS} / fpr) noise traces",
         "source_model": str(model_path),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "crnn_version": __version__,
@@ -205,19 +239,30 @@ def calibrate(
     new["training_working_points"] = card.get("training_working_points", card.get("working_points", []))
     chosen = next(p for p in points if p["target_fpr"] == working_point_fpr)
     new["working_point"] = {
-        "target_fpr": working_point_fpr, "threshold": chosen["threshold"],
-        "chosen_on": f"calibration background {names}", "calibration_fpr": chosen["calibration_fpr"],
+        "target_fpr": working_point_fpr,
+        "threshold": chosen["threshold"],
+        "chosen_on": f"calibration background {names}",
+        "calibration_fpr": chosen["calibration_fpr"],
         "n_calibration_background": n_used,
     }
     new["working_points"] = [
         {"target_fpr": p["target_fpr"], "threshold": p["threshold"], "calibration_fpr": p["calibration_fpr"]}
-        for p in points if p["available"]
+        for p in points
+        if p["available"]
     ]
     new["calibration"] = calibration
     _publish(out, model_path, new)
-    log.info("%s: calibrated on %d noise-only traces of %s; working point FPR %g -> threshold %.4g "
-             "(training threshold %.4g); FPR on the calibration traces %.3g", out, n_used, names, working_point_fpr,
-             chosen["threshold"], float(new["training_working_point"]["threshold"]), chosen["calibration_fpr"])
+    log.info(
+        "%s: calibrated on %d noise-only traces of %s; working point FPR %g -> threshold %.4g "
+        "(training threshold %.4g); FPR on the calibration traces %.3g",
+        out,
+        n_used,
+        names,
+        working_point_fpr,
+        chosen["threshold"],
+        float(new["training_working_point"]["threshold"]),
+        chosen["calibration_fpr"],
+    )
     return out / MODEL_NAME
 
 
@@ -228,8 +273,10 @@ def _check_output(out: Path) -> None:
     if out.is_dir():
         extra = sorted(p.name for p in out.iterdir() if p.name not in (MODEL_NAME, "model.card.json"))
         if extra:
-            msg = (f"{out}: --output folder exists and holds {extra}; give a new folder (only a folder holding "
-                   f"just a model and its card is replaced)")
+            msg = (
+                f"{out}: --output folder exists and holds {extra}; give a new folder (only a folder holding "
+                f"just a model and its card is replaced)"
+            )
             raise CrnnError(msg)
 
 
@@ -266,27 +313,55 @@ def _publish(out: Path, model_path: Path, card: dict[str, Any]) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="a .keras model with its card, or its folder")
-    p.add_argument("--background", "-b", action="append", required=True, metavar="NOISE.h5",
-                   help="canonical trace file of noise-only traces of the target detector (repeatable)")
+    p.add_argument(
+        "--background",
+        "-b",
+        action="append",
+        required=True,
+        metavar="NOISE.h5",
+        help="canonical trace file of noise-only traces of the target detector (repeatable)",
+    )
     p.add_argument("--output", "-o", required=True, help="folder for the calibrated model.keras and model.card.json")
-    p.add_argument("--fprs", type=float, nargs="+", default=list(DEFAULT_FPRS),
-                   help="target FPRs to set thresholds at (default 1e-2 1e-3 1e-4)")
-    p.add_argument("--working-point-fpr", type=float, default=1e-3,
-                   help="FPR of the card's working point, used by crnn predict (default 1e-3)")
-    p.add_argument("--skip-unreachable", action="store_true",
-                   help="record FPRs that need more traces than given as unavailable instead of refusing")
+    p.add_argument(
+        "--fprs",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_FPRS),
+        help="target FPRs to set thresholds at (default 1e-2 1e-3 1e-4)",
+    )
+    p.add_argument(
+        "--working-point-fpr",
+        type=float,
+        default=1e-3,
+        help="FPR of the card's working point, used by crnn predict (default 1e-3)",
+    )
+    p.add_argument(
+        "--skip-unreachable",
+        action="store_true",
+        help="record FPRs that need more traces than given as unavailable instead of refusing",
+    )
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
     add_model_flags(p, resample=False)
 
 
 def run(args: argparse.Namespace) -> None:
-    refuse_aliases([*model_inputs("--model", args.model), *(("--background", p) for p in args.background)], [],
-                   replaced_folders=[("--output", args.output)])
+    refuse_aliases(
+        [*model_inputs("--model", args.model), *(("--background", p) for p in args.background)],
+        [],
+        replaced_folders=[("--output", args.output)],
+    )
     check_outputs(folders=[("--output", args.output)])
     check_minimum(args.chunk_size, 1, "--chunk-size")
-    calibrate(args.model, args.background, args.output, fprs=tuple(args.fprs),
-              working_point_fpr=args.working_point_fpr, skip_unreachable=args.skip_unreachable,
-              trust_model=args.trust_model, chunk_size=args.chunk_size)
+    calibrate(
+        args.model,
+        args.background,
+        args.output,
+        fprs=tuple(args.fprs),
+        working_point_fpr=args.working_point_fpr,
+        skip_unreachable=args.skip_unreachable,
+        trust_model=args.trust_model,
+        chunk_size=args.chunk_size,
+    )
 
 
 if __name__ == "__main__":

@@ -47,12 +47,20 @@ def add_model_flags(p: Any, *, resample: bool = True, scope: str = "") -> None:
     """Add ``--force-resample`` (with ``resample``) and ``--trust-model`` to a command that loads a
     model; ``scope`` (e.g. ``"--model: "``) says which option they apply to."""
     if resample:
-        p.add_argument("--force-resample", action="store_true",
-                       help=f"{scope}resample inputs whose rate differs from the model's by more than a factor "
-                            f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge")
-    p.add_argument("--trust-model", action="store_true",
-                   help=f"{scope}load a model that is not checked: a card without model_sha256, or a model that "
-                        "carries arbitrary code (Lambda layers); only for files you trust")
+        p.add_argument(
+            "--force-resample",
+            action="store_true",
+            help=f"{scope}resample inputs whose rate differs from the model's by more than a factor "
+            f"{MAX_RESAMPLE_FACTOR:g}, or whose Nyquist frequency lies below the model's upper band edge",
+        )
+    p.add_argument(
+        "--trust-model",
+        action="store_true",
+        help=f"{scope}load a model that is not checked: a card without model_sha256, or a model that "
+        "carries arbitrary code (Lambda layers); only for files you trust",
+    )
+
+
 FIELD_UNITS = ("V/m", "mV/m", "uV/m")
 #: the engines that score a model, each with the suffix of the model file it runs
 ENGINES = {"keras": ".keras", "onnxruntime": ".onnx"}
@@ -100,11 +108,17 @@ class Classifier:
 
     def working_point_text(self) -> str:
         wp = self.card["working_point"]
-        return (f"threshold {float(wp['threshold']):.4g} (FPR {fpr_text(float(wp['target_fpr']))} working point "
-                f"of the card, chosen on {wp.get('chosen_on', 'validation background')})")
+        return (
+            f"threshold {float(wp['threshold']):.4g} (FPR {fpr_text(float(wp['target_fpr']))} working point "
+            f"of the card, chosen on {wp.get('chosen_on', 'validation background')})"
+        )
 
     def calibration_status(
-        self, path: str | os.PathLike[str] | None, shape: tuple[int, ...], sampling_rate_hz: float, unit: str | None,
+        self,
+        path: str | os.PathLike[str] | None,
+        shape: tuple[int, ...],
+        sampling_rate_hz: float,
+        unit: str | None,
         band_hz: Any = None,
     ) -> str:
         """Whether the working point was calibrated for data like this input, in words.
@@ -116,8 +130,10 @@ class Classifier:
         """
         cal = self.calibration
         if not cal:
-            return ("not calibrated for this data: the working point comes from the training validation split; "
-                    "run crnn calibrate on noise of this detector")
+            return (
+                "not calibrated for this data: the working point comes from the training validation split; "
+                "run crnn calibrate on noise of this detector"
+            )
         if path is not None and Path(path).is_file():
             size = Path(path).stat().st_size
             sha = None
@@ -130,18 +146,26 @@ class Classifier:
         names = ", ".join(Path(f["path"]).name for f in cal.get("files", []))
         band = [float(b) for b in np.ravel(band_hz)] if band_hz is not None else None
         cal_band = cal.get("band_hz")
-        same_band = band is None or cal_band is None or (
-            len(band) == 2 and np.allclose(band, cal_band, rtol=1e-6, atol=0))
-        if (np.isclose(sampling_rate_hz, cal["sampling_rate_hz"], rtol=1e-6, atol=0) and c == cal["n_channels"]
-                and t == cal["n_samples"] and (unit is None or unit == cal.get("unit")) and same_band):
+        same_band = (
+            band is None or cal_band is None or (len(band) == 2 and np.allclose(band, cal_band, rtol=1e-6, atol=0))
+        )
+        if (
+            np.isclose(sampling_rate_hz, cal["sampling_rate_hz"], rtol=1e-6, atol=0)
+            and c == cal["n_channels"]
+            and t == cal["n_samples"]
+            and (unit is None or unit == cal.get("unit"))
+            and same_band
+        ):
             return f"calibrated on {names} ({cal['n_traces']} traces)"
         bands = f", band {cal_band}" if cal_band is not None and band is not None else ""
         this_band = f", band {band}" if bands else ""
-        return (f"not calibrated for this data: the working point comes from {names} "
-                f"({cal['sampling_rate_hz']:g} Hz, {cal['n_channels']} x {cal['n_samples']}, "
-                f"{cal.get('unit')}{bands}), "
-                f"this input is {sampling_rate_hz:g} Hz, {c} x {t}, {unit}{this_band}; "
-                f"run crnn calibrate on noise of this detector")
+        return (
+            f"not calibrated for this data: the working point comes from {names} "
+            f"({cal['sampling_rate_hz']:g} Hz, {cal['n_channels']} x {cal['n_samples']}, "
+            f"{cal.get('unit')}{bands}), "
+            f"this input is {sampling_rate_hz:g} Hz, {c} x {t}, {unit}{this_band}; "
+            f"run crnn calibrate on noise of this detector"
+        )
 
     def input_mismatches(self, sampling_rate_hz: float, unit: str | None, band_hz: Any = None) -> list[str]:
         """One sentence for each of band, sampling rate and unit in which the input differs from the card."""
@@ -152,12 +176,17 @@ class Classifier:
             if len(band) != 2 or not np.allclose(band, card_band, rtol=1e-6, atol=0):
                 notes.append(f"band_hz {band} differs from the model's {list(card_band)} (training data)")
         if not np.isclose(sampling_rate_hz, self.sampling_rate_hz, rtol=1e-6, atol=0):
-            notes.append(f"sampling rate {sampling_rate_hz:g} Hz differs from the model's "
-                         f"{self.sampling_rate_hz:g} Hz: resampled to {self.sampling_rate_hz:g} Hz (band {card_band})")
+            notes.append(
+                f"sampling rate {sampling_rate_hz:g} Hz differs from the model's "
+                f"{self.sampling_rate_hz:g} Hz: resampled to {self.sampling_rate_hz:g} Hz (band {card_band})"
+            )
         trained = self.card.get("unit_trained", "V")
         if unit is not None and unit != trained:
-            extra = (": the antenna response is not applied" if (unit in FIELD_UNITS) != (trained in FIELD_UNITS)
-                     else " (scores do not depend on the scale)")
+            extra = (
+                ": the antenna response is not applied"
+                if (unit in FIELD_UNITS) != (trained in FIELD_UNITS)
+                else " (scores do not depend on the scale)"
+            )
             notes.append(f"unit {unit} differs from the model's training unit {trained}{extra}")
         return notes
 
@@ -168,30 +197,47 @@ class Classifier:
             if np.isclose(wp["target_fpr"], target_fpr, rtol=1e-6):
                 return float(wp["threshold"])
         known = [wp["target_fpr"] for wp in points]
-        msg = (f"model {self.path.name}: no working point at FPR {target_fpr:g} in its card; available: {known} "
-               f"(or give a threshold)")
+        msg = (
+            f"model {self.path.name}: no working point at FPR {target_fpr:g} in its card; available: {known} "
+            f"(or give a threshold)"
+        )
         raise CrnnError(msg)
 
     def _expects(self) -> str:
-        return (f"(N, {self.n_channels}, >= {self.n_samples}) traces at {self.sampling_rate_hz:g} Hz "
-                f"or any rate that resamples to >= {self.n_samples} samples")
+        return (
+            f"(N, {self.n_channels}, >= {self.n_samples}) traces at {self.sampling_rate_hz:g} Hz "
+            f"or any rate that resamples to >= {self.n_samples} samples"
+        )
 
     def check_unit(self, unit: str | None, where: str = "input", *, warn: bool = True) -> None:
         if unit is None:
             return
         if unit not in KNOWN_UNITS:
-            msg = (f"{where}: unknown unit {unit!r}; model {self.path.name} was trained on "
-                   f"{self.card.get('unit_trained', 'V')!r} traces and accepts any of {list(KNOWN_UNITS)} "
-                   f"(scores do not depend on the scale)")
+            msg = (
+                f"{where}: unknown unit {unit!r}; model {self.path.name} was trained on "
+                f"{self.card.get('unit_trained', 'V')!r} traces and accepts any of {list(KNOWN_UNITS)} "
+                f"(scores do not depend on the scale)"
+            )
             raise CrnnError(msg)
         trained = self.card.get("unit_trained", "V")
         if warn and (unit in FIELD_UNITS) != (trained in FIELD_UNITS):
-            log.warning("%s: unit %s while model %s was trained on %s: the antenna response is not applied",
-                        where, unit, self.path.name, trained)
+            log.warning(
+                "%s: unit %s while model %s was trained on %s: the antenna response is not applied",
+                where,
+                unit,
+                self.path.name,
+                trained,
+            )
 
     def check_input(
-        self, shape: tuple[int, ...], sampling_rate_hz: float, where: str = "input", *, resample: bool = True,
-        pad: bool = False, force_resample: bool = False,
+        self,
+        shape: tuple[int, ...],
+        sampling_rate_hz: float,
+        where: str = "input",
+        *,
+        resample: bool = True,
+        pad: bool = False,
+        force_resample: bool = False,
     ) -> None:
         """Refuse traces that cannot be adapted to the model, saying what it expects."""
         c, t = (1, shape[-1]) if len(shape) == 2 else shape[1:3]
@@ -206,38 +252,56 @@ class Classifier:
         if not same_rate and not force_resample:
             self._check_resample_bounds(sampling_rate_hz, where)
         if c != self.n_channels:
-            msg = (f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
-                   f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels (crnn predict --channels, "
-                   f"crnn ingest --channels)")
+            msg = (
+                f"{where}: traces have {c} channel(s), but model {self.path.name} expects {self.n_channels} "
+                f"(input shape (N, {self.n_channels}, {self.n_samples})); select channels (crnn predict --channels, "
+                f"crnn ingest --channels)"
+            )
             raise CrnnError(msg)
         t_model = t if same_rate else (t * self.sampling_rate_hz) // sampling_rate_hz
         if t_model < self.n_samples and not pad:
             rate = "" if same_rate else f" ({int(t_model)} after resampling to {self.sampling_rate_hz:g} Hz)"
-            msg = (f"{where}: traces have {t} samples{rate}, but model {self.path.name} expects at least "
-                   f"{self.n_samples} (input shape (N, {self.n_channels}, {self.n_samples})); "
-                   f"zero-pad them if they hold a whole pulse (crnn predict --pad, crnn ingest --n-samples)")
+            msg = (
+                f"{where}: traces have {t} samples{rate}, but model {self.path.name} expects at least "
+                f"{self.n_samples} (input shape (N, {self.n_channels}, {self.n_samples})); "
+                f"zero-pad them if they hold a whole pulse (crnn predict --pad, crnn ingest --n-samples)"
+            )
             raise CrnnError(msg)
 
     def _check_resample_bounds(self, sampling_rate_hz: float, where: str) -> None:
         """Refuse a rate whose resampling would make up the model's band or most of its samples."""
         band = self.card.get("band_hz")
         nyquist = sampling_rate_hz / 2
-        hint = (f"resample it with crnn ingest --resample-hz {self.sampling_rate_hz:g} if that is right, "
-                f"or pass --force-resample")
+        hint = (
+            f"resample it with crnn ingest --resample-hz {self.sampling_rate_hz:g} if that is right, "
+            f"or pass --force-resample"
+        )
         if band is not None and nyquist < band[1]:
-            msg = (f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz: its Nyquist frequency {nyquist:g} Hz lies "
-                   f"below the upper band edge {band[1]:g} Hz of model {self.path.name}, so part of the band the "
-                   f"model was trained on is not in the data; {hint}")
+            msg = (
+                f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz: its Nyquist frequency {nyquist:g} Hz lies "
+                f"below the upper band edge {band[1]:g} Hz of model {self.path.name}, so part of the band the "
+                f"model was trained on is not in the data; {hint}"
+            )
             raise CrnnError(msg)
         factor = max(sampling_rate_hz / self.sampling_rate_hz, self.sampling_rate_hz / sampling_rate_hz)
         if factor > MAX_RESAMPLE_FACTOR:
-            msg = (f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz differs from the {self.sampling_rate_hz:g} Hz "
-                   f"of model {self.path.name} by a factor {factor:.3g}, more than {MAX_RESAMPLE_FACTOR:g}; is the "
-                   f"rate right? {hint[0].upper()}{hint[1:]}")
+            msg = (
+                f"{where}: sampling_rate_hz = {sampling_rate_hz:g} Hz differs from the {self.sampling_rate_hz:g} Hz "
+                f"of model {self.path.name} by a factor {factor:.3g}, more than {MAX_RESAMPLE_FACTOR:g}; is the "
+                f"rate right? {hint[0].upper()}{hint[1:]}"
+            )
             raise CrnnError(msg)
 
-    def adapt(self, traces: np.ndarray, sampling_rate_hz: float, *, resample: bool = True, pad: bool = False,
-              where: str = "input", force_resample: bool = False) -> np.ndarray:
+    def adapt(
+        self,
+        traces: np.ndarray,
+        sampling_rate_hz: float,
+        *,
+        resample: bool = True,
+        pad: bool = False,
+        where: str = "input",
+        force_resample: bool = False,
+    ) -> np.ndarray:
         """Resample to the model's rate (band-limited, the card's band) if needed."""
         x = np.asarray(traces)
         if x.ndim == 2:
@@ -326,12 +390,29 @@ class Classifier:
         best = np.argmax(s, axis=1)
         return s[np.arange(n), best], (np.asarray(starts)[best] / self.sampling_rate_hz).astype(np.float32)
 
-    def predict(self, traces: np.ndarray, *, sampling_rate_hz: float, unit: str | None = None,
-                overlap: float = 0.5, resample: bool = True, pad: bool = False, batch_size: int = 4096,
-                force_resample: bool = False) -> np.ndarray:
+    def predict(
+        self,
+        traces: np.ndarray,
+        *,
+        sampling_rate_hz: float,
+        unit: str | None = None,
+        overlap: float = 0.5,
+        resample: bool = True,
+        pad: bool = False,
+        batch_size: int = 4096,
+        force_resample: bool = False,
+    ) -> np.ndarray:
         """Probability that an air-shower pulse is present, one float32 per trace."""
-        return self.score(traces, sampling_rate_hz=sampling_rate_hz, unit=unit, overlap=overlap,
-                          resample=resample, pad=pad, batch_size=batch_size, force_resample=force_resample)[0]
+        return self.score(
+            traces,
+            sampling_rate_hz=sampling_rate_hz,
+            unit=unit,
+            overlap=overlap,
+            resample=resample,
+            pad=pad,
+            batch_size=batch_size,
+            force_resample=force_resample,
+        )[0]
 
     def decide(self, scores: np.ndarray, threshold: float | None = None) -> np.ndarray:
         thr = self.threshold if threshold is None else threshold
@@ -371,8 +452,10 @@ class WindowPlan:
         zero-padded to 500 samples, 1 window of 500 samples per trace"``."""
         parts = []
         if self.n_samples_resampled != self.n_samples_in or not np.isclose(sampling_rate_hz, model_rate_hz, rtol=1e-6):
-            parts.append(f"resampled {self.n_samples_in} -> {self.n_samples_resampled} samples "
-                         f"({sampling_rate_hz:g} -> {model_rate_hz:g} Hz)")
+            parts.append(
+                f"resampled {self.n_samples_in} -> {self.n_samples_resampled} samples "
+                f"({sampling_rate_hz:g} -> {model_rate_hz:g} Hz)"
+            )
         if self.n_samples_scored != self.n_samples_resampled:
             parts.append(f"zero-padded from {self.n_samples_resampled} to {self.n_samples_scored} samples")
         else:
@@ -414,18 +497,24 @@ def configure_parallel_inference(streams: int = 0) -> int:
     return streams
 
 
-def _verified_card(path: str | os.PathLike[str], trust_model: bool, suffix: str = ".keras") -> tuple[Path, dict[str, Any]]:
+def _verified_card(
+    path: str | os.PathLike[str], trust_model: bool, suffix: str = ".keras"
+) -> tuple[Path, dict[str, Any]]:
     """The model's path and its card, checked to be whole and to match the model file (no Keras)."""
     model_path = resolve_model_path(path, suffix)
     card = read_card(model_path)
     expected = card.get("model_sha256")
     if expected is None and not trust_model:
-        msg = (f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
-               f"the model it describes; pass --trust-model only for files you trust")
+        msg = (
+            f"{card_path(model_path)}: the card lacks model_sha256, so nothing shows that {model_path.name} is "
+            f"the model it describes; pass --trust-model only for files you trust"
+        )
         raise CrnnError(msg)
     if expected is not None and file_sha256(model_path) != expected:
-        msg = (f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
-               f"{card_path(model_path).name}); refusing a model whose weights were replaced")
+        msg = (
+            f"{model_path}: the model file does not match its card (SHA-256 differs from model_sha256 in "
+            f"{card_path(model_path).name}); refusing a model whose weights were replaced"
+        )
         raise CrnnError(msg)
     return model_path, card
 
@@ -517,7 +606,9 @@ def onnx_session(path: str | os.PathLike[str], threads: int = 0) -> Any:
         raise CrnnError(msg) from exc
 
 
-def load_onnx_classifier(path: str | os.PathLike[str], *, trust_model: bool = False, threads: int = 0) -> OnnxClassifier:
+def load_onnx_classifier(
+    path: str | os.PathLike[str], *, trust_model: bool = False, threads: int = 0
+) -> OnnxClassifier:
     """Load an exported model (``model.onnx``, or the export's folder) with its card, for ONNX Runtime.
 
     The card (written by ``crnn export``) must be beside it and record the ONNX file's SHA-256

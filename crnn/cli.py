@@ -60,9 +60,15 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
-                or default == [] or not action.option_strings
-                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+        if (
+            "default" in text
+            or default is None
+            or default is False
+            or default == argparse.SUPPRESS
+            or default == []
+            or not action.option_strings
+            or isinstance(action, (argparse._HelpAction, argparse._VersionAction))
+        ):
             return text
         shown = " ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else default
         return f"{text} (default: {str(shown).replace('%', '%%')})"
@@ -81,8 +87,12 @@ class _VersionAction(argparse.Action):
 
 def _add_stage(sub: argparse._SubParsersAction, name: str) -> None:
     module = importlib.import_module(f"crnn.{name}")
-    p = sub.add_parser(name, help=STAGES[name], description=(module.__doc__ or "").strip().split("\n")[0],
-                       formatter_class=DefaultsHelpFormatter)
+    p = sub.add_parser(
+        name,
+        help=STAGES[name],
+        description=(module.__doc__ or "").strip().split("\n")[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     module.add_arguments(p)
     p.set_defaults(_module=module, _stage=name)
 
@@ -94,8 +104,12 @@ def build_parser(stages: Sequence[str] | None = None) -> argparse.ArgumentParser
     parser = argparse.ArgumentParser(
         prog="crnn", description="Find cosmic-ray air-shower pulses in radio traces with RNNs."
     )
-    parser.add_argument("--version", action=_VersionAction, nargs=0,
-                        help="show crnn's version and commit and those of Python, Keras, its backend, numpy and h5py")
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        nargs=0,
+        help="show crnn's version and commit and those of Python, Keras, its backend, numpy and h5py",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name in stages or ():
@@ -122,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore_signal_handlers(old)
 
 
-class _interruptible:  # noqa: N801 -- used as a context manager
+class _interruptible:
     """Turn :class:`Interrupted` (and a KeyboardInterrupt that came before the handlers) into one line
     on stderr and exit code 128 + the signal number, after removing the live temporaries."""
 
@@ -178,8 +192,9 @@ def stage_main(stage: str, argv: Sequence[str] | None = None) -> None:
     old = install_signal_handlers(stage)
     try:
         with _interruptible(stage) as code:
-            parser = argparse.ArgumentParser(prog=f"python -m crnn.{stage}", description=STAGES[stage],
-                                             formatter_class=DefaultsHelpFormatter)
+            parser = argparse.ArgumentParser(
+                prog=f"python -m crnn.{stage}", description=STAGES[stage], formatter_class=DefaultsHelpFormatter
+            )
             parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
             module = importlib.import_module(f"crnn.{stage}")
             module.add_arguments(parser)

@@ -46,15 +46,26 @@ def read_coreas(
     f = h5py.File(path, "r")
     try:
         if "CoREAS" not in f:
-            raise MissingFieldError(str(path), "CoREAS", _names(f), kind="group",
-                                    expected="CoREAS steering attributes and /CoREAS/observers")
+            raise MissingFieldError(
+                str(path),
+                "CoREAS",
+                _names(f),
+                kind="group",
+                expected="CoREAS steering attributes and /CoREAS/observers",
+            )
         if "observers" not in f["CoREAS"]:
-            raise MissingFieldError(f"{path}:/CoREAS", "observers", _names(f["CoREAS"]), kind="group",
-                                    expected="one (n, 4) dataset per observer")
+            raise MissingFieldError(
+                f"{path}:/CoREAS",
+                "observers",
+                _names(f["CoREAS"]),
+                kind="group",
+                expected="one (n, 4) dataset per observer",
+            )
         steering = f["CoREAS"].attrs
         if "TimeResolution" not in steering:
-            raise MissingFieldError(f"{path}:/CoREAS", "TimeResolution", list(steering), kind="attribute",
-                                    expected="sampling interval in s")
+            raise MissingFieldError(
+                f"{path}:/CoREAS", "TimeResolution", list(steering), kind="attribute", expected="sampling interval in s"
+            )
         dt_s = float(steering["TimeResolution"])
         if not dt_s > 0:
             msg = f"{path}:/CoREAS: attribute TimeResolution must be positive, found {dt_s}"
@@ -68,8 +79,10 @@ def read_coreas(
             ds = observers[name]
             if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or ds.shape[1] != 4 or ds.shape[0] < 2:
                 shape = getattr(ds, "shape", "a group")
-                msg = (f"{path}:/CoREAS/observers/{name}: expected an (n, 4) array of "
-                       f"[time s, Ex, Ey, Ez] statV/cm; found {shape}")
+                msg = (
+                    f"{path}:/CoREAS/observers/{name}: expected an (n, 4) array of "
+                    f"[time s, Ex, Ey, Ez] statV/cm; found {shape}"
+                )
                 raise CrnnError(msg)
         shower = {
             "shower_zenith_deg": float(steering.get("ShowerZenithAngle", np.nan)),
@@ -92,8 +105,10 @@ def read_coreas(
                     raise CrnnError(msg)
                 steps = np.diff(data[:, 0])
                 if not np.allclose(steps, dt_s, rtol=1e-3, atol=0):
-                    msg = (f"{where}: time column steps range from {steps.min():g} to {steps.max():g} s, but "
-                           f"/CoREAS TimeResolution is {dt_s:g} s; expected one sampling rate per file")
+                    msg = (
+                        f"{where}: time column steps range from {steps.min():g} to {steps.max():g} s, but "
+                        f"/CoREAS TimeResolution is {dt_s:g} s; expected one sampling rate per file"
+                    )
                     raise CrnnError(msg)
                 field = np.stack([sign * data[:, col] for col, sign in (POLARISATIONS[p] for p in polarisations)])
                 field *= STATV_PER_CM_TO_V_PER_M

@@ -126,8 +126,9 @@ def _column_dtype(tf: TraceFile, name: str) -> tuple[np.dtype, tuple[int, ...]]:
     return np.dtype(ds.dtype), tuple(ds.shape[1:])
 
 
-def _fill_values(columns: list[dict[str, tuple[np.dtype, tuple[int, ...]]]]
-                 ) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
+def _fill_values(
+    columns: list[dict[str, tuple[np.dtype, tuple[int, ...]]]],
+) -> dict[str, tuple[object, np.dtype, tuple[int, ...]]]:
     """Per-trace metadata to carry: name -> (value for inputs that lack it, dtype, trailing shape).
 
     ``columns`` holds, for each input, its per-trace datasets (name -> dtype, trailing shape).
@@ -162,8 +163,10 @@ def _config_fix(tf: TraceFile, rate_hz: float) -> str:
     if tf.attrs.get("crnn_stage") != "ingest":
         return ""
     name = tf.path.stem
-    return (f" (in a workflow config: `ingest.{name}.resample_hz: {rate_hz:g}`, or `ingest.{name}.dataset: false` "
-            "to convert it without training on it)")
+    return (
+        f" (in a workflow config: `ingest.{name}.resample_hz: {rate_hz:g}`, or `ingest.{name}.dataset: false` "
+        "to convert it without training on it)"
+    )
 
 
 def _check_compatible(files: list[TraceFile]) -> None:
@@ -215,8 +218,13 @@ def _measured_groups(files: list[TraceFile], sources: list[str]) -> np.ndarray:
 
 def _record_dtype(ref: TraceFile, columns: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> np.dtype:
     """One trace in the scratch file: its place in its split, its samples and its metadata."""
-    return np.dtype([(_POS, np.int64), (_TRACES, np.float32, (ref.n_channels, ref.n_samples)),
-                     *((name, dtype, shape) for name, (dtype, shape) in columns.items())])
+    return np.dtype(
+        [
+            (_POS, np.int64),
+            (_TRACES, np.float32, (ref.n_channels, ref.n_samples)),
+            *((name, dtype, shape) for name, (dtype, shape) in columns.items()),
+        ]
+    )
 
 
 def _string_width(files: list[TraceFile], name: str) -> int:
@@ -238,9 +246,11 @@ def _bucket_capacity(budget_mb: float, record: np.dtype, ref: TraceFile) -> int:
     capacity = int(budget_mb * 1e6 // (2 * record.itemsize))
     if capacity < MIN_CHUNK_TRACES:
         need = 2 * MIN_CHUNK_TRACES * record.itemsize / 1e6
-        msg = (f"dataset.memory_budget_mb: {budget_mb:g} MB cannot hold one chunk of {MIN_CHUNK_TRACES} traces "
-               f"({ref.n_channels} x {ref.n_samples} samples and their metadata, {record.itemsize} bytes a trace, "
-               f"held twice while a bucket is shuffled); expected at least {need:.3g} MB")
+        msg = (
+            f"dataset.memory_budget_mb: {budget_mb:g} MB cannot hold one chunk of {MIN_CHUNK_TRACES} traces "
+            f"({ref.n_channels} x {ref.n_samples} samples and their metadata, {record.itemsize} bytes a trace, "
+            f"held twice while a bucket is shuffled); expected at least {need:.3g} MB"
+        )
         raise CrnnError(msg)
     return capacity
 
@@ -307,7 +317,9 @@ def build_dataset(
         for tf in files:
             if not tf.has_labels and str(tf.path) not in labels:
                 raise MissingFieldError(
-                    str(tf.path), LABELS, tf.meta_names,
+                    str(tf.path),
+                    LABELS,
+                    tf.meta_names,
                     expected="per-trace int8 labels; or give one label for the file with --label FILE=0",
                 )
         return _build(files, inputs, outputs, fractions, seed, labels, memory_budget_mb)
@@ -316,8 +328,15 @@ def build_dataset(
             tf.close()
 
 
-def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, str | Path],
-           fractions: tuple[float, ...], seed: int, labels: dict[str, int], budget_mb: float) -> dict[str, Path]:
+def _build(
+    files: list[TraceFile],
+    inputs: list[str | Path],
+    outputs: dict[str, str | Path],
+    fractions: tuple[float, ...],
+    seed: int,
+    labels: dict[str, int],
+    budget_mb: float,
+) -> dict[str, Path]:
     ref = files[0]
     # -- pass 1: where every trace goes (arrays of a few bytes a trace, no samples) -------------------
     per_file = [{name: _column_dtype(tf, name) for name in tf.meta_names} for tf in files]
@@ -347,8 +366,11 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
     assign = _assign_splits(n, order, groups, fractions, rng)
     n_groups = len(np.unique(groups[groups >= 0]))
     if n_groups:
-        log.info("%d traces have a measured background: %d distinct measured traces, each kept in one split",
-                 int((groups >= 0).sum()), n_groups)
+        log.info(
+            "%d traces have a measured background: %d distinct measured traces, each kept in one split",
+            int((groups >= 0).sum()),
+            n_groups,
+        )
     place = np.empty(n, dtype=np.int64)  # a trace's row in its split
     counts, n_measured, distinct = [], [], []
     for k, split in enumerate(SPLITS):
@@ -358,9 +380,11 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
         n_measured.append(int((groups[idx] >= 0).sum()))
         distinct.append(len(np.unique(groups[idx][groups[idx] >= 0])))
         if n_groups and distinct[-1] == 0:
-            msg = (f"dataset: the {split} split would get none of the {n_groups} distinct measured background "
-                   f"traces (fractions {list(fractions)}); measured traces are split whole, so each split needs "
-                   "at least one: measure more traces, or raise that split's fraction")
+            msg = (
+                f"dataset: the {split} split would get none of the {n_groups} distinct measured background "
+                f"traces (fractions {list(fractions)}); measured traces are split whole, so each split needs "
+                "at least one: measure more traces, or raise that split's fraction"
+            )
             raise CrnnError(msg)
         if len(idx) == 0:
             msg = f"dataset: the {split} split would be empty ({n} traces, fractions {list(fractions)})"
@@ -374,15 +398,23 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
     # buckets: split k's rows [b * capacity, (b + 1) * capacity), laid out one after another
     n_buckets = [-(-c // capacity) for c in counts]
     first_bucket = np.cumsum([0, *n_buckets])
-    bucket_start = np.concatenate([s + np.arange(nb) * capacity
-                                   for s, nb in zip(np.cumsum([0, *counts[:-1]]), n_buckets, strict=True)])
-    bucket_size = np.concatenate([np.minimum(capacity, c - np.arange(nb) * capacity)
-                                  for c, nb in zip(counts, n_buckets, strict=True)])
-    log.info("dataset: %d traces in %d bucket(s) of at most %d traces (memory budget %g MB)", n,
-             len(bucket_start), capacity, budget_mb)
+    bucket_start = np.concatenate(
+        [s + np.arange(nb) * capacity for s, nb in zip(np.cumsum([0, *counts[:-1]]), n_buckets, strict=True)]
+    )
+    bucket_size = np.concatenate(
+        [np.minimum(capacity, c - np.arange(nb) * capacity) for c, nb in zip(counts, n_buckets, strict=True)]
+    )
+    log.info(
+        "dataset: %d traces in %d bucket(s) of at most %d traces (memory budget %g MB)",
+        n,
+        len(bucket_start),
+        capacity,
+        budget_mb,
+    )
 
-    _check_space(outputs, n * record.itemsize,
-                 {s: c * (record.itemsize - 8) for s, c in zip(SPLITS, counts, strict=True)})
+    _check_space(
+        outputs, n * record.itemsize, {s: c * (record.itemsize - 8) for s, c in zip(SPLITS, counts, strict=True)}
+    )
     scratch = new_temporary(outputs["train"])  # removed at the end, on a signal, or by a rerun
     try:
         fd = os.open(scratch, os.O_RDWR)
@@ -401,14 +433,17 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
                             recs[_POS] = place[rows]
                             recs[_TRACES] = part.traces
                             run_id.update(np.ascontiguousarray(part.traces).data)
-                            for name, (value, _, shape) in fill.items():
+                            for name, (value, _, _shape) in fill.items():
                                 if name in cols:
                                     values = part.meta[name]
                                     recs[name] = _as_bytes(values) if name in texts else values
                                 else:
                                     recs[name] = value
-                            lab = (np.full(part.n_traces, labels[str(tf.path)], dtype=np.int8)
-                                   if str(tf.path) in labels else part.meta[LABELS])
+                            lab = (
+                                np.full(part.n_traces, labels[str(tf.path)], dtype=np.int8)
+                                if str(tf.path) in labels
+                                else part.meta[LABELS]
+                            )
                             recs[LABELS] = lab
                             n_signal += int(lab.sum())
                             recs[SNR] = part.meta[SNR] if SNR in part.meta else np.nan
@@ -427,9 +462,25 @@ def _build(files: list[TraceFile], inputs: list[str | Path], outputs: dict[str, 
                         log.info("%s: %d traces, %d with a pulse", tf.path, tf.n_traces, n_signal)
             del place, assign
             # -- pass 3: bucket by bucket, each trace in its place, appended to its split --------------
-            return _write_splits(fd, record, capacity, bucket_start, bucket_size, first_bucket, counts, texts,
-                                 ref, inputs, outputs, fractions, seed, run_id.hexdigest()[:32],
-                                 n_measured, distinct, n_groups)
+            return _write_splits(
+                fd,
+                record,
+                capacity,
+                bucket_start,
+                bucket_size,
+                first_bucket,
+                counts,
+                texts,
+                ref,
+                inputs,
+                outputs,
+                fractions,
+                seed,
+                run_id.hexdigest()[:32],
+                n_measured,
+                distinct,
+                n_groups,
+            )
         finally:
             os.close(fd)
     finally:
@@ -451,9 +502,11 @@ def _check_space(outputs: dict[str, str | Path], scratch_bytes: int, split_bytes
         free = shutil.disk_usage(folder).free
         if free < size:
             what = "the splits and the scratch file of the shuffle" if scratch else "the splits"
-            msg = (f"{target}: cannot write it: no space left on the device ({what} need about {size / 1e6:.3g} MB "
-                   f"in {folder}, {free / 1e6:.3g} MB are free); free some space there or write the output elsewhere "
-                   "(nothing partial is left)")
+            msg = (
+                f"{target}: cannot write it: no space left on the device ({what} need about {size / 1e6:.3g} MB "
+                f"in {folder}, {free / 1e6:.3g} MB are free); free some space there or write the output elsewhere "
+                "(nothing partial is left)"
+            )
             raise CrnnError(msg)
 
 
@@ -505,11 +558,25 @@ def _pieces(buckets: Iterator[np.ndarray], step: int) -> Iterator[np.ndarray]:
         yield np.concatenate(pending)
 
 
-def _write_splits(fd: int, record: np.dtype, capacity: int, bucket_start: np.ndarray, bucket_size: np.ndarray,
-                  first_bucket: np.ndarray, counts: list[int], texts: list[str], ref: TraceFile,
-                  inputs: list[str | Path], outputs: dict[str, str | Path], fractions: tuple[float, ...],
-                  seed: int, run_id: str, n_measured: list[int], distinct: list[int],
-                  n_groups: int) -> dict[str, Path]:
+def _write_splits(
+    fd: int,
+    record: np.dtype,
+    capacity: int,
+    bucket_start: np.ndarray,
+    bucket_size: np.ndarray,
+    first_bucket: np.ndarray,
+    counts: list[int],
+    texts: list[str],
+    ref: TraceFile,
+    inputs: list[str | Path],
+    outputs: dict[str, str | Path],
+    fractions: tuple[float, ...],
+    seed: int,
+    run_id: str,
+    n_measured: list[int],
+    distinct: list[int],
+    n_groups: int,
+) -> dict[str, Path]:
     band = ref.attrs.get("band_hz")
     meta_names = [name for name in record.names if name not in (_POS, _TRACES)]
     written: dict[str, Path] = {}
@@ -529,22 +596,37 @@ def _write_splits(fd: int, record: np.dtype, capacity: int, bucket_start: np.nda
             if band is not None:
                 attrs["band_hz"] = band
             n_signal = 0
-            shuffled = (_shuffled_bucket(fd, record, int(bucket_start[b]), int(bucket_size[b]),
-                                         (b - first_bucket[k]) * capacity)
-                        for b in range(first_bucket[k], first_bucket[k + 1]))
-            with TraceWriter(outputs[split], n_channels=ref.n_channels, n_samples=ref.n_samples,
-                             sampling_rate_hz=ref.sampling_rate_hz, unit=ref.unit, attrs=attrs,
-                             group=group) as writer:
+            shuffled = (
+                _shuffled_bucket(
+                    fd, record, int(bucket_start[b]), int(bucket_size[b]), (b - first_bucket[k]) * capacity
+                )
+                for b in range(first_bucket[k], first_bucket[k + 1])
+            )
+            with TraceWriter(
+                outputs[split],
+                n_channels=ref.n_channels,
+                n_samples=ref.n_samples,
+                sampling_rate_hz=ref.sampling_rate_hz,
+                unit=ref.unit,
+                attrs=attrs,
+                group=group,
+            ) as writer:
                 for piece in _pieces(shuffled, _WRITE_STEP):
-                    meta = {m: piece[m].astype(object) if m in texts else np.ascontiguousarray(piece[m])
-                            for m in meta_names}
-                    writer.append(TraceSet(np.ascontiguousarray(piece[_TRACES]), ref.sampling_rate_hz, ref.unit,
-                                           meta))
+                    meta = {
+                        m: piece[m].astype(object) if m in texts else np.ascontiguousarray(piece[m]) for m in meta_names
+                    }
+                    writer.append(TraceSet(np.ascontiguousarray(piece[_TRACES]), ref.sampling_rate_hz, ref.unit, meta))
                     n_signal += int(meta[LABELS].sum())
                     progress.update(len(piece))
             written[split] = Path(outputs[split])
-            log.info("%s: %d traces (%d signal, %d background)%s", outputs[split], counts[k], n_signal,
-                     counts[k] - n_signal, f", {distinct[k]} distinct measured background traces" if n_groups else "")
+            log.info(
+                "%s: %d traces (%d signal, %d background)%s",
+                outputs[split],
+                counts[k],
+                n_signal,
+                counts[k] - n_signal,
+                f", {distinct[k]} distinct measured background traces" if n_groups else "",
+            )
     return written
 
 
@@ -554,24 +636,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val", required=True, help="output file of the validation split")
     p.add_argument("--test", required=True, help="output file of the test split")
     p.add_argument(
-        "--fractions", type=float, nargs=3, default=(0.6, 0.15, 0.25), metavar=("TRAIN", "VAL", "TEST"),
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.15, 0.25),
+        metavar=("TRAIN", "VAL", "TEST"),
         help="split fractions (default 0.6 0.15 0.25)",
     )
     p.add_argument(
-        "--label", action="append", default=[], metavar="FILE=LABEL",
+        "--label",
+        action="append",
+        default=[],
+        metavar="FILE=LABEL",
         help="give every trace of FILE this label (0 or 1), for inputs without 'labels'",
     )
     p.add_argument("--seed", type=int, default=1, help="shuffling seed (default 1)")
     p.add_argument(
-        "--memory-budget-mb", type=float, default=DEFAULT_MEMORY_BUDGET_MB, metavar="MB",
+        "--memory-budget-mb",
+        type=float,
+        default=DEFAULT_MEMORY_BUDGET_MB,
+        metavar="MB",
         help=f"memory for the traces held at once, in MB (default {DEFAULT_MEMORY_BUDGET_MB:g}); "
-             "the splits do not depend on it",
+        "the splits do not depend on it",
     )
 
 
 def run(args: argparse.Namespace) -> None:
-    refuse_aliases([("--input", p) for p in args.input],
-                   [("--train", args.train), ("--val", args.val), ("--test", args.test)])
+    refuse_aliases(
+        [("--input", p) for p in args.input], [("--train", args.train), ("--val", args.val), ("--test", args.test)]
+    )
     check_outputs([("--train", args.train), ("--val", args.val), ("--test", args.test)])
     check_value(list(args.fractions), "dataset.fractions", "--fractions")
     check_value(args.seed, "seed", "--seed")
@@ -584,8 +677,12 @@ def run(args: argparse.Namespace) -> None:
             raise CrnnError(msg)
         labels[path] = int(value)
     build_dataset(
-        args.input, {"train": args.train, "val": args.val, "test": args.test},
-        fractions=tuple(args.fractions), seed=args.seed, labels=labels, memory_budget_mb=args.memory_budget_mb,
+        args.input,
+        {"train": args.train, "val": args.val, "test": args.test},
+        fractions=tuple(args.fractions),
+        seed=args.seed,
+        labels=labels,
+        memory_budget_mb=args.memory_budget_mb,
     )
 
 

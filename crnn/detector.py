@@ -127,8 +127,12 @@ class RandomiseSettings:
         rng_ok("galactic_scale", *self.galactic_scale, low=0)
         rng_ok("cw.n_lines", *self.cw.n_lines, low=0)
         rng_ok("cw.amplitude_rel_noise", *self.cw.amplitude_rel_noise, low=1e-9)
-        for name in ("echo_probability", "digital_probability", "channel_sign_flip_probability",
-                     "independent_channel_probability"):
+        for name in (
+            "echo_probability",
+            "digital_probability",
+            "channel_sign_flip_probability",
+            "independent_channel_probability",
+        ):
             if not 0 <= getattr(self, name) <= 1:
                 raise CrnnError(f"simulate.randomise.{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -218,8 +222,11 @@ class Detector:
         params["noise_temperature_k"][:] = self.noise_temperature_k
         params["galactic_scale"][:] = self.galactic_scale
         return DetectorDraw(
-            self.fixed_antenna[None], self.fixed_chain[None],
-            np.full(n, self.noise_temperature_k), np.full(n, self.galactic_scale), params,
+            self.fixed_antenna[None],
+            self.fixed_chain[None],
+            np.full(n, self.noise_temperature_k),
+            np.full(n, self.galactic_scale),
+            params,
         )
 
     # ------------------------------------------------------------ randomised detectors
@@ -239,7 +246,9 @@ class Detector:
         hp_order = rng.integers(s.edge_order[0], s.edge_order[1] + 1, size=m)
         lp_order = rng.integers(s.edge_order[0], s.edge_order[1] + 1, size=m)
         ripple = rng.uniform(*s.ripple_db, size=m)
-        ant_kind = rng.choice(len(ANTENNA_KINDS), size=m, p=np.asarray(s.antenna_probabilities) / sum(s.antenna_probabilities))
+        ant_kind = rng.choice(
+            len(ANTENNA_KINDS), size=m, p=np.asarray(s.antenna_probabilities) / sum(s.antenna_probabilities)
+        )
         ant_f = lo + rng.uniform(*s.resonance_position, size=m) * width
         ant_q = rng.uniform(*s.resonance_q, size=m)
         ant_tau = rng.uniform(*s.log_periodic_tau, size=m)
@@ -259,8 +268,12 @@ class Detector:
         for i in range(m):
             # the response families of crnn.responses, built directly (no spec parsing: 64 per block)
             edges = dict(
-                band_hz=(float(hp[i]), float(lp[i])), highpass_order=int(hp_order[i]), lowpass_order=int(lp_order[i]),
-                highpass_kind=EDGE_KINDS[hp_kind[i]], lowpass_kind=EDGE_KINDS[lp_kind[i]], ripple_db=float(ripple[i]),
+                band_hz=(float(hp[i]), float(lp[i])),
+                highpass_order=int(hp_order[i]),
+                lowpass_order=int(lp_order[i]),
+                highpass_kind=EDGE_KINDS[hp_kind[i]],
+                lowpass_kind=EDGE_KINDS[lp_kind[i]],
+                ripple_db=float(ripple[i]),
             )
             if digital[i]:
                 h = DigitalBandpass(**edges, sampling_rate_hz=r.sampling_rate_hz).transfer(f)
@@ -282,9 +295,12 @@ class Detector:
             antenna[i] = a / max(np.max(np.abs(a[inside])), 1e-30)
         nan = np.float32(np.nan)
         params = {
-            "response_highpass_hz": hp, "response_lowpass_hz": lp,
-            "response_highpass_order": hp_order, "response_lowpass_order": lp_order,
-            "response_highpass_kind": hp_kind, "response_lowpass_kind": lp_kind,
+            "response_highpass_hz": hp,
+            "response_lowpass_hz": lp,
+            "response_highpass_order": hp_order,
+            "response_lowpass_order": lp_order,
+            "response_highpass_kind": hp_kind,
+            "response_lowpass_kind": lp_kind,
             "response_digital": digital.astype(np.int8),
             "antenna_kind": ant_kind,
             "antenna_frequency_hz": np.where(ant_kind == 1, ant_f, nan),
@@ -292,7 +308,8 @@ class Detector:
             "antenna_tau": np.where(ant_kind == 2, ant_tau, nan),
             "echo_delay_s": np.where(has_echo, echo_delay[:, 0], nan),
             "echo_amplitude": np.where(has_echo, echo_amp[:, 0], nan),
-            "cable_loss_db_per_sqrt_mhz": cable, "tilt_db": tilt,
+            "cable_loss_db_per_sqrt_mhz": cable,
+            "tilt_db": tilt,
             "group_delay_spread_s": group_delay_spread(antenna * chain, f, r.band_hz),
         }
         return antenna, chain, params

@@ -34,7 +34,6 @@ import numpy as np
 from crnn import __version__
 from crnn.baselines import (
     BASELINES,
-    CHUNK as BASELINE_CHUNK,
     SCORE_MEANING,
     BaselineSettings,
     NoiseSpectrum,
@@ -42,6 +41,9 @@ from crnn.baselines import (
     baseline_scorer,
     check_one_method,
     noise_power_from_blocks,
+)
+from crnn.baselines import (
+    CHUNK as BASELINE_CHUNK,
 )
 from crnn.classifier import add_model_flags
 from crnn.errors import CrnnError, MissingFieldError
@@ -52,7 +54,13 @@ from crnn.settings import add_print_settings, check_value, from_mapping, load_ma
 from crnn.tracefile import LABELS, SNR, TraceFile, h5_output, open_h5
 
 log = logging.getLogger(__name__)
-METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = "metrics.json", "scores.h5", "roc.png", "efficiency.png", "gallery.png"
+METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT = (
+    "metrics.json",
+    "scores.h5",
+    "roc.png",
+    "efficiency.png",
+    "gallery.png",
+)
 #: per-trace metadata copied from the test file into scores.h5
 CARRIED = ("has_transient", "n_cw_lines", "noise_rms", "pulse_time_s", "source_id", "source_index")
 
@@ -86,8 +94,9 @@ class EvaluationSettings:
             raise CrnnError(msg)
 
 
-def _noise_spectrum(noise_path: str | Path | None, test: TraceFile, labels: np.ndarray,
-                    test_path: str | Path) -> tuple[NoiseSpectrum, str]:
+def _noise_spectrum(
+    noise_path: str | Path | None, test: TraceFile, labels: np.ndarray, test_path: str | Path
+) -> tuple[NoiseSpectrum, str]:
     """The noise spectrum of noise-only traces (label 0) for the matched filter, and where they came
     from; read block by block (the test split's background, or ``noise_path``)."""
     if noise_path is None:
@@ -99,8 +108,10 @@ def _noise_spectrum(noise_path: str | Path | None, test: TraceFile, labels: np.n
         power = noise_power_from_blocks(_blocks(test, keep))
         return (power, len(keep), test.n_samples), f"{test_path} (background of the test split)"
     with TraceFile(noise_path) as tf:
-        if tf.n_samples != test.n_samples or tf.n_channels != test.n_channels or not math.isclose(
-            tf.sampling_rate_hz, test.sampling_rate_hz, rel_tol=1e-9
+        if (
+            tf.n_samples != test.n_samples
+            or tf.n_channels != test.n_channels
+            or not math.isclose(tf.sampling_rate_hz, test.sampling_rate_hz, rel_tol=1e-9)
         ):
             msg = (
                 f"{noise_path}: noise traces have {tf.n_channels} channel(s) x {tf.n_samples} samples at "
@@ -150,8 +161,14 @@ SCORE_CHUNK = 8192
 MODEL_BATCH = 4096
 
 
-def _score_file(tf: TraceFile, score: Callable[[np.ndarray], np.ndarray], block: int, what: str,
-                chunk_traces: int, rows: tuple[int, int] | None = None) -> np.ndarray:
+def _score_file(
+    tf: TraceFile,
+    score: Callable[[np.ndarray], np.ndarray],
+    block: int,
+    what: str,
+    chunk_traces: int,
+    rows: tuple[int, int] | None = None,
+) -> np.ndarray:
     """``score`` of the traces ``rows`` (start, stop; default all) of ``tf``, read in pieces of a
     multiple of ``block`` traces counted from the first trace (the scores equal those of the whole
     file at once), about ``chunk_traces`` at a time."""
@@ -186,11 +203,27 @@ def _chunk_rows(n: int, block: int, chunk_traces: int, chunk: tuple[int, int] | 
 CHUNK_ATTRS = ("chunk", "n_chunks", "first_row", "n_test_traces", "method", "kind", "test_file")
 
 
-def _write_chunk_scores(output_dir: str | Path, scores: np.ndarray, rows: tuple[int, int], chunk: tuple[int, int],
-                        tf: TraceFile, test_path: str | Path, method: str, kind: str, extra: dict[str, Any],
-                        score_time: float) -> dict[str, Any]:
-    info = {"chunk": chunk[0], "n_chunks": chunk[1], "first_row": rows[0], "n_test_traces": tf.n_traces,
-            "method": method, "kind": kind, "test_file": str(test_path)}
+def _write_chunk_scores(
+    output_dir: str | Path,
+    scores: np.ndarray,
+    rows: tuple[int, int],
+    chunk: tuple[int, int],
+    tf: TraceFile,
+    test_path: str | Path,
+    method: str,
+    kind: str,
+    extra: dict[str, Any],
+    score_time: float,
+) -> dict[str, Any]:
+    info = {
+        "chunk": chunk[0],
+        "n_chunks": chunk[1],
+        "first_row": rows[0],
+        "n_test_traces": tf.n_traces,
+        "method": method,
+        "kind": kind,
+        "test_file": str(test_path),
+    }
     out = Path(output_dir)
     with output_group() as group, h5_output(group.add(out / SCORES)) as f:
         f.create_dataset("scores", data=scores)
@@ -198,13 +231,15 @@ def _write_chunk_scores(output_dir: str | Path, scores: np.ndarray, rows: tuple[
             f.attrs[key] = value
         f.attrs["extra_json"] = json.dumps(extra)
         f.attrs["scoring_time_s"] = score_time
-    log.info("%s: chunk %d of %d, traces %d..%d scored in %.1f s", method, chunk[0], chunk[1], rows[0], rows[1],
-             score_time)
+    log.info(
+        "%s: chunk %d of %d, traces %d..%d scored in %.1f s", method, chunk[0], chunk[1], rows[0], rows[1], score_time
+    )
     return {**info, "rows": list(rows), "scoring_time_s": score_time}
 
 
-def _join_scores(paths: list[str | Path], tf: TraceFile, test_path: str | Path, method: str,
-                 kind: str) -> tuple[np.ndarray, float, dict[str, Any]]:
+def _join_scores(
+    paths: list[str | Path], tf: TraceFile, test_path: str | Path, method: str, kind: str
+) -> tuple[np.ndarray, float, dict[str, Any]]:
     """The scores of the whole test split from the files of its N chunks (each once, any order)."""
     parts: dict[int, tuple[int, np.ndarray]] = {}
     n_chunks, extra, seconds = None, {}, 0.0
@@ -213,8 +248,10 @@ def _join_scores(paths: list[str | Path], tf: TraceFile, test_path: str | Path, 
         with open_h5(Path(p)) as f:
             missing = [k for k in CHUNK_ATTRS if k not in f.attrs]
             if missing or "scores" not in f:
-                msg = (f"{p}: not the scores of a chunk of `crnn evaluate --chunk I --n-chunks N` (attributes "
-                       f"{missing} missing)")
+                msg = (
+                    f"{p}: not the scores of a chunk of `crnn evaluate --chunk I --n-chunks N` (attributes "
+                    f"{missing} missing)"
+                )
                 raise CrnnError(msg)
             attrs = {k: f.attrs[k].decode() if isinstance(f.attrs[k], bytes) else f.attrs[k] for k in CHUNK_ATTRS}
             for key, value in expected.items():
@@ -235,8 +272,10 @@ def _join_scores(paths: list[str | Path], tf: TraceFile, test_path: str | Path, 
     assert n_chunks is not None
     missing = sorted(set(range(n_chunks)) - set(parts))
     if missing:
-        msg = (f"evaluate: the scores of chunk(s) {missing} of {n_chunks} are missing "
-               f"(chunks are numbered 0..{n_chunks - 1})")
+        msg = (
+            f"evaluate: the scores of chunk(s) {missing} of {n_chunks} are missing "
+            f"(chunks are numbered 0..{n_chunks - 1})"
+        )
         raise CrnnError(msg)
     row = 0
     for i in range(n_chunks):
@@ -279,15 +318,42 @@ def evaluate(
     s.check()
     check_one_method("evaluate", model, baseline)
     with TraceFile(test_path) as tf:
-        return _evaluate(tf, test_path, output_dir, model, baseline, name, s, noise_path, signal_model, seed,
-                         trust_model, force_resample, chunk_traces, chunk, scores_from)
+        return _evaluate(
+            tf,
+            test_path,
+            output_dir,
+            model,
+            baseline,
+            name,
+            s,
+            noise_path,
+            signal_model,
+            seed,
+            trust_model,
+            force_resample,
+            chunk_traces,
+            chunk,
+            scores_from,
+        )
 
 
-def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, model: str | Path | None,
-              baseline: str | None, name: str | None, s: EvaluationSettings, noise_path: str | Path | None,
-              signal_model: SignalModel | None, seed: int, trust_model: bool, force_resample: bool,
-              chunk_traces: int, chunk: tuple[int, int] | None, scores_from: list[str | Path] | None
-              ) -> dict[str, Any]:
+def _evaluate(
+    tf: TraceFile,
+    test_path: str | Path,
+    output_dir: str | Path,
+    model: str | Path | None,
+    baseline: str | None,
+    name: str | None,
+    s: EvaluationSettings,
+    noise_path: str | Path | None,
+    signal_model: SignalModel | None,
+    seed: int,
+    trust_model: bool,
+    force_resample: bool,
+    chunk_traces: int,
+    chunk: tuple[int, int] | None,
+    scores_from: list[str | Path] | None,
+) -> dict[str, Any]:
     if not tf.has_labels:
         raise MissingFieldError(str(test_path), "labels", tf.meta_names, expected="labels are needed to evaluate")
     # per-trace metadata in memory (a few bytes a trace, as the scores); the traces are read in chunks
@@ -308,8 +374,9 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
         clf.check_input(tf.shape, tf.sampling_rate_hz, where=str(test_path), force_resample=force_resample)
 
         def predict(x: np.ndarray) -> np.ndarray:
-            return clf.predict(x, sampling_rate_hz=tf.sampling_rate_hz, force_resample=force_resample,
-                               batch_size=MODEL_BATCH)
+            return clf.predict(
+                x, sampling_rate_hz=tf.sampling_rate_hz, force_resample=force_resample, batch_size=MODEL_BATCH
+            )
 
         score, block = predict, MODEL_BATCH
         method = name or clf.card.get("name", Path(model).stem)
@@ -329,8 +396,9 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
                 "filter_order": sm.receiver.filter_order,
             }
         if scores_from is None:
-            score, block = baseline_scorer(baseline, tf.sampling_rate_hz, s.baseline, noise_spectrum=noise,
-                                           signal_model=signal_model)
+            score, block = baseline_scorer(
+                baseline, tf.sampling_rate_hz, s.baseline, noise_spectrum=noise, signal_model=signal_model
+            )
         method = name or baseline
         kind = "baseline"
         extra["score_meaning"] = SCORE_MEANING[baseline]
@@ -347,21 +415,40 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
             return _write_chunk_scores(output_dir, scores, rows, chunk, tf, test_path, method, kind, extra, score_time)
     edges = np.asarray(s.snr_edges, dtype=float)
     metrics = summarise(
-        scores, labels, snr, fprs=s.fprs, snr_edges=edges, has_transient=has_transient,
-        n_bootstrap=s.n_bootstrap, seed=seed,
+        scores,
+        labels,
+        snr,
+        fprs=s.fprs,
+        snr_edges=edges,
+        has_transient=has_transient,
+        n_bootstrap=s.n_bootstrap,
+        seed=seed,
     )
     metrics = {
-        "format": "crnn-metrics/1", "method": method, "kind": kind, "test_file": str(test_path),
-        "crnn_version": __version__, **extra, "scoring_time_s": round(score_time, 3),
-        "bootstrap_seed": seed, **metrics,
+        "format": "crnn-metrics/1",
+        "method": method,
+        "kind": kind,
+        "test_file": str(test_path),
+        "crnn_version": __version__,
+        **extra,
+        "scoring_time_s": round(score_time, 3),
+        "bootstrap_seed": seed,
+        **metrics,
     }
     metrics["report_working_point"] = _report_working_point(
         scores, labels, snr, edges, has_transient, s.working_point_fpr, s.fprs
     )
     if model is not None:
         wp = clf.card["working_point"]
-        card_wp = operating_point(scores, labels, snr, float(wp["threshold"]), edges, target_fpr=wp.get("target_fpr"),
-                                  has_transient=has_transient)
+        card_wp = operating_point(
+            scores,
+            labels,
+            snr,
+            float(wp["threshold"]),
+            edges,
+            target_fpr=wp.get("target_fpr"),
+            has_transient=has_transient,
+        )
         card_wp["chosen_on"] = wp.get("chosen_on", "validation background")
         metrics["card_working_point"] = card_wp
     for wp in metrics["working_points"]:
@@ -400,8 +487,13 @@ def _evaluate(tf: TraceFile, test_path: str | Path, output_dir: str | Path, mode
 
 
 def _report_working_point(
-    scores: np.ndarray, labels: np.ndarray, snr: np.ndarray, edges: np.ndarray, has_transient: np.ndarray | None,
-    requested: float, fprs: tuple[float, ...],
+    scores: np.ndarray,
+    labels: np.ndarray,
+    snr: np.ndarray,
+    edges: np.ndarray,
+    has_transient: np.ndarray | None,
+    requested: float,
+    fprs: tuple[float, ...],
 ) -> dict[str, Any]:
     """The working point of the confusion matrix, the gallery and the report's headline columns:
     ``requested`` FPR; when the test background is too small for it, the smallest configured FPR it
@@ -432,31 +524,54 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", help="JSON/YAML string or file: the config's evaluate section (see docs/formats.md)")
     add_print_settings(p, "--print-settings", {"--settings": EvaluationSettings})
     p.add_argument("--fpr", type=float, nargs="+", help="working points (default 1e-2 1e-3 1e-4)")
-    p.add_argument("--snr-edges", type=float, nargs="+", help="SNR bin edges for efficiency curves (default 2, 2.5, ..., 10)")
+    p.add_argument(
+        "--snr-edges", type=float, nargs="+", help="SNR bin edges for efficiency curves (default 2, 2.5, ..., 10)"
+    )
     p.add_argument("--n-bootstrap", type=int, help="bootstrap replicates for the intervals (default 200; 0 = none)")
-    p.add_argument("--noise", help="matched filter: file whose label-0 traces give the noise spectrum "
-                                   "(default: the test split's background)")
-    p.add_argument("--signal-model", help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
-                                          "settings of the templates (default: the simulation defaults)")
+    p.add_argument(
+        "--noise",
+        help="matched filter: file whose label-0 traces give the noise spectrum (default: the test split's background)",
+    )
+    p.add_argument(
+        "--signal-model",
+        help="matched filter: JSON/YAML string or file with 'receiver' and 'pulse' "
+        "settings of the templates (default: the simulation defaults)",
+    )
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--chunk", type=int, metavar="I",
-                   help="score only chunk I (0 .. N-1) of the test split, into OUTPUT_DIR/scores.h5, for one job "
-                        "of many; join them with --scores")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        metavar="I",
+        help="score only chunk I (0 .. N-1) of the test split, into OUTPUT_DIR/scores.h5, for one job "
+        "of many; join them with --scores",
+    )
     p.add_argument("--n-chunks", type=int, default=1, metavar="N", help="number of chunks (default 1)")
-    p.add_argument("--scores", nargs="+", metavar="FILE",
-                   help="the scores.h5 of all chunks (any order): evaluate them without scoring; the outputs "
-                        "equal those of one unchunked run")
+    p.add_argument(
+        "--scores",
+        nargs="+",
+        metavar="FILE",
+        help="the scores.h5 of all chunks (any order): evaluate them without scoring; the outputs "
+        "equal those of one unchunked run",
+    )
     add_model_flags(p, scope="--model: ")
 
 
 def run(args: argparse.Namespace) -> None:
     from crnn.modelcard import model_inputs
 
-    refuse_aliases([("--test", args.test), ("--noise", args.noise), *model_inputs("--model", args.model),
-                    *(("--scores", p) for p in args.scores or ())],
-                   folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)))
-    check_outputs([(f"--output-dir file {n}", Path(args.output_dir) / n) for n in (METRICS, SCORES)],
-                  folders=[("--output-dir", args.output_dir)])
+    refuse_aliases(
+        [
+            ("--test", args.test),
+            ("--noise", args.noise),
+            *model_inputs("--model", args.model),
+            *(("--scores", p) for p in args.scores or ()),
+        ],
+        folder_outputs("--output-dir", args.output_dir, (METRICS, SCORES, ROC_PLOT, EFF_PLOT, GALLERY_PLOT)),
+    )
+    check_outputs(
+        [(f"--output-dir file {n}", Path(args.output_dir) / n) for n in (METRICS, SCORES)],
+        folders=[("--output-dir", args.output_dir)],
+    )
     check_value(args.seed, "seed", "--seed")
     check_value(args.n_chunks, "scale_out.evaluate_chunks", "--n-chunks")
     if args.chunk is not None and not 0 <= args.chunk < args.n_chunks:
@@ -473,11 +588,23 @@ def run(args: argparse.Namespace) -> None:
     if args.n_bootstrap is not None:
         mapping["n_bootstrap"] = args.n_bootstrap
     settings = from_mapping(EvaluationSettings, mapping, "evaluate settings")
-    signal_model = from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
+    signal_model = (
+        from_mapping(SignalModel, load_mapping(args.signal_model), "signal model") if args.signal_model else None
+    )
     evaluate(
-        args.test, args.output_dir, model=args.model, baseline=args.baseline, name=args.name, settings=settings,
-        noise_path=args.noise, signal_model=signal_model, seed=args.seed, trust_model=args.trust_model,
-        force_resample=args.force_resample, chunk=None if args.chunk is None else (args.chunk, args.n_chunks), scores_from=args.scores,
+        args.test,
+        args.output_dir,
+        model=args.model,
+        baseline=args.baseline,
+        name=args.name,
+        settings=settings,
+        noise_path=args.noise,
+        signal_model=signal_model,
+        seed=args.seed,
+        trust_model=args.trust_model,
+        force_resample=args.force_resample,
+        chunk=None if args.chunk is None else (args.chunk, args.n_chunks),
+        scores_from=args.scores,
     )
 
 

@@ -63,8 +63,10 @@ def check_format(fmt: str) -> None:
         if not found:
             missing.append(name)
     if missing:
-        msg = (f"--format {fmt}: needs the Python package(s) {', '.join(missing)}, not installed; "
-               f"pip install 'crnn[export]'")
+        msg = (
+            f"--format {fmt}: needs the Python package(s) {', '.join(missing)}, not installed; "
+            f"pip install 'crnn[export]'"
+        )
         raise CrnnError(msg)
 
 
@@ -107,11 +109,17 @@ def export_model(
         diff = float(np.max(np.abs(keras_scores - onnx_scores))) if len(keras_scores) else 0.0
         log.info("%s: ONNX Runtime scores %s within %.2g of Keras's", clf.path.name, check["what"], diff)
         if diff > CHECK_TOLERANCE:
-            msg = (f"{clf.path}: the ONNX export scores {check['what']} up to {diff:.3g} away from Keras "
-                   f"(more than {CHECK_TOLERANCE:g}); not written")
+            msg = (
+                f"{clf.path}: the ONNX export scores {check['what']} up to {diff:.3g} away from Keras "
+                f"(more than {CHECK_TOLERANCE:g}); not written"
+            )
             raise CrnnError(msg)
-        info["check"] = {"traces": check["what"], "n_traces": len(keras_scores),
-                         "max_abs_score_difference_vs_keras": diff, "tolerance": CHECK_TOLERANCE}
+        info["check"] = {
+            "traces": check["what"],
+            "n_traces": len(keras_scores),
+            "max_abs_score_difference_vs_keras": diff,
+            "tolerance": CHECK_TOLERANCE,
+        }
         if fmt == "int8":
             info["quantisation"] = _quantise(onnx_path, calib, seed)
             int8_clf = OnnxClassifier(onnx_session(onnx_path), clf.card, onnx_path)
@@ -120,8 +128,15 @@ def export_model(
             if check["labels"] is not None:
                 info["test_split"] = _compare(check, onnx_scores, int8_scores)
                 t = info["test_split"]
-                log.info("%s: AUC float %.4f, int8 %.4f; TPR at FPR %g float %s, int8 %s", check["what"],
-                         t["float"]["auc"], t["int8"]["auc"], COMPARE_FPR, t["float"]["tpr"], t["int8"]["tpr"])
+                log.info(
+                    "%s: AUC float %.4f, int8 %.4f; TPR at FPR %g float %s, int8 %s",
+                    check["what"],
+                    t["float"]["auc"],
+                    t["int8"]["auc"],
+                    COMPARE_FPR,
+                    t["float"]["tpr"],
+                    t["int8"]["tpr"],
+                )
         info["format"] = fmt
         info["source_model"] = clf.path.name
         info["source_model_sha256"] = clf.card.get("model_sha256") or file_sha256(clf.path)
@@ -187,12 +202,20 @@ def _check_traces(card: Any, test_split: str | Path | None, n_check: int, seed: 
 
         ts = read_traces(test_split, require_labels=True)
         card.check_input(ts.traces.shape, ts.sampling_rate_hz, str(test_split))
-        return {"traces": ts.traces, "rate": ts.sampling_rate_hz, "labels": np.asarray(ts.labels).astype(int),
-                "what": f"{Path(test_split).name} ({ts.n_traces} traces)"}
+        return {
+            "traces": ts.traces,
+            "rate": ts.sampling_rate_hz,
+            "labels": np.asarray(ts.labels).astype(int),
+            "what": f"{Path(test_split).name} ({ts.n_traces} traces)",
+        }
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_check, card.n_channels, card.n_samples)).astype(np.float32)
-    return {"traces": x, "rate": card.sampling_rate_hz, "labels": None,
-            "what": f"{n_check} Gaussian noise traces (seed {seed})"}
+    return {
+        "traces": x,
+        "rate": card.sampling_rate_hz,
+        "labels": None,
+        "what": f"{n_check} Gaussian noise traces (seed {seed})",
+    }
 
 
 def _calibration_windows(card: Any, path: str | Path, n: int, seed: int) -> np.ndarray:
@@ -229,15 +252,32 @@ def _quantise(onnx_path: Path, windows: np.ndarray, seed: int) -> dict[str, Any]
     pre = onnx_path.with_name("pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
     batches = [windows[i : i + 64] for i in range(0, len(windows), 64)]
-    quantize_static(str(pre), str(onnx_path), Reader(name, batches), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    quantize_static(
+        str(pre),
+        str(onnx_path),
+        Reader(name, batches),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+    )
     pre.unlink()
     graph = onnx.load(str(onnx_path))
-    return {"method": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ, int8 weights (per channel) "
-                      "and activations, MinMax calibration",
-            "n_calibration_traces": len(windows), "seed": seed,
-            "quantised_operators": sorted({n.op_type for n in graph.graph.node if n.op_type.startswith(
-                ("QLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger"))})}
+    return {
+        "method": f"onnxruntime {onnxruntime.__version__} quantize_static, QDQ, int8 weights (per channel) "
+        "and activations, MinMax calibration",
+        "n_calibration_traces": len(windows),
+        "seed": seed,
+        "quantised_operators": sorted(
+            {
+                n.op_type
+                for n in graph.graph.node
+                if n.op_type.startswith(
+                    ("QLinear", "QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger")
+                )
+            }
+        ),
+    }
 
 
 def _compare(check: dict[str, Any], float_scores: np.ndarray, int8_scores: np.ndarray) -> dict[str, Any]:
@@ -247,8 +287,12 @@ def _compare(check: dict[str, Any], float_scores: np.ndarray, int8_scores: np.nd
     from crnn.metrics import threshold_at_fpr
 
     labels = check["labels"]
-    out: dict[str, Any] = {"split": check["what"], "n_signal": int(np.sum(labels == 1)),
-                           "n_background": int(np.sum(labels == 0)), "fpr": COMPARE_FPR}
+    out: dict[str, Any] = {
+        "split": check["what"],
+        "n_signal": int(np.sum(labels == 1)),
+        "n_background": int(np.sum(labels == 0)),
+        "fpr": COMPARE_FPR,
+    }
     for name, s in (("float", float_scores), ("int8", int8_scores)):
         thr = threshold_at_fpr(s[labels == 0], COMPARE_FPR)
         tpr = None if thr is None else float(np.mean(s[labels == 1] > thr))
@@ -256,21 +300,30 @@ def _compare(check: dict[str, Any], float_scores: np.ndarray, int8_scores: np.nd
     f, q = out["float"]["tpr"], out["int8"]["tpr"]
     out["tpr_change"] = None if f is None or q is None else q - f
     if f is None:
-        out["note"] = (f"TPR at FPR {COMPARE_FPR:g} needs at least {round(1 / COMPARE_FPR)} background traces; "
-                       f"the split has {out['n_background']}")
+        out["note"] = (
+            f"TPR at FPR {COMPARE_FPR:g} needs at least {round(1 / COMPARE_FPR)} background traces; "
+            f"the split has {out['n_background']}"
+        )
     return out
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", "-m", required=True, help="a .keras model with its card, or its folder")
-    p.add_argument("--format", default="onnx", metavar="FORMAT",
-                   help="; ".join(f"{k}: {v}" for k, v in FORMATS.items()))
+    p.add_argument(
+        "--format", default="onnx", metavar="FORMAT", help="; ".join(f"{k}: {v}" for k, v in FORMATS.items())
+    )
     p.add_argument("--output", "-o", required=True, help="folder to write model.onnx and model.card.json to")
-    p.add_argument("--test-split", metavar="H5",
-                   help="labelled trace file: ONNX Runtime must score it as Keras does; with int8, the AUC and the "
-                        f"TPR at FPR {COMPARE_FPR:g} of both models on it go into the card")
-    p.add_argument("--calibration", metavar="H5",
-                   help="int8: labelled trace file whose background traces (label 0) calibrate the quantisation")
+    p.add_argument(
+        "--test-split",
+        metavar="H5",
+        help="labelled trace file: ONNX Runtime must score it as Keras does; with int8, the AUC and the "
+        f"TPR at FPR {COMPARE_FPR:g} of both models on it go into the card",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="H5",
+        help="int8: labelled trace file whose background traces (label 0) calibrate the quantisation",
+    )
     p.add_argument("--n-calibration", type=int, default=512, help="int8: background traces used for calibration")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration choice and of the check traces")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the converter's)")
@@ -284,11 +337,22 @@ def run(args: argparse.Namespace) -> None:
 
     check_format(args.format)
     check_minimum(args.n_calibration, 1, "--n-calibration")
-    refuse_aliases([*model_inputs("--model", args.model), ("--test-split", args.test_split),
-                    ("--calibration", args.calibration)], [("--output", args.output)])
+    refuse_aliases(
+        [*model_inputs("--model", args.model), ("--test-split", args.test_split), ("--calibration", args.calibration)],
+        [("--output", args.output)],
+    )
     check_outputs(folders=[("--output", args.output)])
-    export_model(args.model, args.output, fmt=args.format, test_split=args.test_split, calibration=args.calibration,
-                 n_calibration=args.n_calibration, seed=args.seed, trust_model=args.trust_model, opset=args.opset)
+    export_model(
+        args.model,
+        args.output,
+        fmt=args.format,
+        test_split=args.test_split,
+        calibration=args.calibration,
+        n_calibration=args.n_calibration,
+        seed=args.seed,
+        trust_model=args.trust_model,
+        opset=args.opset,
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ _LIVE: dict[Path, Path] = {}
 _UNCLOSABLE: list[object] = []
 
 
-class Interrupted(BaseException):  # noqa: N818 -- a BaseException like KeyboardInterrupt, not an error
+class Interrupted(BaseException):
     """A stage was stopped by a signal; raised by the handlers of :func:`install_signal_handlers`."""
 
     def __init__(self, signum: int) -> None:
@@ -61,8 +61,10 @@ _state: dict[str, Any] = {"depth": 0, "pending": None, "interrupted": None, "sta
 
 def interrupted_message(stage: str, signum: int) -> str:
     """The one line a stage prints when a signal stops it."""
-    return (f"crnn {stage}: interrupted by {signal.Signals(signum).name}; its temporary files are removed and no "
-            "partial output is left; run the same command again")
+    return (
+        f"crnn {stage}: interrupted by {signal.Signals(signum).name}; its temporary files are removed and no "
+        "partial output is left; run the same command again"
+    )
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -218,11 +220,13 @@ def new_temporary(target: str | os.PathLike[str], *, directory: bool = False) ->
         remove_stale_temporaries(target)
         with critical():
             if directory:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{target.stem}.", suffix=f"{TMP_MARK}{target.suffix}",
-                                            dir=target.parent))
+                tmp = Path(
+                    tempfile.mkdtemp(prefix=f".{target.stem}.", suffix=f"{TMP_MARK}{target.suffix}", dir=target.parent)
+                )
             else:
-                fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f"{TMP_MARK}{target.suffix}",
-                                            dir=target.parent)
+                fd, name = tempfile.mkstemp(
+                    prefix=f".{target.stem}.", suffix=f"{TMP_MARK}{target.suffix}", dir=target.parent
+                )
                 os.close(fd)
                 tmp = Path(name)
             _LIVE[tmp] = target
@@ -425,8 +429,9 @@ def os_errno(exc: BaseException) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def write_error(target: str | os.PathLike[str] | None, exc: BaseException, *,
-                temporary: Path | None = None) -> CrnnError | None:
+def write_error(
+    target: str | os.PathLike[str] | None, exc: BaseException, *, temporary: Path | None = None
+) -> CrnnError | None:
     """One line for a failed write of ``target`` (no space, read-only, permission, a folder in the
     way): the target, the cause and what to do. None when ``exc`` is not such an error, or names a
     file other than ``target`` and its temporary (an input: the CLI names that one)."""
@@ -544,19 +549,25 @@ def refuse_aliases(
     for i, (out_label, out) in enumerate(outs):
         for in_label, src in ins:
             if _same_file(out, src):
-                msg = (f"{out}: output {out_label} is also the input {in_label} ({src}); writing it would destroy "
-                       f"the input, give the output another path")
+                msg = (
+                    f"{out}: output {out_label} is also the input {in_label} ({src}); writing it would destroy "
+                    f"the input, give the output another path"
+                )
                 raise CrnnError(msg)
         for other_label, other in outs[:i]:
             if _same_file(out, other):
-                msg = (f"{out}: outputs {other_label} and {out_label} are the same file ({other}); "
-                       f"give each output a path of its own")
+                msg = (
+                    f"{out}: outputs {other_label} and {out_label} are the same file ({other}); "
+                    f"give each output a path of its own"
+                )
                 raise CrnnError(msg)
     for out_label, folder in folders:
         for in_label, src in ins:
             if _same_file(folder, src) or src.resolve().is_relative_to(folder.resolve()):
-                msg = (f"{folder}: output folder {out_label} holds the input {in_label} ({src}); the folder is "
-                       f"replaced as a whole, give the output another folder")
+                msg = (
+                    f"{folder}: output folder {out_label} holds the input {in_label} ({src}); the folder is "
+                    f"replaced as a whole, give the output another folder"
+                )
                 raise CrnnError(msg)
 
 

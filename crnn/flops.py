@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a saved model.keras (its card, if present, gives traces and epochs)")
     src.add_argument("--settings", help="model settings (JSON/YAML string or file), with --input-shape")
-    p.add_argument("--input-shape", type=int, nargs=2, metavar=("CHANNELS", "SAMPLES"), help="trace shape for --settings")
+    p.add_argument(
+        "--input-shape", type=int, nargs=2, metavar=("CHANNELS", "SAMPLES"), help="trace shape for --settings"
+    )
     p.add_argument("--traces", type=int, help="training traces per epoch (default: from the model card)")
     p.add_argument("--epochs", type=int, help="epochs (default: epochs run, from the model card)")
     p.add_argument("--layers", action="store_true", help="print the FLOPs of each layer")

@@ -32,8 +32,12 @@ from crnn.errors import CrnnError, MissingFieldError
 from crnn.rootmap import RootMapping, iter_root, open_root, tree_names
 from crnn.tracefile import TraceSet
 
-GRAND_TREES = {"tadc": ("trace_ch", "ADC"), "trawvoltage": ("trace_ch", "uV"), "tvoltage": ("trace", "uV"),
-               "tefield": ("trace", "uV/m")}
+GRAND_TREES = {
+    "tadc": ("trace_ch", "ADC"),
+    "trawvoltage": ("trace_ch", "uV"),
+    "tvoltage": ("trace", "uV"),
+    "tefield": ("trace", "uV/m"),
+}
 ID_BRANCHES = ("run_number", "event_number", "du_id")
 
 
@@ -84,8 +88,10 @@ def find_sampling_rate(path: Path, f, tree_name: str, run_file: str | Path | Non
         mhz = _flat(tree["adc_sampling_frequency"].array())
         if mhz.size:
             if not np.allclose(mhz, mhz[0]):
-                msg = (f"{path}:{tree_name}: adc_sampling_frequency holds inconsistent sampling rates "
-                       f"({np.unique(mhz).tolist()} MHz); expected one per file")
+                msg = (
+                    f"{path}:{tree_name}: adc_sampling_frequency holds inconsistent sampling rates "
+                    f"({np.unique(mhz).tolist()} MHz); expected one per file"
+                )
                 raise CrnnError(msg)
             return float(mhz[0]) * 1e6, f"{tree_name}.adc_sampling_frequency"
     candidates: list[Path] = []
@@ -103,15 +109,18 @@ def find_sampling_rate(path: Path, f, tree_name: str, run_file: str | Path | Non
         with open_root(cand) as rf:
             if "trun" not in tree_names(rf):
                 if run_file is not None:
-                    raise MissingFieldError(str(cand), "trun", tree_names(rf), kind="tree",
-                                            expected="GRAND run tree with t_bin_size")
+                    raise MissingFieldError(
+                        str(cand), "trun", tree_names(rf), kind="tree", expected="GRAND run tree with t_bin_size"
+                    )
                 continue
             rate = _rate_from_trun(rf["trun"], du_ids, run_numbers, f"{cand}:trun")
             if rate:
                 return rate, f"{cand.name}:trun.t_bin_size"
     looked = ", ".join(p.name for p in candidates) or "no run_*.root/trun_*.root files"
-    msg = (f"{path}:{tree_name}: cannot find the sampling rate: no adc_sampling_frequency values and no matching "
-           f"trun tree in the file or beside it (looked at: {looked}); give --sampling-rate-hz or --run-file")
+    msg = (
+        f"{path}:{tree_name}: cannot find the sampling rate: no adc_sampling_frequency values and no matching "
+        f"trun tree in the file or beside it (looked at: {looked}); give --sampling-rate-hz or --run-file"
+    )
     raise CrnnError(msg)
 
 
@@ -128,8 +137,13 @@ def iter_grandroot(
         trees = tree_names(f)
         name = tree or grand_tree(trees)
         if name is None or name not in GRAND_TREES:
-            raise MissingFieldError(str(path), name or "tadc", trees, kind="tree",
-                                    expected=f"a GRANDroot event tree, one of {list(GRAND_TREES)}")
+            raise MissingFieldError(
+                str(path),
+                name or "tadc",
+                trees,
+                kind="tree",
+                expected=f"a GRANDroot event tree, one of {list(GRAND_TREES)}",
+            )
         if name not in trees:
             raise MissingFieldError(str(path), name, trees, kind="tree", expected="GRANDroot event tree")
         if sampling_rate_hz is None:

@@ -36,9 +36,9 @@ from crnn import __version__
 from crnn.errors import CrnnError
 from crnn.fileutil import check_outputs, refuse_aliases
 from crnn.progress import Progress
-from crnn.settings import check_minimum, check_value
 from crnn.resample import fit_length, resample
 from crnn.rootmap import RootMapping, add_root_arguments, iter_root, mapping_from_args, open_root, tree_names
+from crnn.settings import check_minimum, check_value
 from crnn.tracefile import LABELS, TraceFile, TraceSet, TraceWriter
 
 log = logging.getLogger(__name__)
@@ -111,22 +111,32 @@ def _iter_canonical(path: Path, chunk_size: int) -> tuple[dict, Iterator[TraceSe
     return info, chunks()
 
 
-def open_input(path: Path, kind: str, root: RootMapping | None, conv: Conversion, chunk_size: int,
-          run_file: str | Path | None) -> tuple[dict, Iterator[TraceSet]]:
+def open_input(
+    path: Path, kind: str, root: RootMapping | None, conv: Conversion, chunk_size: int, run_file: str | Path | None
+) -> tuple[dict, Iterator[TraceSet]]:
     if kind == "canonical":
         return _iter_canonical(path, chunk_size)
     if kind == "coreas":
         from crnn.coreas import read_coreas
 
         rate, chunks, n_observers = read_coreas(path, conv.polarisations)
-        return {"sampling_rate_hz": rate, "unit": "V/m", "attrs": {"polarisations": list(conv.polarisations)},
-                "n_traces": n_observers}, chunks
+        return {
+            "sampling_rate_hz": rate,
+            "unit": "V/m",
+            "attrs": {"polarisations": list(conv.polarisations)},
+            "n_traces": n_observers,
+        }, chunks
     if kind == "grandroot":
         from crnn.grandroot import iter_grandroot
 
         r = root or RootMapping()
-        return iter_grandroot(path, tree=r.tree if root and r.tree != "events" else None,
-                              sampling_rate_hz=r.sampling_rate_hz, run_file=run_file, chunk_size=chunk_size)
+        return iter_grandroot(
+            path,
+            tree=r.tree if root and r.tree != "events" else None,
+            sampling_rate_hz=r.sampling_rate_hz,
+            run_file=run_file,
+            chunk_size=chunk_size,
+        )
     return iter_root(path, root or RootMapping(), chunk_size)
 
 
@@ -157,22 +167,31 @@ def ingest(
     path = Path(input_path)
     conv = conversion or Conversion()
     if channels is not None or label is not None:  # shortcuts for the two most common options
-        conv = Conversion(**{**conv.__dict__, **({"channels": channels} if channels is not None else {}),
-                             **({"label": label, "relabel": relabel} if label is not None else {})})
+        conv = Conversion(
+            **{
+                **conv.__dict__,
+                **({"channels": channels} if channels is not None else {}),
+                **({"label": label, "relabel": relabel} if label is not None else {}),
+            }
+        )
     if fmt not in FORMATS:
         msg = f"ingest: unknown format {fmt!r}; expected one of {FORMATS}"
         raise CrnnError(msg)
     kind = detect_format(path) if fmt == "auto" else fmt
     if kind == "root" and fmt == "auto" and root is None:
-        msg = f"{path}: a ROOT file that is not GRANDroot needs a mapping (--tree, --branch, --unit, --sampling-rate-hz)"
+        msg = (
+            f"{path}: a ROOT file that is not GRANDroot needs a mapping (--tree, --branch, --unit, --sampling-rate-hz)"
+        )
         raise CrnnError(msg)
     info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
     rate_in = float(info["sampling_rate_hz"])
     rate_out = conv.resample_hz or rate_in
     band = conv.band_hz
     if band is not None and not 0 < band[0] < band[1] < min(rate_in, rate_out) / 2:
-        msg = (f"ingest: band_hz {list(band)} must lie inside (0, {min(rate_in, rate_out) / 2:g} Hz), the Nyquist "
-               f"frequency of the input ({rate_in:g} Hz) and output ({rate_out:g} Hz) rates")
+        msg = (
+            f"ingest: band_hz {list(band)} must lie inside (0, {min(rate_in, rate_out) / 2:g} Hz), the Nyquist "
+            f"frequency of the input ({rate_in:g} Hz) and output ({rate_out:g} Hz) rates"
+        )
         raise CrnnError(msg)
     responses = None
     if conv.response is not None:
@@ -181,9 +200,15 @@ def ingest(
         from crnn.responses import apply_response, build_channel_responses, transfer_matrix
 
         unit_in = info["unit"]
-        info = {**info, "unit": "V" if unit_in == "V/m" else unit_in,
-                "attrs": {**info.get("attrs", {}), "response_json": json.dumps(conv.response),
-                          "unit_before_response": unit_in}}
+        info = {
+            **info,
+            "unit": "V" if unit_in == "V/m" else unit_in,
+            "attrs": {
+                **info.get("attrs", {}),
+                "response_json": json.dumps(conv.response),
+                "unit_before_response": unit_in,
+            },
+        }
     writer: TraceWriter | None = None
     n = 0
     n_samples = conv.n_samples
@@ -200,8 +225,9 @@ def ingest(
                 raise CrnnError(msg)
             if conv.response is not None:
                 if responses is None:
-                    responses = build_channel_responses(conv.response, x.shape[1], rate_in,
-                                                        base_dir=conv.response_base_dir)
+                    responses = build_channel_responses(
+                        conv.response, x.shape[1], rate_in, base_dir=conv.response_base_dir
+                    )
                 h = transfer_matrix(responses, np.fft.rfftfreq(x.shape[-1], 1.0 / rate_in))
                 x = apply_response(x.astype(np.float64), h, rate_in).astype(np.float64)
             if rate_out != rate_in or band is not None:
@@ -209,16 +235,20 @@ def ingest(
             if n_samples is None:
                 n_samples = x.shape[-1]
             elif conv.n_samples is None and x.shape[-1] != n_samples:
-                msg = (f"{where}: trace {n} has {x.shape[-1]} samples after conversion, earlier traces "
-                       f"{n_samples}; give --n-samples to pad or crop them to one length")
+                msg = (
+                    f"{where}: trace {n} has {x.shape[-1]} samples after conversion, earlier traces "
+                    f"{n_samples}; give --n-samples to pad or crop them to one length"
+                )
                 raise CrnnError(msg)
             x = fit_length(x, n_samples)
             meta = dict(chunk.meta)
             if conv.label is not None:
                 if LABELS in meta and not conv.relabel:
                     found = np.unique(np.asarray(meta[LABELS])).tolist()
-                    msg = (f"{where}: already holds labels {found[:5]}; --label {conv.label} would replace them "
-                           "(give --relabel to do so)")
+                    msg = (
+                        f"{where}: already holds labels {found[:5]}; --label {conv.label} would replace them "
+                        "(give --relabel to do so)"
+                    )
                     raise CrnnError(msg)
                 meta[LABELS] = np.full(len(x), conv.label, dtype=np.int8)
             if LABELS in meta:
@@ -228,12 +258,24 @@ def ingest(
                     raise CrnnError(msg)
                 meta[LABELS] = lab.astype(np.int8)
             if writer is None:
-                attrs = {"crnn_version": __version__, "crnn_stage": "ingest", "source_file": str(path),
-                         "source_format": kind, "source_sampling_rate_hz": rate_in, **info.get("attrs", {})}
+                attrs = {
+                    "crnn_version": __version__,
+                    "crnn_stage": "ingest",
+                    "source_file": str(path),
+                    "source_format": kind,
+                    "source_sampling_rate_hz": rate_in,
+                    **info.get("attrs", {}),
+                }
                 if band is not None:
                     attrs["band_hz"] = list(band)
-                writer = TraceWriter(output, n_channels=x.shape[1], n_samples=x.shape[2], sampling_rate_hz=rate_out,
-                                     unit=info["unit"], attrs=attrs)
+                writer = TraceWriter(
+                    output,
+                    n_channels=x.shape[1],
+                    n_samples=x.shape[2],
+                    sampling_rate_hz=rate_out,
+                    unit=info["unit"],
+                    attrs=attrs,
+                )
             writer.append(TraceSet(x.astype(np.float32), rate_out, info["unit"], meta))
             n += len(x)
             progress.update(len(x))
@@ -262,13 +304,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument("--filter-order", type=int, default=10, help="order of the Butterworth band-pass (default 10)")
     c.add_argument("--n-samples", type=int, help="zero-pad or crop every trace at its end to this length")
     c.add_argument("--channels", type=int, nargs="+", help="keep these channels, in this order")
-    c.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
-                   help="CoREAS: electric-field components to keep (north_south, east_west, vertical)")
-    c.add_argument("--label", type=int, choices=(0, 1),
-                   help="give every trace this label (refused for inputs that hold labels, unless --relabel)")
+    c.add_argument(
+        "--polarisations",
+        nargs="+",
+        default=["north_south", "east_west"],
+        help="CoREAS: electric-field components to keep (north_south, east_west, vertical)",
+    )
+    c.add_argument(
+        "--label",
+        type=int,
+        choices=(0, 1),
+        help="give every trace this label (refused for inputs that hold labels, unless --relabel)",
+    )
     c.add_argument("--relabel", action="store_true", help="let --label replace the labels an input holds")
-    c.add_argument("--response", help="detector response folded in before resampling: a JSON/YAML spec "
-                   "(crnn.responses; a list = one per channel) or a .json/.yaml file; V/m becomes V")
+    c.add_argument(
+        "--response",
+        help="detector response folded in before resampling: a JSON/YAML spec "
+        "(crnn.responses; a list = one per channel) or a .json/.yaml file; V/m becomes V",
+    )
     p.add_argument("--chunk-size", type=int, default=4096, help="traces per chunk (default 4096)")
 
 
@@ -305,13 +358,25 @@ def run(args: argparse.Namespace) -> None:
         if getattr(args, key) is not None:  # the rules of the config's ingest entries
             check_value(getattr(args, key), f"ingest.*.{key}", f"--{key.replace('_', '-')}")
     conv = Conversion(
-        resample_hz=args.resample_hz, band_hz=tuple(args.band_hz) if args.band_hz else None,
-        filter_order=args.filter_order, n_samples=args.n_samples,
-        channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
-        label=args.label, relabel=args.relabel, **_response_args(args.response),
+        resample_hz=args.resample_hz,
+        band_hz=tuple(args.band_hz) if args.band_hz else None,
+        filter_order=args.filter_order,
+        n_samples=args.n_samples,
+        channels=tuple(args.channels) if args.channels else None,
+        polarisations=tuple(args.polarisations),
+        label=args.label,
+        relabel=args.relabel,
+        **_response_args(args.response),
     )
-    ingest(args.input, args.output, fmt=args.format, root=root, conversion=conv, chunk_size=args.chunk_size,
-           run_file=args.run_file)
+    ingest(
+        args.input,
+        args.output,
+        fmt=args.format,
+        root=root,
+        conversion=conv,
+        chunk_size=args.chunk_size,
+        run_file=args.run_file,
+    )
 
 
 if __name__ == "__main__":

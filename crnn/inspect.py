@@ -98,17 +98,22 @@ def trigger_budget(card: dict, trial_rate_hz: float) -> list[str]:
         points.append(card["working_point"])  # the card's own, also where the list lacks its FPR
     points.sort(key=lambda wp: -float(wp["target_fpr"]))
     window_s = card["n_samples"] / card["sampling_rate_hz"]
-    lines = [f"trigger budget at {trial_rate_hz:g} traces/s per antenna ({trial_rate_hz * window_s:.3g} of the "
-             f"time covered by {window_s * 1e9:.0f} ns windows):"]
+    lines = [
+        f"trigger budget at {trial_rate_hz:g} traces/s per antenna ({trial_rate_hz * window_s:.3g} of the "
+        f"time covered by {window_s * 1e9:.0f} ns windows):"
+    ]
     for wp in points:
         target = float(wp["target_fpr"])
         if wp.get("available", True) is False or "threshold" not in wp:
             lines.append(f"  FPR {fpr_text(target)}: no threshold in the card (too few background traces)")
             continue
-        line = (f"  FPR {fpr_text(target)} (threshold {float(wp['threshold']):.4g}): "
-                f"{target * trial_rate_hz:.4g} false triggers/s at the target FPR")
-        measured, on = ((wp["calibration_fpr"], "calibration") if "calibration_fpr" in wp
-                        else (wp.get("val_fpr"), "validation"))
+        line = (
+            f"  FPR {fpr_text(target)} (threshold {float(wp['threshold']):.4g}): "
+            f"{target * trial_rate_hz:.4g} false triggers/s at the target FPR"
+        )
+        measured, on = (
+            (wp["calibration_fpr"], "calibration") if "calibration_fpr" in wp else (wp.get("val_fpr"), "validation")
+        )
         if measured is not None:
             line += f", {measured * trial_rate_hz:.4g}/s at the FPR measured on the {on} background ({measured:.3g})"
         lines.append(line)
@@ -119,16 +124,19 @@ def software_lines(card: dict, path: str | Path) -> list[str]:
     """What the card says the model was trained under, a warning (also logged) for each package whose
     major version differs from the installed one, and a note on what an older card does not record."""
     trained = card_software(card)
-    shown = ", ".join(f"{k} {trained[k]}" for k in ("crnn", "keras", "backend", "backend_version", "numpy", "h5py")
-                      if trained.get(k))
+    shown = ", ".join(
+        f"{k} {trained[k]}" for k in ("crnn", "keras", "backend", "backend_version", "numpy", "h5py") if trained.get(k)
+    )
     lines = [f"  trained under: {shown or 'not recorded'}"]
     warnings, missing = version_differences(card)
     for w in warnings:
         log.warning("%s: %s", path, w)
         lines.append(f"  warning: {w}")
     if missing:
-        lines.append(f"  note: this card (from an older crnn) does not record the versions of {', '.join(missing)} "
-                     "it was trained under; those are not compared")
+        lines.append(
+            f"  note: this card (from an older crnn) does not record the versions of {', '.join(missing)} "
+            "it was trained under; those are not compared"
+        )
     return lines
 
 
@@ -156,8 +164,14 @@ def _describe_root(f, path: str | Path) -> str:
     return "\n".join(lines)
 
 
-def describe_traces(path: Path, kind: str, how: str, root: RootMapping | None = None,
-                    run_file: str | Path | None = None, trial_rate_hz: float | None = None) -> str:
+def describe_traces(
+    path: Path,
+    kind: str,
+    how: str,
+    root: RootMapping | None = None,
+    run_file: str | Path | None = None,
+    trial_rate_hz: float | None = None,
+) -> str:
     """The traces of a CoREAS, GRANDroot or mapped ROOT file, read as ``crnn ingest`` reads them."""
     info, chunks = open_input(path, kind, root, Conversion(), CHUNK_TRACES, run_file)
     n, shape = 0, None
@@ -168,21 +182,27 @@ def describe_traces(path: Path, kind: str, how: str, root: RootMapping | None = 
         msg = f"{path}: no traces found"
         raise CrnnError(msg)
     rate = float(info["sampling_rate_hz"])
-    lines = [f"  format: {kind} ({how})",
-             f"  traces: {n} x {shape[0]} channel(s) x {shape[1]} samples ({info['unit']})",
-             f"  sampling rate: {rate / 1e6:g} MHz ({shape[1] / rate * 1e9:.0f} ns per trace)"]
+    lines = [
+        f"  format: {kind} ({how})",
+        f"  traces: {n} x {shape[0]} channel(s) x {shape[1]} samples ({info['unit']})",
+        f"  sampling rate: {rate / 1e6:g} MHz ({shape[1] / rate * 1e9:.0f} ns per trace)",
+    ]
     lines += [f"  {key}: {value}" for key, value in (info.get("attrs") or {}).items()]
     return "\n".join(lines)
 
 
-def describe_scores(path: Path, columns: dict[str, np.ndarray], attrs: dict[str, object],
-                    names: list[str] | None = None) -> str:
+def describe_scores(
+    path: Path, columns: dict[str, np.ndarray], attrs: dict[str, object], names: list[str] | None = None
+) -> str:
     """An output of ``crnn predict``: rows, decisions, score range and the columns (``names``: as the
     file spells them, where it calls the scores ``score``)."""
     scores = np.asarray(columns["scores"], dtype=float)
     decision = np.asarray(columns["decision"]).astype(int)
-    lines = [f"{path}: crnn predict output (scores)", f"  format: predict output ({path.suffix.lstrip('.')})",
-             f"  traces: {len(scores)} scored, {int(decision.sum())} above the threshold"]
+    lines = [
+        f"{path}: crnn predict output (scores)",
+        f"  format: predict output ({path.suffix.lstrip('.')})",
+        f"  traces: {len(scores)} scored, {int(decision.sum())} above the threshold",
+    ]
     if "file_index" in columns:
         lines.append(f"  input files: {len(np.unique(columns['file_index']))}")
     if len(scores):
@@ -241,15 +261,24 @@ def _inspect_root(path: Path, fmt: str, root: RootMapping | None, run_file: str 
     kind = detect_format(path) if fmt == "auto" else fmt
     how = "detected" if fmt == "auto" else "given"
     if kind == "root" and root is None:
-        traces = (f"  format: root ({how}); give the mapping (--tree, --branch, --unit, --sampling-rate-hz) "
-                  "to read its traces as crnn ingest would")
+        traces = (
+            f"  format: root ({how}); give the mapping (--tree, --branch, --unit, --sampling-rate-hz) "
+            "to read its traces as crnn ingest would"
+        )
     else:
         traces = describe_traces(path, kind, how, root, run_file)
     return "\n".join([head, traces, "  trees and branches:", *("  " + line for line in trees.splitlines())])
 
 
-def inspect_path(path: str | Path, *, trust_model: bool = False, fmt: str = "auto", root: RootMapping | None = None,
-                 run_file: str | Path | None = None, trial_rate_hz: float | None = None) -> str:
+def inspect_path(
+    path: str | Path,
+    *,
+    trust_model: bool = False,
+    fmt: str = "auto",
+    root: RootMapping | None = None,
+    run_file: str | Path | None = None,
+    trial_rate_hz: float | None = None,
+) -> str:
     p = Path(path)
     if not p.exists():
         msg = f"{p}: no such file"
@@ -272,23 +301,40 @@ def inspect_path(path: str | Path, *, trust_model: bool = False, fmt: str = "aut
     kind = detect_format(p) if fmt == "auto" else fmt
     if kind == "canonical":
         return describe_trace_file(p)
-    return f"{p}: {kind} trace file\n" + describe_traces(p, kind, "detected" if fmt == "auto" else "given", root, run_file)
+    return f"{p}: {kind} trace file\n" + describe_traces(
+        p, kind, "detected" if fmt == "auto" else "given", root, run_file
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="a trace file (.h5, .hdf5, .root), a crnn predict output (.h5, .csv, .root) "
-                                "or a model (.keras, or an exported .onnx or its folder)")
-    p.add_argument("--trial-rate-hz", type=float, metavar="RATE",
-                   help="a model's trigger budget: false triggers per second at each working point when RATE "
-                        "traces per second are tested on one antenna")
+    p.add_argument(
+        "path",
+        help="a trace file (.h5, .hdf5, .root), a crnn predict output (.h5, .csv, .root) "
+        "or a model (.keras, or an exported .onnx or its folder)",
+    )
+    p.add_argument(
+        "--trial-rate-hz",
+        type=float,
+        metavar="RATE",
+        help="a model's trigger budget: false triggers per second at each working point when RATE "
+        "traces per second are tested on one antenna",
+    )
     p.add_argument("--format", choices=FORMATS, default="auto", help="format of a trace file (default: detect)")
     add_root_arguments(p)
     add_model_flags(p, resample=False)
 
 
 def run(args: argparse.Namespace) -> None:
-    print(inspect_path(args.path, trust_model=args.trust_model, fmt=args.format, root=mapping_from_args(args),
-                       run_file=args.run_file, trial_rate_hz=args.trial_rate_hz))
+    print(
+        inspect_path(
+            args.path,
+            trust_model=args.trust_model,
+            fmt=args.format,
+            root=mapping_from_args(args),
+            run_file=args.run_file,
+            trial_rate_hz=args.trial_rate_hz,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -81,8 +81,12 @@ def merge_chunks(inputs: list[str | Path], output: str | Path) -> Path:
                 raise CrnnError(msg)
         attrs = {key: ref.attrs[key] for key in RUN_ATTRS}
         with TraceWriter(
-            output, n_channels=ref.n_channels, n_samples=ref.n_samples,
-            sampling_rate_hz=ref.sampling_rate_hz, unit=ref.unit, attrs=attrs,
+            output,
+            n_channels=ref.n_channels,
+            n_samples=ref.n_samples,
+            sampling_rate_hz=ref.sampling_rate_hz,
+            unit=ref.unit,
+            attrs=attrs,
         ) as writer:
             for i in range(n_chunks):
                 # block by block, as `crnn simulate` appends them: the same layout, little memory

@@ -74,8 +74,13 @@ def efficiency_vs_snr(
         eff = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     lo, hi = clopper_pearson(k, n)
     return {
-        "snr_low": lo_e.tolist(), "snr_high": hi_e.tolist(), "n": n.tolist(), "passed": k.tolist(),
-        "efficiency": _nan_to_none(eff), "lower": _nan_to_none(lo), "upper": _nan_to_none(hi),
+        "snr_low": lo_e.tolist(),
+        "snr_high": hi_e.tolist(),
+        "n": n.tolist(),
+        "passed": k.tolist(),
+        "efficiency": _nan_to_none(eff),
+        "lower": _nan_to_none(lo),
+        "upper": _nan_to_none(hi),
     }
 
 
@@ -93,8 +98,15 @@ def binned_efficiency(values: np.ndarray, passed: np.ndarray, edges: Sequence[fl
     with np.errstate(invalid="ignore", divide="ignore"):
         eff = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     lo, hi = clopper_pearson(k, n)
-    return {"low": e[:-1].tolist(), "high": e[1:].tolist(), "n": n.tolist(), "passed": k.tolist(),
-            "efficiency": _nan_to_none(eff), "lower": _nan_to_none(lo), "upper": _nan_to_none(hi)}
+    return {
+        "low": e[:-1].tolist(),
+        "high": e[1:].tolist(),
+        "n": n.tolist(),
+        "passed": k.tolist(),
+        "efficiency": _nan_to_none(eff),
+        "lower": _nan_to_none(lo),
+        "upper": _nan_to_none(hi),
+    }
 
 
 def false_alarms_by_kind(
@@ -118,8 +130,11 @@ def trigger_rate_hz(wp: dict[str, Any], trial_rate_hz: float) -> dict[str, Any]:
     """The rate at which a trigger at working point ``wp`` fires on background: its achieved FPR
     times ``trial_rate_hz`` (traces tested per second), with the FPR's 68 % interval scaled alike."""
     lo, hi = wp.get("fpr_interval") or (None, None)
-    return {"fpr": wp["fpr"], "rate_hz": wp["fpr"] * trial_rate_hz,
-            "interval_hz": [None if x is None else x * trial_rate_hz for x in (lo, hi)]}
+    return {
+        "fpr": wp["fpr"],
+        "rate_hz": wp["fpr"] * trial_rate_hz,
+        "interval_hz": [None if x is None else x * trial_rate_hz for x in (lo, hi)],
+    }
 
 
 def snr_at_level(centre: np.ndarray, eff: np.ndarray, level: float) -> float:
@@ -152,8 +167,12 @@ def score_stats(values: np.ndarray) -> dict[str, Any]:
     if v.size == 0:
         return {"n": 0}
     return {
-        "n": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "median": float(np.median(v)),
-        "q99": float(np.quantile(v, 0.99)), "max": float(v.max()),
+        "n": int(v.size),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "median": float(np.median(v)),
+        "q99": float(np.quantile(v, 0.99)),
+        "max": float(v.max()),
     }
 
 
@@ -226,9 +245,11 @@ def bootstrap(
     in_range = (sig_bin >= 0) & (sig_bin < len(centre))
     out = [
         {
-            "auc": np.empty(n_bootstrap), "roc": np.empty((n_bootstrap, len(fpr_grid))),
+            "auc": np.empty(n_bootstrap),
+            "roc": np.empty((n_bootstrap, len(fpr_grid))),
             "tpr": np.full((n_bootstrap, len(fprs)), np.nan),
-            "snr_50": np.full((n_bootstrap, len(fprs)), np.nan), "snr_90": np.full((n_bootstrap, len(fprs)), np.nan),
+            "snr_50": np.full((n_bootstrap, len(fprs)), np.nan),
+            "snr_90": np.full((n_bootstrap, len(fprs)), np.nan),
         }
         for _ in score_sets
     ]
@@ -358,14 +379,21 @@ def default_snr_edges(snr: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _rate(k: int, n: int) -> dict[str, Any]:
     lo, hi = clopper_pearson(np.array([k]), np.array([n]))
     return {
-        "n": int(n), "false_positives": int(k), "rate": (k / n) if n else None,
+        "n": int(n),
+        "false_positives": int(k),
+        "rate": (k / n) if n else None,
         "interval": _nan_to_none(np.array([lo[0], hi[0]])),
     }
 
 
 def _working_points(
-    scores: np.ndarray, labels: np.ndarray, snr: np.ndarray, fprs: Sequence[float], snr_edges: np.ndarray,
-    transient: np.ndarray | None, reps: dict[str, np.ndarray],
+    scores: np.ndarray,
+    labels: np.ndarray,
+    snr: np.ndarray,
+    fprs: Sequence[float],
+    snr_edges: np.ndarray,
+    transient: np.ndarray | None,
+    reps: dict[str, np.ndarray],
 ) -> list[dict[str, Any]]:
     background = scores[labels == 0]
     wps = []
@@ -373,8 +401,11 @@ def _working_points(
         thr = threshold_at_fpr(background, target)
         if thr is None:
             wps.append(
-                {"target_fpr": target, "available": False,
-                 "reason": f"{background.size} background traces allow no FPR below {1 / max(background.size, 1):.2g}"}
+                {
+                    "target_fpr": target,
+                    "available": False,
+                    "reason": f"{background.size} background traces allow no FPR below {1 / max(background.size, 1):.2g}",
+                }
             )
             continue
         wp = operating_point(scores, labels, snr, thr, snr_edges, target_fpr=target, has_transient=transient)
@@ -387,8 +418,14 @@ def _working_points(
 
 
 def operating_point(
-    scores: np.ndarray, labels: np.ndarray, snr: np.ndarray, threshold: float, snr_edges: np.ndarray,
-    *, target_fpr: float | None = None, has_transient: np.ndarray | None = None,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    snr: np.ndarray,
+    threshold: float,
+    snr_edges: np.ndarray,
+    *,
+    target_fpr: float | None = None,
+    has_transient: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Counts, rates and the efficiency curve of one threshold (pass: score > threshold)."""
     scores = np.asarray(scores, dtype=np.float64)

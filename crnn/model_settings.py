@@ -66,16 +66,22 @@ class ModelSettings:
             raise CrnnError("model units: a list of units needs at least one entry")
         validate(self, "model settings")
         if not isinstance(self.units, int) and self.recurrent_layers not in (1, len(self.units)):
-            msg = (f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
-                   f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree")
+            msg = (
+                f"model units {list(self.units)} give {len(self.units)} recurrent layers, but "
+                f"recurrent_layers is {self.recurrent_layers}; leave it out or make them agree"
+            )
             raise CrnnError(msg)
 
 
 #: settings that model cards written before the setting existed lack, with the behaviour those
 #: models have (their architecture, not today's default)
 CARD_LEGACY_SETTINGS: dict[str, Any] = {
-    "whiten": False, "whiten_band": False, "whiten_floor_db": 20.0, "normalise": "rms",
-    "whiten_estimate": "periodogram", "whiten_segment_samples": 64,
+    "whiten": False,
+    "whiten_band": False,
+    "whiten_floor_db": 20.0,
+    "normalise": "rms",
+    "whiten_estimate": "periodogram",
+    "whiten_segment_samples": 64,
 }
 
 

@@ -25,7 +25,10 @@ REQUIRED = ("format", "input_shape", "n_channels", "n_samples", "sampling_rate_h
 _WORKING_POINT = {
     "type": "object",
     "required": ["target_fpr", "threshold"],
-    "properties": {"target_fpr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}, "threshold": {"type": "number"}},
+    "properties": {
+        "target_fpr": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "threshold": {"type": "number"},
+    },
 }
 _POSITIVE_INT = {"type": "integer", "minimum": 1}
 _BAND = {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 2, "maxItems": 2}
@@ -147,8 +150,10 @@ def check_card(card: Any, where: str | os.PathLike[str]) -> None:
         msg = f"{where}: model card field {at.lstrip('.')}: {error.message}"
         raise CrnnError(msg)
     if list(card["input_shape"]) != [card["n_channels"], card["n_samples"]]:
-        msg = (f"{where}: model card input_shape {card['input_shape']} disagrees with n_channels "
-               f"{card['n_channels']} and n_samples {card['n_samples']}")
+        msg = (
+            f"{where}: model card input_shape {card['input_shape']} disagrees with n_channels "
+            f"{card['n_channels']} and n_samples {card['n_samples']}"
+        )
         raise CrnnError(msg)
     points = [card["working_point"], *card.get("working_points", []), *card.get("training_working_points", [])]
     if not all(math.isfinite(p["threshold"]) for p in points):
@@ -157,8 +162,10 @@ def check_card(card: Any, where: str | os.PathLike[str]) -> None:
     band = card.get("band_hz")
     nyquist = card["sampling_rate_hz"] / 2
     if band is not None and not band[0] < band[1] <= nyquist:
-        msg = (f"{where}: model card band_hz {band} must satisfy low < high <= Nyquist "
-               f"({nyquist:g} Hz at sampling_rate_hz {card['sampling_rate_hz']:g})")
+        msg = (
+            f"{where}: model card band_hz {band} must satisfy low < high <= Nyquist "
+            f"({nyquist:g} Hz at sampling_rate_hz {card['sampling_rate_hz']:g})"
+        )
         raise CrnnError(msg)
 
 

@@ -26,9 +26,9 @@ import numpy as np
 from keras import layers, ops
 
 from crnn.errors import CrnnError
+
 # the settings live in a module without Keras (crnn train checks them before importing it)
 from crnn.model_settings import CARD_LEGACY_SETTINGS, ModelSettings, settings_from_card  # noqa: F401
-
 
 #: segments per channel of the robust scale estimate (``normalise: robust``)
 ROBUST_SEGMENTS = 8
@@ -85,8 +85,14 @@ class SpectralWhitening(layers.Layer):
     """
 
     def __init__(
-        self, smooth_bins: int = 9, floor_db: float = 20.0, band: tuple[float, float] | None = None,
-        edge_width: float = 0.02, estimate: str = "periodogram", segment_samples: int = 64, **kwargs: Any,
+        self,
+        smooth_bins: int = 9,
+        floor_db: float = 20.0,
+        band: tuple[float, float] | None = None,
+        edge_width: float = 0.02,
+        estimate: str = "periodogram",
+        segment_samples: int = 64,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if smooth_bins < 1 or smooth_bins % 2 == 0:
@@ -150,7 +156,7 @@ class SpectralWhitening(layers.Layer):
             padded = ops.pad(power, [[0, 0], [0, 0], [half, half]], mode="reflect") if half else power
             cumulative = ops.cumsum(padded, axis=-1)
             cumulative = ops.concatenate([ops.zeros_like(cumulative[..., :1]), cumulative], axis=-1)
-            smooth = (cumulative[..., self.smooth_bins:] - cumulative[..., : -self.smooth_bins]) / self.smooth_bins
+            smooth = (cumulative[..., self.smooth_bins :] - cumulative[..., : -self.smooth_bins]) / self.smooth_bins
         floor = ops.mean(smooth, axis=-1, keepdims=True) * (10.0 ** (-self.floor_db / 10.0))
         weight = 1.0 / ops.sqrt(ops.maximum(smooth, ops.maximum(floor, 1e-30)))
         mask = self._band_mask(n_samples)
@@ -163,9 +169,13 @@ class SpectralWhitening(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {
-            **super().get_config(), "smooth_bins": self.smooth_bins, "floor_db": self.floor_db,
-            "band": None if self.band is None else list(self.band), "edge_width": self.edge_width,
-            "estimate": self.estimate, "segment_samples": self.segment_samples,
+            **super().get_config(),
+            "smooth_bins": self.smooth_bins,
+            "floor_db": self.floor_db,
+            "band": None if self.band is None else list(self.band),
+            "edge_width": self.edge_width,
+            "estimate": self.estimate,
+            "segment_samples": self.segment_samples,
         }
 
 
@@ -191,8 +201,9 @@ class MatrixSpectralWhitening(SpectralWhitening):
         if n_samples % 2 == 0:
             weight[-1] = 1.0
         inv = weight[:, None] / n_samples
-        return tuple(a.astype("float32") for a in (np.cos(phase), -np.sin(phase), inv * np.cos(phase).T,
-                                                    -inv * np.sin(phase).T))
+        return tuple(
+            a.astype("float32") for a in (np.cos(phase), -np.sin(phase), inv * np.cos(phase).T, -inv * np.sin(phase).T)
+        )
 
     def _rfft(self, x):
         cos, sin, _, _ = self.dft_matrices(x.shape[-1])
@@ -204,8 +215,11 @@ class MatrixSpectralWhitening(SpectralWhitening):
 
 
 def build_classifier(
-    input_shape: tuple[int, int], settings: ModelSettings, name: str | None = None,
-    band_hz: tuple[float, float] | None = None, sampling_rate_hz: float | None = None,
+    input_shape: tuple[int, int],
+    settings: ModelSettings,
+    name: str | None = None,
+    band_hz: tuple[float, float] | None = None,
+    sampling_rate_hz: float | None = None,
 ) -> keras.Model:
     """Build the classifier for traces of shape ``input_shape`` = (channels, samples).
 
@@ -223,20 +237,31 @@ def build_classifier(
                 raise CrnnError("model setting whiten_band needs the training data's band_hz and sampling_rate_hz")
             band = (band_hz[0] / sampling_rate_hz, min(band_hz[1] / sampling_rate_hz, 0.5))
         white = SpectralWhitening(
-            floor_db=settings.whiten_floor_db, band=band, estimate=settings.whiten_estimate,
-            segment_samples=settings.whiten_segment_samples, name="whiten", dtype="float32",
+            floor_db=settings.whiten_floor_db,
+            band=band,
+            estimate=settings.whiten_estimate,
+            segment_samples=settings.whiten_segment_samples,
+            name="whiten",
+            dtype="float32",
         )(x)
         white = TraceNormalization(method=settings.normalise, name="normalise_white", dtype="float32")(white)
         x = layers.Concatenate(axis=1, name="trace_and_white")([x, white])
     x = layers.Permute((2, 1), name="time_major")(x)
     if settings.conv_filters > 0:
         x = layers.Conv1D(
-            settings.conv_filters, settings.conv_kernel_size, padding="same",
-            activation="relu", name="conv_1",
+            settings.conv_filters,
+            settings.conv_kernel_size,
+            padding="same",
+            activation="relu",
+            name="conv_1",
         )(x)
         x = layers.Conv1D(
-            settings.conv_filters, settings.conv_kernel_size, strides=settings.conv_strides,
-            padding="same", activation="relu", name="conv_2",
+            settings.conv_filters,
+            settings.conv_kernel_size,
+            strides=settings.conv_strides,
+            padding="same",
+            activation="relu",
+            name="conv_2",
         )(x)
     rnn_cls = layers.GRU if settings.cell == "gru" else layers.LSTM
     units = settings.layer_units

@@ -145,12 +145,16 @@ def read_for_receiver(path: str, receiver: ReceiverSettings, what: str, convert:
     data = read_traces(path)
     r = receiver
     if not np.isclose(data.sampling_rate_hz, r.sampling_rate_hz, rtol=1e-9):
-        msg = (f"{path}: {what} sampled at {data.sampling_rate_hz:g} Hz, but the receiver samples at "
-               f"{r.sampling_rate_hz:g} Hz; resample it with crnn ingest --resample-hz")
+        msg = (
+            f"{path}: {what} sampled at {data.sampling_rate_hz:g} Hz, but the receiver samples at "
+            f"{r.sampling_rate_hz:g} Hz; resample it with crnn ingest --resample-hz"
+        )
         raise CrnnError(msg)
     if data.traces.shape[1:] != (r.n_channels, r.n_samples):
-        msg = (f"{path}: {what} traces have (channels, samples) = {data.traces.shape[1:]}, the receiver "
-               f"({r.n_channels}, {r.n_samples}); convert them with crnn ingest {convert}")
+        msg = (
+            f"{path}: {what} traces have (channels, samples) = {data.traces.shape[1:]}, the receiver "
+            f"({r.n_channels}, {r.n_samples}); convert them with crnn ingest {convert}"
+        )
         raise CrnnError(msg)
     return data
 
@@ -253,7 +257,9 @@ def _add_line(traces, idx, frequency_hz, amplitude, amp_drift, f_drift, phase, s
     # cycles as float64 (hundreds of cycles per trace), reduced mod 1 before the float32 sine
     cycles = np.mod(frequency_hz * tt + 0.5 * (f_drift / duration_s) * tt**2, 1.0).astype(np.float32)
     w = np.float32(2 * np.pi) * cycles
-    envelope = (np.asarray(amplitude, dtype=np.float32) * (1 + amp_drift * (tt / duration_s - 0.5) * 2)).astype(np.float32)
+    envelope = (np.asarray(amplitude, dtype=np.float32) * (1 + amp_drift * (tt / duration_s - 0.5) * 2)).astype(
+        np.float32
+    )
     phi = np.asarray(phase, dtype=np.float32)
     traces[idx] += (envelope * np.sin(w)) * np.cos(phi) + (envelope * np.cos(w)) * np.sin(phi)
 
@@ -278,15 +284,27 @@ def add_cw_lines(
         f_drift = rng.uniform(-1, 1, size=(n, 1, 1)) * line.frequency_drift_hz
         idx = np.nonzero(present)[0]
         if idx.size:
-            _add_line(traces, idx, line.frequency_hz, line.amplitude_rel_noise * rms[idx], amp_drift[idx],
-                      f_drift[idx], phase[idx], sampling_rate_hz)
+            _add_line(
+                traces,
+                idx,
+                line.frequency_hz,
+                line.amplitude_rel_noise * rms[idx],
+                amp_drift[idx],
+                f_drift[idx],
+                phase[idx],
+                sampling_rate_hz,
+            )
         count += present.astype(np.int8)
     return count
 
 
 def add_random_cw_lines(
-    traces: np.ndarray, settings: Any, band_hz: tuple[float, float], noise_rms: np.ndarray,
-    sampling_rate_hz: float, rng: np.random.Generator,
+    traces: np.ndarray,
+    settings: Any,
+    band_hz: tuple[float, float],
+    noise_rms: np.ndarray,
+    sampling_rate_hz: float,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Add per-trace random CW lines in place (``settings``: crnn.detector.RandomCWSettings).
 
@@ -308,16 +326,22 @@ def add_random_cw_lines(
         f_drift = rng.uniform(-1, 1, size=(n, 1, 1)) * settings.frequency_drift_hz
         idx = np.nonzero(k < count)[0]
         if idx.size:
-            _add_line(traces, idx, freq[idx, None, None], (amp * rms)[idx, None, None], amp_drift[idx],
-                      f_drift[idx], phase[idx], sampling_rate_hz)
+            _add_line(
+                traces,
+                idx,
+                freq[idx, None, None],
+                (amp * rms)[idx, None, None],
+                amp_drift[idx],
+                f_drift[idx],
+                phase[idx],
+                sampling_rate_hz,
+            )
             better = idx[amp[idx] > best[idx]]
             best[better], strongest[better] = amp[better], freq[better]
     return count.astype(np.int8), strongest
 
 
-def _transient_shapes(
-    form: TransientForm, n: int, receiver: ReceiverSettings, rng: np.random.Generator
-) -> np.ndarray:
+def _transient_shapes(form: TransientForm, n: int, receiver: ReceiverSettings, rng: np.random.Generator) -> np.ndarray:
     """(n, T) waveforms of one transient kind before the receiver."""
     r = receiver
     t = np.arange(r.n_samples) / r.sampling_rate_hz
@@ -354,7 +378,10 @@ def _transient_shapes(
 
 
 def transient_waveforms(
-    n_traces: int, receiver: ReceiverSettings, form: TransientForm, rng: np.random.Generator,
+    n_traces: int,
+    receiver: ReceiverSettings,
+    form: TransientForm,
+    rng: np.random.Generator,
     path: np.ndarray | None = None,
 ) -> np.ndarray:
     """Unit-peak transients of one kind through the receiver, split over channels, shape (n, C, T).

@@ -38,9 +38,7 @@ def noise_voltage_psd_v2_per_hz(
     return K_BOLTZMANN_J_PER_K * np.asarray(temperature_k, dtype=float) * load_resistance_ohm
 
 
-def bandpass_response(
-    frequency_hz: np.ndarray, band_hz: tuple[float, float], order: int
-) -> np.ndarray:
+def bandpass_response(frequency_hz: np.ndarray, band_hz: tuple[float, float], order: int) -> np.ndarray:
     """Complex response of an analog Butterworth band-pass filter (magnitude and phase).
 
     ``order`` is the order of the low-pass prototype, as in ``scipy.signal.butter``; the

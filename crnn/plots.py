@@ -31,7 +31,10 @@ BASELINE_STYLE = {
     "matched_filter": {"color": "black", "linestyle": (0, (6, 2))},
 }
 MODEL_COLORS = ("C0", "C3", "C2", "C4", "C1", "C9", "C6", "C8")
-WP_LABEL = {"working_points": "threshold on all background", "working_points_noise": "threshold on noise-only background"}
+WP_LABEL = {
+    "working_points": "threshold on all background",
+    "working_points_noise": "threshold on noise-only background",
+}
 
 
 def method_style(method: str, kind: str = "model", index: int = 0) -> dict[str, Any]:
@@ -129,15 +132,18 @@ def plot_roc(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str])
         ax.plot(fpr[keep], tpr[keep], label=_label(m), drawstyle="steps-post", **st[m["method"]])
         if "tpr_lower" in m["roc"]:
             lo, hi = np.asarray(m["roc"]["tpr_lower"]), np.asarray(m["roc"]["tpr_upper"])
-            ax.fill_between(fpr[keep], lo[keep], hi[keep], step="post", color=st[m["method"]]["color"], alpha=0.18, lw=0)
+            ax.fill_between(
+                fpr[keep], lo[keep], hi[keep], step="post", color=st[m["method"]]["color"], alpha=0.18, lw=0
+            )
     n_bg = max(m["n_background"] for m in metrics)
     ax.axvline(1 / n_bg, color="0.8", lw=0.8)
     ax.text(1 / n_bg, 1.0, " 1 / n_background", color="0.5", fontsize=7, va="top")
     for f in sorted({wp["target_fpr"] for m in metrics for wp in m["working_points"]}):
         if f >= 1 / n_bg:
             ax.axvline(f, color="0.6", lw=0.8, ls=":")
-            ax.text(f, 1.0, f"{f:g}", color="0.4", fontsize=7, ha="center", va="bottom",
-                    transform=ax.get_xaxis_transform())
+            ax.text(
+                f, 1.0, f"{f:g}", color="0.4", fontsize=7, ha="center", va="bottom", transform=ax.get_xaxis_transform()
+            )
     ax.set_xscale("log")
     ax.set_xlim(max(1e-5, 0.5 / n_bg), 1)
     ax.set_ylim(0, 1.02)
@@ -145,15 +151,19 @@ def plot_roc(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str])
     ax.set_ylabel("true-positive rate (fraction of pulses detected)")
     ax.set_title(f"ROC on the test split ({metrics[0]['n_signal']} pulses, {n_bg} background traces)", pad=14)
     ax.grid(alpha=0.3, which="major")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, title="method (AUC [68 % CI])",
-              title_fontsize=8, frameon=False)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=8,
+        title="method (AUC [68 % CI])",
+        title_fontsize=8,
+        frameon=False,
+    )
     return _save(fig, path)
 
 
 def _targets(metrics: Sequence[Mapping[str, Any]], key: str) -> list[float]:
-    return sorted(
-        {wp["target_fpr"] for m in metrics for wp in m.get(key, []) if wp.get("available")}, reverse=True
-    )
+    return sorted({wp["target_fpr"] for m in metrics for wp in m.get(key, []) if wp.get("available")}, reverse=True)
 
 
 def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
@@ -176,8 +186,16 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
                 eff, lo, hi = _arr(e["efficiency"]), _arr(e["lower"]), _arr(e["upper"])
                 ok = (np.asarray(e["n"]) > 0) & np.isfinite(eff)  # empty bins have no efficiency
                 ax.errorbar(
-                    centre[ok], eff[ok], yerr=_error_lengths(eff[ok], lo[ok], hi[ok]), marker="o", ms=2.5, capsize=1.5,
-                    lw=1.2, elinewidth=0.8, label=m["method"], **st[m["method"]],
+                    centre[ok],
+                    eff[ok],
+                    yerr=_error_lengths(eff[ok], lo[ok], hi[ok]),
+                    marker="o",
+                    ms=2.5,
+                    capsize=1.5,
+                    lw=1.2,
+                    elinewidth=0.8,
+                    label=m["method"],
+                    **st[m["method"]],
                 )
             for level in (0.5, 0.9):
                 ax.axhline(level, color="0.75", lw=0.7, zorder=0)
@@ -195,28 +213,48 @@ def plot_efficiency(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLik
                 labels.append(lab)
     fig.tight_layout()
     if handles:
-        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.97), fontsize=8, frameon=False,
-                   title="method", title_fontsize=8)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 0.97),
+            fontsize=8,
+            frameon=False,
+            title="method",
+            title_fontsize=8,
+        )
     return _save(fig, path)
 
 
 def plot_binned_efficiency(
-    panels: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]], metrics: Sequence[Mapping[str, Any]],
+    panels: Sequence[tuple[str, str, Mapping[str, Mapping[str, Any]]]],
+    metrics: Sequence[Mapping[str, Any]],
     path: str | os.PathLike[str],
 ) -> Path:
     """Efficiency in bins of a pulse property, one panel per property: ``panels`` holds (x label,
     title, {method: :func:`crnn.metrics.binned_efficiency` result}); 68 % intervals as error bars,
     empty bins left out."""
     st = styles(metrics)
-    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5.2 * max(len(panels), 1), 3.9), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, max(len(panels), 1), figsize=(5.2 * max(len(panels), 1), 3.9), squeeze=False, sharey=True
+    )
     for ax, (xlabel, title, curves) in zip(axes[0], panels, strict=False):
         for method, e in curves.items():
             centre = (np.asarray(e["low"]) + np.asarray(e["high"])) / 2
             eff, lo, hi = _arr(e["efficiency"]), _arr(e["lower"]), _arr(e["upper"])
             ok = (np.asarray(e["n"]) > 0) & np.isfinite(eff)
-            ax.errorbar(centre[ok], eff[ok], yerr=_error_lengths(eff[ok], lo[ok], hi[ok]), marker="o", ms=2.5,
-                        capsize=1.5, lw=1.2, elinewidth=0.8, label=method, **st.get(method, {}))
+            ax.errorbar(
+                centre[ok],
+                eff[ok],
+                yerr=_error_lengths(eff[ok], lo[ok], hi[ok]),
+                marker="o",
+                ms=2.5,
+                capsize=1.5,
+                lw=1.2,
+                elinewidth=0.8,
+                label=method,
+                **st.get(method, {}),
+            )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.set_ylim(-0.02, 1.05)
@@ -232,8 +270,16 @@ def plot_binned_efficiency(
                 labels.append(lab)
     fig.tight_layout()
     if handles:
-        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False,
-                   title="method", title_fontsize=8)
+        fig.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 0.95),
+            fontsize=8,
+            frameon=False,
+            title="method",
+            title_fontsize=8,
+        )
     return _save(fig, path)
 
 
@@ -251,8 +297,9 @@ def plot_snr_levels(
     68 % bootstrap intervals, for both ways of setting the threshold."""
     st = styles(metrics)
     keys = ["working_points"] + (["working_points_noise"] if any("working_points_noise" in m for m in metrics) else [])
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 0.45 * len(metrics) + 1.8), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(keys), figsize=(5.5 * len(keys), 0.45 * len(metrics) + 1.8), squeeze=False, sharey=True
+    )
     names = [m["method"] for m in metrics]
     y = np.arange(len(names))[::-1]
     x_max = 0.0
@@ -260,14 +307,22 @@ def plot_snr_levels(
         for yi, m in zip(y, metrics, strict=True):
             wp = next((w for w in m.get(key, []) if w.get("available") and w["target_fpr"] == working_point_fpr), None)
             if wp is None:
-                ax.text(0.02, yi, "FPR not available (too few background traces)", fontsize=7, va="center",
-                        color="0.4", transform=ax.get_yaxis_transform())
+                ax.text(
+                    0.02,
+                    yi,
+                    "FPR not available (too few background traces)",
+                    fontsize=7,
+                    va="center",
+                    color="0.4",
+                    transform=ax.get_yaxis_transform(),
+                )
                 continue
             edges = [_finite(x) for x in wp.get("efficiency_vs_snr", {}).get("snr_high", [])]
             edges_hi = max((x for x in edges if x is not None), default=None)
             if edges_hi is None:
-                ax.text(0.02, yi, "no SNR bins", fontsize=7, va="center", color="0.4",
-                        transform=ax.get_yaxis_transform())
+                ax.text(
+                    0.02, yi, "no SNR bins", fontsize=7, va="center", color="0.4", transform=ax.get_yaxis_transform()
+                )
                 continue
             x_max = max(x_max, edges_hi)
             for level, marker, off in ((50, "o", 0.12), (90, "s", -0.12)):
@@ -276,16 +331,24 @@ def plot_snr_levels(
                 lo, hi = (_finite(ci[0]), _finite(ci[1])) if len(ci) == 2 else (None, None)
                 color = st[m["method"]]["color"]
                 if v is None:
-                    ax.annotate("", xy=(edges_hi + 0.6, yi + off), xytext=(edges_hi, yi + off),
-                                arrowprops={"arrowstyle": "->", "color": color, "lw": 1})
+                    ax.annotate(
+                        "",
+                        xy=(edges_hi + 0.6, yi + off),
+                        xytext=(edges_hi, yi + off),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 1},
+                    )
                     continue
                 if hi is not None:
                     _interval(ax, v if lo is None else lo, hi, yi + off, color)
                 else:  # the upper end lies beyond the SNR range: a dotted arrow from the lower end
                     start = v if lo is None else lo
                     ax.plot([start], [yi + off], color=color, ls="", marker="|", ms=5)
-                    ax.annotate("", xy=(edges_hi + 0.6, yi + off), xytext=(start, yi + off),
-                                arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8, "ls": ":"})
+                    ax.annotate(
+                        "",
+                        xy=(edges_hi + 0.6, yi + off),
+                        xytext=(start, yi + off),
+                        arrowprops={"arrowstyle": "->", "color": color, "lw": 0.8, "ls": ":"},
+                    )
                 ax.plot([v], [yi + off], marker=marker, color=color, ms=5, ls="", mfc=color if level == 50 else "white")
         ax.set_title(f"FPR = {working_point_fpr:g}, {WP_LABEL[key]}", fontsize=9)
         ax.set_xlabel("SNR (peak |signal| / noise RMS)")
@@ -297,17 +360,21 @@ def plot_snr_levels(
             ax.set_xlim(left=max(0.0, min(ax.get_xlim()[0], 2.0)), right=x_max + 1.0)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], marker="o", color="k", ls="", label="50 % efficiency"),
-               Line2D([], [], marker="s", color="k", mfc="white", ls="", label="90 % efficiency"),
-               Line2D([], [], marker=r"$\rightarrow$", color="k", ls="", ms=10, label="not reached in the SNR range")]
+    handles = [
+        Line2D([], [], marker="o", color="k", ls="", label="50 % efficiency"),
+        Line2D([], [], marker="s", color="k", mfc="white", ls="", label="90 % efficiency"),
+        Line2D([], [], marker=r"$\rightarrow$", color="k", ls="", ms=10, label="not reached in the SNR range"),
+    ]
     fig.tight_layout()
     fig.legend(handles=handles, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
     return _save(fig, path)
 
 
 def plot_scores(
-    scores: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike[str],
-    meaning: Mapping[str, str] | None = None, thresholds: Mapping[str, float] | None = None,
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike[str],
+    meaning: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
 ) -> Path:
     """Score distributions of pulses and of background (noise only / with a transient), one panel per method.
 
@@ -325,13 +392,31 @@ def plot_scores(
         tr = d.get("has_transient")
         if tr is not None:
             tr = np.asarray(tr)
-            ax.hist(s[(y == 0) & (tr == 0)], bins=bins, histtype="step", label="background: noise only", color="C0",
-                    log=True)
-            ax.hist(s[(y == 0) & (tr == 1)], bins=bins, histtype="step", label="background: with transient",
-                    color="C1", log=True)
+            ax.hist(
+                s[(y == 0) & (tr == 0)],
+                bins=bins,
+                histtype="step",
+                label="background: noise only",
+                color="C0",
+                log=True,
+            )
+            ax.hist(
+                s[(y == 0) & (tr == 1)],
+                bins=bins,
+                histtype="step",
+                label="background: with transient",
+                color="C1",
+                log=True,
+            )
             if np.any((y == 0) & (tr != 0) & (tr != 1)):
-                ax.hist(s[(y == 0) & (tr != 0) & (tr != 1)], bins=bins, histtype="step", color="0.6", log=True,
-                        label="background: unknown")
+                ax.hist(
+                    s[(y == 0) & (tr != 0) & (tr != 1)],
+                    bins=bins,
+                    histtype="step",
+                    color="0.6",
+                    log=True,
+                    label="background: unknown",
+                )
         else:
             ax.hist(s[y == 0], bins=bins, histtype="step", label="background", color="C0", log=True)
         ax.hist(s[y == 1], bins=bins, histtype="step", label="with a pulse", color="C3", log=True)
@@ -341,7 +426,7 @@ def plot_scores(
         ax.set_xlabel((meaning or {}).get(name, "score"))
         ax.set_ylabel("traces")
         ax.legend(fontsize=6.5)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
         ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
@@ -363,7 +448,9 @@ def plot_confusion(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike
                 rows.append((f"background:\n{label}", n - k, k))
             n_unknown = fa["all"]["n"] - fa["noise"]["n"] - fa["transient"]["n"]
             if n_unknown:
-                k_unknown = fa["all"]["false_positives"] - fa["noise"]["false_positives"] - fa["transient"]["false_positives"]
+                k_unknown = (
+                    fa["all"]["false_positives"] - fa["noise"]["false_positives"] - fa["transient"]["false_positives"]
+                )
                 rows.append(("background:\nunknown", n_unknown - k_unknown, k_unknown))
         else:
             rows.append(("background", c["tn"], c["fp"]))
@@ -383,7 +470,7 @@ def plot_confusion(metrics: Sequence[Mapping[str, Any]], path: str | os.PathLike
         ax.set_xticks([0, 1], ["no trigger", "trigger"])
         ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
         ax.set_title(f"{m['method']}: FPR {wp['fpr']:.1e}, threshold {wp['threshold']:.3g}", fontsize=9)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(metrics) :]:
         ax.axis("off")
     fig.tight_layout()
     return _save(fig, path)
@@ -418,7 +505,11 @@ def plot_history(histories: Mapping[str, Mapping[str, list[float]]], path: str |
 
 
 def gallery_examples(
-    labels: np.ndarray, scores: np.ndarray, snr: np.ndarray, threshold: float, has_transient: np.ndarray | None,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    snr: np.ndarray,
+    threshold: float,
+    has_transient: np.ndarray | None,
     per_row: int = 3,
 ) -> list[tuple[str, list[int]]]:
     """Rows of example traces: (title, trace indices). Hits at the lowest SNR, misses at the highest
@@ -430,12 +521,16 @@ def gallery_examples(
     hits = hits[np.argsort(q[hits], kind="stable")][:per_row]
     misses = np.nonzero(sig & ~passed)[0]
     misses = misses[np.argsort(-np.where(np.isfinite(snr[misses]), snr[misses], -np.inf), kind="stable")][:per_row]
-    rows = [("hits: detected pulses of the lowest SNR", hits.tolist()),
-            ("misses: undetected pulses of the highest SNR", misses.tolist())]
+    rows = [
+        ("hits: detected pulses of the lowest SNR", hits.tolist()),
+        ("misses: undetected pulses of the highest SNR", misses.tolist()),
+    ]
     bg = (labels == 0) & passed
     if has_transient is not None:
-        groups = [("false alarms on human-made transients", bg & (has_transient == 1)),
-                  ("false alarms on noise only (galactic, thermal, CW)", bg & (has_transient == 0))]
+        groups = [
+            ("false alarms on human-made transients", bg & (has_transient == 1)),
+            ("false alarms on noise only (galactic, thermal, CW)", bg & (has_transient == 0)),
+        ]
     else:
         groups = [("false alarms (background that triggers)", bg)]
     for title, mask in groups:
@@ -458,8 +553,16 @@ def plot_gallery(data: Any, scores: np.ndarray, metrics: Mapping[str, Any], path
         for c in range(3):
             ax = axes[r][c]
             if c >= len(idx):
-                ax.text(0.5, 0.5, "none at this working point", ha="center", va="center", color="0.5",
-                        transform=ax.transAxes, fontsize=8)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "none at this working point",
+                    ha="center",
+                    va="center",
+                    color="0.5",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                )
                 ax.set_yticks([])
                 continue
             i = idx[c]
@@ -470,8 +573,9 @@ def plot_gallery(data: Any, scores: np.ndarray, metrics: Mapping[str, Any], path
             for ch in range(x.shape[0]):
                 ax.plot(t_us, x[ch] / rms, lw=0.6, color=f"C{ch}", label=f"channel {ch}")
             if "pulse_time_s" in data.meta and np.isfinite(data.meta["pulse_time_s"][i]):
-                ax.axvline(data.meta["pulse_time_s"][i] * 1e6, color="k", lw=0.9, ls="--", alpha=0.7,
-                           label="true pulse time")
+                ax.axvline(
+                    data.meta["pulse_time_s"][i] * 1e6, color="k", lw=0.9, ls="--", alpha=0.7, label="true pulse time"
+                )
             what = f"SNR {snr[i]:.1f}" if labels[i] == 1 else "background"
             if tr is not None and tr[i] == 1:
                 what += ", transient"
@@ -485,7 +589,9 @@ def plot_gallery(data: Any, scores: np.ndarray, metrics: Mapping[str, Any], path
         ax.set_xlabel("time (us)")
     fig.suptitle(
         f"{metrics['method']}: example traces at FPR {wp['fpr']:.1e} (threshold {wp['threshold']:.3g} on "
-        f"{metrics.get('score_meaning', 'score')})", fontsize=10.5, y=1.0,
+        f"{metrics.get('score_meaning', 'score')})",
+        fontsize=10.5,
+        y=1.0,
     )
     fig.tight_layout()
     return _save(fig, path)

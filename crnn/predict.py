@@ -110,15 +110,19 @@ def predict_files(
     if working_point is not None:
         card.threshold_at(working_point)
     for path in files:
-        _check_input(card, path, fmt, root, conv, chunk_size, run_file, resample=resample, pad=pad,
-                     force_resample=force_resample)
+        _check_input(
+            card, path, fmt, root, conv, chunk_size, run_file, resample=resample, pad=pad, force_resample=force_resample
+        )
     if engine == "onnxruntime":  # an exported model: neither Keras nor TensorFlow is imported
         clf = load_onnx_classifier(model, trust_model=trust_model)
     else:
         streams = configure_parallel_inference() if parallel else 1
         clf = load_classifier(model, safe_mode=not trust_model, streams=streams)
-    thr = clf.threshold_at(working_point) if working_point is not None else (
-        clf.threshold if threshold is None else float(threshold))
+    thr = (
+        clf.threshold_at(working_point)
+        if working_point is not None
+        else (clf.threshold if threshold is None else float(threshold))
+    )
     columns: dict[str, list[np.ndarray]] = {"scores": [], "window_start_s": [], "file_index": [], "index": []}
     meta_parts: list[dict[str, np.ndarray]] = []
     source = _threshold_source(clf, thr, threshold, working_point)
@@ -143,8 +147,16 @@ def predict_files(
             if row == 0:  # one line per input, once it is known to fit the model
                 clf.check_input(x.shape, rate, str(path), resample=resample, pad=pad, force_resample=force_resample)
                 log.info("%s: %s; %s", path, source, clf.calibration_status(path, x.shape, rate, info["unit"], band))
-            scores, t_best = clf.score(x, sampling_rate_hz=rate, unit=None, overlap=overlap,
-                                       resample=resample, pad=pad, where=str(path), force_resample=force_resample)
+            scores, t_best = clf.score(
+                x,
+                sampling_rate_hz=rate,
+                unit=None,
+                overlap=overlap,
+                resample=resample,
+                pad=pad,
+                where=str(path),
+                force_resample=force_resample,
+            )
             if row == 0 and clf.last_plan is not None:
                 log.info("%s: %s", path, clf.last_plan.text(rate, clf.sampling_rate_hz))
             n = len(scores)
@@ -163,21 +175,41 @@ def predict_files(
         log.info("%s: scored %d traces in %.1f s, %d above the threshold", path, row, progress.elapsed_s(), above)
     for note, paths in warned.items():
         if len(paths) > 1:
-            log.info("%d more input(s) with the same mismatch (%s): %s", len(paths) - 1, note,
-                     ", ".join(str(q) for q in paths[1:]))
+            log.info(
+                "%d more input(s) with the same mismatch (%s): %s",
+                len(paths) - 1,
+                note,
+                ", ".join(str(q) for q in paths[1:]),
+            )
     result = {k: np.concatenate(v) for k, v in columns.items()}
     result["decision"] = clf.decide(result["scores"], thr)
     common = set.intersection(*(set(m) for m in meta_parts)) if meta_parts else set()
-    meta = {name: np.concatenate([m[name] for m in meta_parts]) for name in sorted(common)
-            if name not in result}
+    meta = {name: np.concatenate([m[name] for m in meta_parts]) for name in sorted(common) if name not in result}
     _write(out, result, meta, clf, thr, files, engine)
-    log.info("%s: %d traces from %d file(s) in all, %d above the %s", out, len(result["scores"]), len(files),
-             int(result["decision"].sum()), source)
+    log.info(
+        "%s: %d traces from %d file(s) in all, %d above the %s",
+        out,
+        len(result["scores"]),
+        len(files),
+        int(result["decision"].sum()),
+        source,
+    )
     return out
 
 
-def _check_input(card, path: Path, fmt: str, root: RootMapping | None, conv: Conversion, chunk_size: int,
-                 run_file: str | Path | None, *, resample: bool, pad: bool, force_resample: bool) -> None:
+def _check_input(
+    card,
+    path: Path,
+    fmt: str,
+    root: RootMapping | None,
+    conv: Conversion,
+    chunk_size: int,
+    run_file: str | Path | None,
+    *,
+    resample: bool,
+    pad: bool,
+    force_resample: bool,
+) -> None:
     """Refuse an input that the model cannot score, from its header and first chunk (as the scoring loop would)."""
     kind = detect_format(path) if fmt == "auto" else fmt
     info, chunks = open_input(path, kind, root, conv, chunk_size, run_file)
@@ -186,8 +218,14 @@ def _check_input(card, path: Path, fmt: str, root: RootMapping | None, conv: Con
         first = next(iter(chunks), None)
         if first is not None:
             x = select_channels(np.asarray(first.traces), conv.channels, str(path))
-            card.check_input(x.shape, float(info["sampling_rate_hz"]), str(path), resample=resample, pad=pad,
-                             force_resample=force_resample)
+            card.check_input(
+                x.shape,
+                float(info["sampling_rate_hz"]),
+                str(path),
+                resample=resample,
+                pad=pad,
+                force_resample=force_resample,
+            )
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
@@ -204,8 +242,15 @@ def _threshold_source(clf, thr: float, threshold: float | None, working_point: f
     return clf.working_point_text()
 
 
-def _write(out: Path, result: dict[str, np.ndarray], meta: dict[str, np.ndarray], clf, thr: float,
-           files: list[Path], engine: str = "keras") -> None:
+def _write(
+    out: Path,
+    result: dict[str, np.ndarray],
+    meta: dict[str, np.ndarray],
+    clf,
+    thr: float,
+    files: list[Path],
+    engine: str = "keras",
+) -> None:
     first = ["index", "scores", "decision", "window_start_s", "file_index"]
     scalar_meta = {k: v for k, v in meta.items() if v.ndim == 1}
     with atomic_output(out) as tmp:
@@ -254,26 +299,39 @@ def _cell(v: object) -> object:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", required=True,
-                   help="a .keras model with its card, or its folder (an exported model.onnx or its folder with "
-                        "--engine onnxruntime)")
-    p.add_argument("--engine", choices=list(ENGINES), default="keras",
-                   help="what scores the traces: Keras (TensorFlow), or ONNX Runtime on a model written by "
-                        "crnn export --format onnx or int8 (imports no TensorFlow)")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        help="a .keras model with its card, or its folder (an exported model.onnx or its folder with "
+        "--engine onnxruntime)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default="keras",
+        help="what scores the traces: Keras (TensorFlow), or ONNX Runtime on a model written by "
+        "crnn export --format onnx or int8 (imports no TensorFlow)",
+    )
     p.add_argument("--input", "-i", nargs="+", required=True, help="input files or glob patterns (any ingest format)")
     p.add_argument("--output", "-o", required=True, help="scores file: .h5, .csv or .root")
     p.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--threshold", type=float, help="decision threshold on the score")
-    g.add_argument("--working-point", type=float, metavar="FPR",
-                   help="use the card's working point at this target FPR (default: the card's own)")
+    g.add_argument(
+        "--working-point",
+        type=float,
+        metavar="FPR",
+        help="use the card's working point at this target FPR (default: the card's own)",
+    )
     p.add_argument("--overlap", type=float, default=0.5, help="overlap of sliding windows on long traces (0-1)")
     p.add_argument("--no-resample", action="store_true", help="refuse inputs at another sampling rate")
     add_model_flags(p)
     p.add_argument("--pad", action="store_true", help="zero-pad traces shorter than the model's window")
     p.add_argument("--channels", type=int, nargs="+", help="use these input channels, in this order")
-    p.add_argument("--polarisations", nargs="+", default=["north_south", "east_west"],
-                   help="CoREAS: field components to use")
+    p.add_argument(
+        "--polarisations", nargs="+", default=["north_south", "east_west"], help="CoREAS: field components to use"
+    )
     add_root_arguments(p)
     p.add_argument("--chunk-size", type=int, default=8192, help="traces read per chunk")
 
@@ -282,8 +340,10 @@ def run(args: argparse.Namespace) -> None:
     from crnn.modelcard import model_inputs
 
     inputs = [("--input", p) for p in expand_inputs(args.input)]
-    refuse_aliases([*inputs, *model_inputs("--model", args.model, ENGINES[args.engine]), ("--run-file", args.run_file)],
-                   [("--output", args.output)])
+    refuse_aliases(
+        [*inputs, *model_inputs("--model", args.model, ENGINES[args.engine]), ("--run-file", args.run_file)],
+        [("--output", args.output)],
+    )
     check_outputs([("--output", args.output)])
     from crnn.settings import check_minimum, check_value
 
@@ -296,11 +356,24 @@ def run(args: argparse.Namespace) -> None:
             check_value(getattr(args, key), f"ingest.*.{key}", f"--{key}")
     root = mapping_from_args(args)
     predict_files(
-        args.model, args.input, args.output, fmt=args.format, root=root,
-        channels=tuple(args.channels) if args.channels else None, polarisations=tuple(args.polarisations),
-        run_file=args.run_file, threshold=args.threshold, working_point=args.working_point, overlap=args.overlap,
-        resample=not args.no_resample, pad=args.pad, chunk_size=args.chunk_size, trust_model=args.trust_model,
-        force_resample=args.force_resample, engine=args.engine, parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
+        args.model,
+        args.input,
+        args.output,
+        fmt=args.format,
+        root=root,
+        channels=tuple(args.channels) if args.channels else None,
+        polarisations=tuple(args.polarisations),
+        run_file=args.run_file,
+        threshold=args.threshold,
+        working_point=args.working_point,
+        overlap=args.overlap,
+        resample=not args.no_resample,
+        pad=args.pad,
+        chunk_size=args.chunk_size,
+        trust_model=args.trust_model,
+        force_resample=args.force_resample,
+        engine=args.engine,
+        parallel=True,  # a process of its own: TensorFlow's thread pools are ours to set
     )
 
 

@@ -57,8 +57,10 @@ def progress_text(done: int, total: int | None, elapsed_s: float, unit: str) -> 
     if not total:
         return f"{done:,} {unit}, {format_rate(rate, unit)}"
     left = (total - done) / rate if rate > 0 else math.nan
-    return (f"{done:,}/{total:,} {unit} ({100 * done / total:.0f} %), {format_rate(rate, unit)}, "
-            f"{format_duration(left)} left")
+    return (
+        f"{done:,}/{total:,} {unit} ({100 * done / total:.0f} %), {format_rate(rate, unit)}, "
+        f"{format_duration(left)} left"
+    )
 
 
 class Progress:
@@ -70,8 +72,15 @@ class Progress:
     """
 
     def __init__(
-        self, what: str, total: int | None, *, unit: str = "traces", logger: logging.Logger | None = None,
-        stream: TextIO | None = None, tty: bool | None = None, clock: Callable[[], float] = time.monotonic,
+        self,
+        what: str,
+        total: int | None,
+        *,
+        unit: str = "traces",
+        logger: logging.Logger | None = None,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.what, self.total, self.unit = what, total, unit
         self.log = logger or logging.getLogger("crnn")

@@ -109,7 +109,9 @@ class PulseModel:
         if r.n_channels >= 2:
             at = np.argmax(np.max(np.abs(out), axis=1), axis=-1)
             amp = out[np.arange(n_traces), :, at]
-            pol = np.where(library_index < 0, np.arctan2(direction[:, 1], direction[:, 0]), np.arctan2(amp[:, 1], amp[:, 0]))
+            pol = np.where(
+                library_index < 0, np.arctan2(direction[:, 1], direction[:, 0]), np.arctan2(amp[:, 1], amp[:, 0])
+            )
         else:
             pol = np.full(n_traces, np.nan)
         return Pulses(out, t_peak, pol, slope[:, 0], phase[:, 0], library_index)
@@ -141,8 +143,10 @@ def amplitude_for_snr(
     lead = 1.0 - s**2 * power
     if np.any(lead <= 0):
         worst = float(np.max(s * np.sqrt(power)))
-        msg = (f"snr_definition trace_rms: SNR {float(np.max(s)):g} is out of reach for these pulses "
-               f"(needs SNR < 1 / RMS of the unit-peak pulse; SNR x RMS reaches {worst:.3g} >= 1)")
+        msg = (
+            f"snr_definition trace_rms: SNR {float(np.max(s)):g} is out of reach for these pulses "
+            f"(needs SNR < 1 / RMS of the unit-peak pulse; SNR x RMS reaches {worst:.3g} >= 1)"
+        )
         raise ValueError(msg)
     s2 = s**2
     return (s2 * cross + np.sqrt(s2**2 * cross**2 + lead * s2 * big_b)) / lead

@@ -273,7 +273,8 @@ def reference_ratios(
     if have:
         first = score_map[names[0]]
         have = all(
-            len(score_map[n]["labels"]) == len(first["labels"]) and np.array_equal(score_map[n]["labels"], first["labels"])
+            len(score_map[n]["labels"]) == len(first["labels"])
+            and np.array_equal(score_map[n]["labels"], first["labels"])
             for n in names
         )
         if not have:
@@ -293,8 +294,13 @@ def reference_ratios(
             e = ref_wp["efficiency_vs_snr"]
             edges = np.array([e["snr_low"][0], *e["snr_high"]])
             reps = bootstrap(
-                [score_map[n]["scores"][keep] for n in names], d["labels"][keep], d["snr"][keep], fprs=[fpr],
-                snr_edges=edges, n_bootstrap=int(ref["n_bootstrap"]), seed=int(ref.get("bootstrap_seed", 0)),
+                [score_map[n]["scores"][keep] for n in names],
+                d["labels"][keep],
+                d["snr"][keep],
+                fprs=[fpr],
+                snr_edges=edges,
+                n_bootstrap=int(ref["n_bootstrap"]),
+                seed=int(ref.get("bootstrap_seed", 0)),
             )
             reps = dict(zip(names, reps, strict=True))
         for m in metrics:
@@ -346,9 +352,13 @@ def _gallery_html(galleries: list[tuple[str, Path]], room: int) -> str:
     from crnn.plots import shrink_png  # matplotlib only where a page is written
 
     present = [(name, p, p.read_bytes()) for name, p in galleries if p.exists()]
-    heads = [f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary><figure>"
-             for i, (name, _, _) in enumerate(present)]
-    wrap = [len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p, _) in zip(heads, present, strict=True)]
+    heads = [
+        f"<details{' open' if i == 0 else ''}><summary>{html.escape(name)}</summary><figure>"
+        for i, (name, _, _) in enumerate(present)
+    ]
+    wrap = [
+        len(h) + len(_img(p, b"")) + len("</figure></details>") for h, (_, p, _) in zip(heads, present, strict=True)
+    ]
     need = [w + 4 * -(-len(data) // 3) for w, (_, _, data) in zip(wrap, present, strict=True)]
     # water-filling: small galleries keep their size, the others share what is left equally
     room, share = room - 1000, {}  # 1000: the note below
@@ -367,32 +377,43 @@ def _gallery_html(galleries: list[tuple[str, Path]], room: int) -> str:
     if not present:
         return ""
     notes = ([f"the galleries of {', '.join(shrunk)} are shown at reduced resolution"] if shrunk else []) + (
-        [f"the galleries of {', '.join(left_out)} are left out"] if left_out else [])
+        [f"the galleries of {', '.join(left_out)} are left out"] if left_out else []
+    )
     note = ""
     if notes:
         text = "; ".join(notes)
-        note = (f"<p>{html.escape(text[0].upper() + text[1:])} to keep this page small enough for browsers; at full "
-                "size they are in the Snakemake report (4. Example traces) and in "
-                "<code>results/evaluate/METHOD/gallery.png</code>.</p>")
-    return ("<h2>Example traces</h2><p><b>How to read:</b> " + html.escape(CAPTIONS["gallery"])
-            + " Click a method to open its gallery.</p>" + "\n".join(parts) + note)
+        note = (
+            f"<p>{html.escape(text[0].upper() + text[1:])} to keep this page small enough for browsers; at full "
+            "size they are in the Snakemake report (4. Example traces) and in "
+            "<code>results/evaluate/METHOD/gallery.png</code>.</p>"
+        )
+    return (
+        "<h2>Example traces</h2><p><b>How to read:</b> "
+        + html.escape(CAPTIONS["gallery"])
+        + " Click a method to open its gallery.</p>"
+        + "\n".join(parts)
+        + note
+    )
 
 
 def _best_noise_only(models: list[dict[str, Any]], f: str) -> tuple[dict[str, Any] | None, str, str]:
     """The best network in the noise-only comparison, the row key of the figure it is best by, and
     that figure's name: the lowest ratio of the 50 %-efficiency SNR to the matched filter's if any
     network has one, else the lowest 50 %-efficiency SNR, else the highest TPR."""
-    for key, name, lower in ((f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}", "SNR 50 % / matched filter's", True),
-                             (f"noise_snr50_at_fpr_{f}", "SNR at 50 % efficiency", True),
-                             (f"noise_tpr_at_fpr_{f}", f"TPR at FPR {f}", False)):
+    for key, name, lower in (
+        (f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}", "SNR 50 % / matched filter's", True),
+        (f"noise_snr50_at_fpr_{f}", "SNR at 50 % efficiency", True),
+        (f"noise_tpr_at_fpr_{f}", f"TPR at FPR {f}", False),
+    ):
         have = [r for r in models if r.get(key) is not None]
         if have:
             return (min if lower else max)(have, key=lambda r: r[key]), key, name
     return None, "", ""
 
 
-def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: float,
-              trial_rate_hz: float | None = None) -> str:
+def _headline(
+    metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: float, trial_rate_hz: float | None = None
+) -> str:
     """The page's answer in a few sentences: the best network by the figure stated (TPR at the
     working point), the best classical trigger, the comparison with the matched filter in noise
     without transients (and which network is best there when it is another one), false alarms."""
@@ -400,8 +421,10 @@ def _headline(metrics: list[dict[str, Any]], rows: list[dict[str, Any]], fpr: fl
     models = [r for r in rows if r["kind"] == "model" and r.get(f"tpr_at_fpr_{f}") is not None]
     base = [r for r in rows if r["kind"] == "baseline" and r.get(f"tpr_at_fpr_{f}") is not None]
     if not models and not base:
-        return (f"<p class='lead'>The test background is too small for the working point FPR {f}; "
-                "see the tables at the working points that the statistics allow.</p>")
+        return (
+            f"<p class='lead'>The test background is too small for the working point FPR {f}; "
+            "see the tables at the working points that the statistics allow.</p>"
+        )
     parts = []
     n_bg = metrics[0]["n_background"]
     best = max(models, key=lambda r: r[f"tpr_at_fpr_{f}"]) if models else None
@@ -478,8 +501,7 @@ def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
     has_ref = any(r["method"] == REFERENCE for r in rows)
     out = []
     # table 1: detection at the working points
-    head = ["method", "kind", "AUC"] + [f"TPR at FPR {x:g}" for x in fprs] + [
-        f"SNR 50 % at {f}", f"SNR 90 % at {f}"]
+    head = ["method", "kind", "AUC"] + [f"TPR at FPR {x:g}" for x in fprs] + [f"SNR 50 % at {f}", f"SNR 90 % at {f}"]
     if has_ref:
         head.append("SNR 50 % / matched filter's")
     body = []
@@ -492,13 +514,18 @@ def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
             if r.get(f"tpr_at_fpr_{f}") is None:
                 cells.append("n/a")
             else:
-                cells.append(_ci(r.get(f"snr{level}_at_fpr_{f}"), r.get(f"snr{level}_interval_at_fpr_{f}"), 2,
-                                 not_reached="not reached"))
+                cells.append(
+                    _ci(
+                        r.get(f"snr{level}_at_fpr_{f}"),
+                        r.get(f"snr{level}_interval_at_fpr_{f}"),
+                        2,
+                        not_reached="not reached",
+                    )
+                )
         if has_ref:
             cells.append(_ratio_cell(r, rows, "", f))
         body.append(cells)
-    out.append(("Detection with the threshold set on all test background (human-made transients included)",
-                head, body))
+    out.append(("Detection with the threshold set on all test background (human-made transients included)", head, body))
     if has_noise:
         head = ["method", f"TPR at FPR {f}", f"SNR 50 % at {f}", f"SNR 90 % at {f}"]
         if has_ref:
@@ -506,42 +533,88 @@ def _tables(rows: list[dict[str, Any]], fprs: list[float], fpr: float) -> str:
         head.append("false alarms on transients at this threshold")
         body = []
         for r in rows:
-            cells = [html.escape(r["method"]), _ci(r.get(f"noise_tpr_at_fpr_{f}"), r.get(f"noise_tpr_interval_at_fpr_{f}"),
-                                                   not_reached="n/a")]
+            cells = [
+                html.escape(r["method"]),
+                _ci(r.get(f"noise_tpr_at_fpr_{f}"), r.get(f"noise_tpr_interval_at_fpr_{f}"), not_reached="n/a"),
+            ]
             for level in (50, 90):
-                cells.append(_ci(r.get(f"noise_snr{level}_at_fpr_{f}"), r.get(f"noise_snr{level}_interval_at_fpr_{f}"), 2,
-                                 not_reached="not reached" if r.get(f"noise_tpr_at_fpr_{f}") is not None else "n/a"))
+                cells.append(
+                    _ci(
+                        r.get(f"noise_snr{level}_at_fpr_{f}"),
+                        r.get(f"noise_snr{level}_interval_at_fpr_{f}"),
+                        2,
+                        not_reached="not reached" if r.get(f"noise_tpr_at_fpr_{f}") is not None else "n/a",
+                    )
+                )
             if has_ref:
                 cells.append(_ratio_cell(r, rows, "noise_", f))
             cells.append(_pct(r.get(f"noise_false_alarm_rate_transient_at_fpr_{f}")))
             body.append(cells)
-        title = ("Gaussian-noise comparison: threshold set on noise-only background (galactic, thermal, CW), "
-                 "pulses in traces without transients")
+        title = (
+            "Gaussian-noise comparison: threshold set on noise-only background (galactic, thermal, CW), "
+            "pulses in traces without transients"
+        )
         out.append((title, head, body))
     # table 3: false alarms and noise-only scores
-    head = ["method", "score", f"false alarms on noise only at {f}", f"false alarms on transients at {f}",
-            "mean score on noise-only traces", "mean score on transient traces"]
+    head = [
+        "method",
+        "score",
+        f"false alarms on noise only at {f}",
+        f"false alarms on transients at {f}",
+        "mean score on noise-only traces",
+        "mean score on transient traces",
+    ]
     body = []
     for r in rows:
-        body.append([html.escape(r["method"]), html.escape(r.get("score_meaning", "")),
-                     _pct(r.get(f"false_alarm_rate_noise_at_fpr_{f}")), _pct(r.get(f"false_alarm_rate_transient_at_fpr_{f}")),
-                     _num(r.get("mean_score_noise")), _num(r.get("mean_score_transient"))])
+        body.append(
+            [
+                html.escape(r["method"]),
+                html.escape(r.get("score_meaning", "")),
+                _pct(r.get(f"false_alarm_rate_noise_at_fpr_{f}")),
+                _pct(r.get(f"false_alarm_rate_transient_at_fpr_{f}")),
+                _num(r.get("mean_score_noise")),
+                _num(r.get("mean_score_transient")),
+            ]
+        )
     out.append(("False alarms by kind of background, and what each method reports on background", head, body))
     # table 4: the models' own working point
     models = [r for r in rows if "card_threshold" in r]
     if models:
-        head = ["model", "threshold (from validation)", "test FPR", "test TPR", "parameters", "training time (s)", "epochs"]
-        body = [[html.escape(r["method"]), _num(r["card_threshold"]), _num(r["card_test_fpr"]), _num(r["card_test_tpr"]),
-                 _num(r.get("n_parameters")), _num(r.get("train_time_s"), 0), _num(r.get("epochs_run"))] for r in models]
-        title = ("The models' own working point (threshold chosen on the validation split, stored in the model card) "
-                 "applied to the test split")
+        head = [
+            "model",
+            "threshold (from validation)",
+            "test FPR",
+            "test TPR",
+            "parameters",
+            "training time (s)",
+            "epochs",
+        ]
+        body = [
+            [
+                html.escape(r["method"]),
+                _num(r["card_threshold"]),
+                _num(r["card_test_fpr"]),
+                _num(r["card_test_tpr"]),
+                _num(r.get("n_parameters")),
+                _num(r.get("train_time_s"), 0),
+                _num(r.get("epochs_run")),
+            ]
+            for r in models
+        ]
+        title = (
+            "The models' own working point (threshold chosen on the validation split, stored in the model card) "
+            "applied to the test split"
+        )
         out.append((title, head, body))
     parts = []
     for title, head, body in out:
         th = "".join(f"<th>{h}</th>" for h in head)
         tb = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" for cells in body)
-        parts.append(f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>")
+        parts.append(
+            f"<h3>{html.escape(title)}</h3>\n<table><thead><tr>{th}</tr></thead><tbody>\n{tb}\n</tbody></table>"
+        )
     return "\n".join(parts)
+
 
 def _table(table_id: str, head: list[str], body: list[list[str]]) -> str:
     th = "".join(f"<th>{h}</th>" for h in head)
@@ -553,16 +626,26 @@ def _acquisition_html(acq: dict[str, Any] | None, where: str) -> str:
     if acq is None:
         return ""
     body = [[html.escape(k), html.escape(v)] for k, v in acquisition_text(acq).items()]
-    return (f'<h2 id="acquisition-title">Acquisition</h2>\n<p>The traces of the test split '
-            f'(<code>{html.escape(where)}</code>), as every method saw them:</p>\n'
-            + _table("acquisition", ["", "value"], body))
+    return (
+        f'<h2 id="acquisition-title">Acquisition</h2>\n<p>The traces of the test split '
+        f"(<code>{html.escape(where)}</code>), as every method saw them:</p>\n"
+        + _table("acquisition", ["", "value"], body)
+    )
 
 
 def _training_html(facts: dict[str, dict[str, Any]]) -> str:
     if not facts:
         return ""
-    head = ["model", "training traces (with a pulse)", "validation traces", "epochs run / maximum", "stopped by",
-            "training time (s) / limit", "best validation AUC (epoch)", "validation AUC of the kept model"]
+    head = [
+        "model",
+        "training traces (with a pulse)",
+        "validation traces",
+        "epochs run / maximum",
+        "stopped by",
+        "training time (s) / limit",
+        "best validation AUC (epoch)",
+        "validation AUC of the kept model",
+    ]
     body = []
     for name, f in facts.items():
         stop = STOP_TEXT[f["stopped_by"]]
@@ -570,17 +653,31 @@ def _training_html(facts: dict[str, dict[str, Any]]) -> str:
             stop += ' <span class="nr">(validation AUC still rising: more epochs would likely help)</span>'
         time_s = _num(f["train_time_s"], 0) + (f" / {_num(f['max_time_s'], 0)}" if f["max_time_s"] else " / no limit")
         if f["over_time_limit_s"]:
-            time_s += f' <span class="nr">({_num(f["over_time_limit_s"], 0)} s over: an epoch took longer than the ' \
-                      "last ones)</span>"
+            time_s += (
+                f' <span class="nr">({_num(f["over_time_limit_s"], 0)} s over: an epoch took longer than the '
+                "last ones)</span>"
+            )
         auc = DASH if f["best_val_auc"] is None else f"{_num(f['best_val_auc'], 4)} ({f['best_val_auc_epoch']})"
         n_train = DASH if f["n_train"] is None else f"{f['n_train']} ({_num(f['n_train_signal'])})"
-        body.append([html.escape(name), n_train, _num(f["n_val"]), f"{_num(f['epochs_run'])} / {_num(f['epochs'])}",
-                     stop, time_s, auc, _num(f["val_auc_kept_model"], 4)])
-    return ('<h2 id="training-title">Training</h2>\n<p><b>How to read:</b> "stopped by": the epoch limit '
-            "(training.epochs), early stopping (no lower validation loss for training.early_stopping_patience "
-            "epochs) or the time limit (training.max_time_s: no epoch is started that would end past it). The "
-            "model kept is the one of the lowest validation loss; its validation AUC is in the last column.</p>\n"
-            + _table("training-facts", head, body))
+        body.append(
+            [
+                html.escape(name),
+                n_train,
+                _num(f["n_val"]),
+                f"{_num(f['epochs_run'])} / {_num(f['epochs'])}",
+                stop,
+                time_s,
+                auc,
+                _num(f["val_auc_kept_model"], 4),
+            ]
+        )
+    return (
+        '<h2 id="training-title">Training</h2>\n<p><b>How to read:</b> "stopped by": the epoch limit '
+        "(training.epochs), early stopping (no lower validation loss for training.early_stopping_patience "
+        "epochs) or the time limit (training.max_time_s: no epoch is started that would end past it). The "
+        "model kept is the one of the lowest validation loss; its validation AUC is in the last column.</p>\n"
+        + _table("training-facts", head, body)
+    )
 
 
 def _trigger_html(rows: list[dict[str, Any]], fprs: list[float], trial_rate_hz: float, trial_note: str) -> str:
@@ -591,13 +688,19 @@ def _trigger_html(rows: list[dict[str, Any]], fprs: list[float], trial_rate_hz: 
         for x in fprs:
             g = f"{x:g}"
             v, ci = r.get(f"trigger_rate_hz_at_fpr_{g}"), r.get(f"trigger_rate_interval_hz_at_fpr_{g}")
-            cells.append("n/a" if v is None else _hz(v) + (f' <span class="ci">[{_hz(ci[0])}, {_hz(ci[1])}]</span>'
-                                                          if ci and None not in ci else ""))
+            cells.append(
+                "n/a"
+                if v is None
+                else _hz(v)
+                + (f' <span class="ci">[{_hz(ci[0])}, {_hz(ci[1])}]</span>' if ci and None not in ci else "")
+            )
         body.append(cells)
-    return (f'<h3>Trigger rates on background at a trial rate of {_hz(trial_rate_hz)}</h3>\n<p><b>How to read:</b> '
-            f"the rate at which each method would trigger on background: the false-positive rate it reaches on the "
-            f"test background at each working point times the trial rate, {html.escape(trial_note)}; 68 % "
-            "Clopper-Pearson intervals.</p>\n" + _table("trigger-rates", head, body))
+    return (
+        f"<h3>Trigger rates on background at a trial rate of {_hz(trial_rate_hz)}</h3>\n<p><b>How to read:</b> "
+        f"the rate at which each method would trigger on background: the false-positive rate it reaches on the "
+        f"test background at each working point times the trial rate, {html.escape(trial_note)}; 68 % "
+        "Clopper-Pearson intervals.</p>\n" + _table("trigger-rates", head, body)
+    )
 
 
 def _kinds_html(rows: list[dict[str, Any]], kinds: list[str], f: str) -> str:
@@ -609,12 +712,17 @@ def _kinds_html(rows: list[dict[str, Any]], kinds: list[str], f: str) -> str:
         cells = [html.escape(r["method"])]
         for k in kinds:
             c = r.get(f"false_alarms_{k}_at_fpr_{f}")
-            cells.append(DASH if not c or c["rate"] is None else
-                         f"{_pct(c['rate'])} <span class=\"ci\">({c['false_positives']} of {c['n']})</span>")
+            cells.append(
+                DASH
+                if not c or c["rate"] is None
+                else f'{_pct(c["rate"])} <span class="ci">({c["false_positives"]} of {c["n"]})</span>'
+            )
         body.append(cells)
-    return (f"<h3>False alarms per kind of human-made transient at FPR {f}</h3>\n<p><b>How to read:</b> the "
-            "fraction of the background traces with each kind of transient that trigger at the working point "
-            "(threshold set on all test background); lower is better.</p>\n" + _table("kind-false-alarms", head, body))
+    return (
+        f"<h3>False alarms per kind of human-made transient at FPR {f}</h3>\n<p><b>How to read:</b> the "
+        "fraction of the background traces with each kind of transient that trigger at the working point "
+        "(threshold set on all test background); lower is better.</p>\n" + _table("kind-false-alarms", head, body)
+    )
 
 
 # -- robustness -------------------------------------------------------------------------------------
@@ -636,7 +744,9 @@ def _robustness_cells(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def robustness_summary(
-    results: list[dict[str, Any]], methods: list[str], score_map: dict[str, dict[str, np.ndarray]],
+    results: list[dict[str, Any]],
+    methods: list[str],
+    score_map: dict[str, dict[str, np.ndarray]],
     where: list[str] | None = None,
 ) -> dict[str, Any]:
     """The report's robustness section (JSON-ready): one entry per shift with the figures of every
@@ -646,8 +756,10 @@ def robustness_summary(
     fpr, points, width = first["fpr"], list(first["snr_points"]), first.get("snr_bin_width", 1.0)
     for r, w in zip(results, where, strict=True):
         if r["fpr"] != fpr or list(r["snr_points"]) != points or r.get("snr_bin_width", 1.0) != width:
-            msg = (f"{w}: fpr / snr_points / snr_bin_width ({r['fpr']}, {r['snr_points']}, {r.get('snr_bin_width')}) "
-                   f"differ from those of {where[0]} ({fpr}, {points}, {width}); run every method with one setting")
+            msg = (
+                f"{w}: fpr / snr_points / snr_bin_width ({r['fpr']}, {r['snr_points']}, {r.get('snr_bin_width')}) "
+                f"differ from those of {where[0]} ({fpr}, {points}, {width}); run every method with one setting"
+            )
             raise CrnnError(msg)
     order = [m for m in methods if any(r["method"] == m for r in results)]
     order += [r["method"] for r in results if r["method"] not in order]
@@ -656,26 +768,45 @@ def robustness_summary(
     for name in order:
         d = score_map.get(name)
         if d is not None and "has_transient" in d and "snr" in d:
-            in_domain[name] = _robustness_cells(measure(d["scores"], d["labels"], d["snr"], d["has_transient"], fpr=fpr,
-                                                        snr_points=tuple(points), snr_bin_width=width))
+            in_domain[name] = _robustness_cells(
+                measure(
+                    d["scores"],
+                    d["labels"],
+                    d["snr"],
+                    d["has_transient"],
+                    fpr=fpr,
+                    snr_points=tuple(points),
+                    snr_bin_width=width,
+                )
+            )
     if in_domain:
-        shifts[IN_DOMAIN] = {"name": IN_DOMAIN, "in_domain": True,
-                             "description": "the test split of the training data, thresholds on its own noise-only "
-                                            "background (its pulses span simulate.snr_range, so a top bin may be "
-                                            "partly empty)", "results": in_domain}
+        shifts[IN_DOMAIN] = {
+            "name": IN_DOMAIN,
+            "in_domain": True,
+            "description": "the test split of the training data, thresholds on its own noise-only "
+            "background (its pulses span simulate.snr_range, so a top bin may be "
+            "partly empty)",
+            "results": in_domain,
+        }
     skipped: dict[str, str] = {}
     for r in sorted(results, key=lambda r: order.index(r["method"])):
         for sh in r["shifts"]:
-            entry = shifts.setdefault(sh["name"], {"name": sh["name"], "in_domain": False,
-                                                   "description": sh.get("description", ""), "results": {}})
+            entry = shifts.setdefault(
+                sh["name"],
+                {"name": sh["name"], "in_domain": False, "description": sh.get("description", ""), "results": {}},
+            )
             entry["results"][r["method"]] = _robustness_cells(sh)
             entry.setdefault("seed", sh.get("seed"))
             entry.setdefault("n_traces", sh.get("n_traces"))
         for sk in r.get("skipped", []):
             skipped.setdefault(sk["name"], sk["reason"])
     return {
-        "fpr": fpr, "snr_points": points, "snr_bin_width": width, "snr_range": first.get("snr_range"),
-        "methods": order, "shifts": list(shifts.values()),
+        "fpr": fpr,
+        "snr_points": points,
+        "snr_bin_width": width,
+        "snr_range": first.get("snr_range"),
+        "methods": order,
+        "shifts": list(shifts.values()),
         "skipped": [{"name": n, "reason": why} for n, why in skipped.items() if n not in shifts],
     }
 
@@ -683,7 +814,8 @@ def robustness_summary(
 def _robustness_html(rob: dict[str, Any]) -> str:
     points, methods = rob["snr_points"], rob["methods"]
     head1 = '<th rowspan="2">shift</th>' + "".join(
-        f'<th colspan="{len(points) + 1}">{html.escape(m)}</th>' for m in methods)
+        f'<th colspan="{len(points) + 1}">{html.escape(m)}</th>' for m in methods
+    )
     head2 = "".join("".join(f"<th>SNR {p:g}</th>" for p in points) + "<th>transients passing</th>" for _ in methods)
     body = []
     for sh in rob["shifts"]:
@@ -700,22 +832,33 @@ def _robustness_html(rob: dict[str, Any]) -> str:
             cells.extend(f"<td>{_num(e)}</td>" for e in c["efficiency_noise"])
             cells.append(f"<td>{_pct(c['transient_pass_rate'])}</td>")
         body.append(f'<tr data-shift="{label}">' + "".join(cells) + "</tr>")
-    desc = "".join(f"<li><b>{html.escape(sh['name'])}</b>: {html.escape(sh.get('description') or '')}"
-                   + (f" (seed {sh['seed']}, {sh['n_traces']} traces)" if sh.get("seed") is not None else "") + "</li>"
-                   for sh in rob["shifts"])
+    desc = "".join(
+        f"<li><b>{html.escape(sh['name'])}</b>: {html.escape(sh.get('description') or '')}"
+        + (f" (seed {sh['seed']}, {sh['n_traces']} traces)" if sh.get("seed") is not None else "")
+        + "</li>"
+        for sh in rob["shifts"]
+    )
     skipped = ""
     if rob["skipped"]:
-        skipped = ('<p id="robustness-skipped"><b>Shifts not run:</b></p><ul>'
-                   + "".join(f"<li><b>{html.escape(s['name'])}</b>: {html.escape(s['reason'])}</li>" for s in rob["skipped"])
-                   + "</ul>")
+        skipped = (
+            '<p id="robustness-skipped"><b>Shifts not run:</b></p><ul>'
+            + "".join(f"<li><b>{html.escape(s['name'])}</b>: {html.escape(s['reason'])}</li>" for s in rob["skipped"])
+            + "</ul>"
+        )
     rng = rob.get("snr_range")
-    setting = (f"Threshold at FPR {rob['fpr']:g} on each shift's own noise-only background; efficiency in SNR bins "
-               f"of width {rob['snr_bin_width']:g} centred on {', '.join(f'{p:g}' for p in points)}"
-               + (f"; shift pulses drawn at SNR {rng[0]:g}-{rng[1]:g}" if rng else "") + ".")
-    return (f'<h2 id="robustness">Robustness to other detectors</h2>\n<p><b>How to read:</b> '
-            f"{html.escape(CAPTIONS['robustness'])} {html.escape(setting)}</p>\n"
-            f'<div class="wide"><table id="robustness-table"><thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>\n'
-            + "\n".join(body) + f"\n</tbody></table></div>\n<p><b>Shifts:</b></p><ul>{desc}</ul>{skipped}")
+    setting = (
+        f"Threshold at FPR {rob['fpr']:g} on each shift's own noise-only background; efficiency in SNR bins "
+        f"of width {rob['snr_bin_width']:g} centred on {', '.join(f'{p:g}' for p in points)}"
+        + (f"; shift pulses drawn at SNR {rng[0]:g}-{rng[1]:g}" if rng else "")
+        + "."
+    )
+    return (
+        f'<h2 id="robustness">Robustness to other detectors</h2>\n<p><b>How to read:</b> '
+        f"{html.escape(CAPTIONS['robustness'])} {html.escape(setting)}</p>\n"
+        f'<div class="wide"><table id="robustness-table"><thead><tr>{head1}</tr><tr>{head2}</tr></thead><tbody>\n'
+        + "\n".join(body)
+        + f"\n</tbody></table></div>\n<p><b>Shifts:</b></p><ul>{desc}</ul>{skipped}"
+    )
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1250px;color:#222;padding:0 1em}
@@ -727,9 +870,17 @@ figcaption b{color:#000}details summary{cursor:pointer;font-weight:600;margin:.5
 
 
 def write_summary_html(
-    path: Path, rows: list[dict[str, Any]], context: dict[str, Any], figures: list[tuple[str, str, Path]],
-    galleries: list[tuple[str, Path]], fprs: list[float], fpr: float, headline: str, robustness_html: str = "",
-    facts_html: str = "", extra_html: str = "",
+    path: Path,
+    rows: list[dict[str, Any]],
+    context: dict[str, Any],
+    figures: list[tuple[str, str, Path]],
+    galleries: list[tuple[str, Path]],
+    fprs: list[float],
+    fpr: float,
+    headline: str,
+    robustness_html: str = "",
+    facts_html: str = "",
+    extra_html: str = "",
 ) -> None:
     """The page: headline, context, ``facts_html`` (acquisition), the comparison tables, ``extra_html``
     (trigger rates, false alarms per kind, training), robustness, figures and galleries."""
@@ -737,8 +888,10 @@ def write_summary_html(
     figs = []
     for title, caption, p in figures:
         if p.exists():
-            figs.append(f"<h2>{html.escape(title)}</h2><figure>{_img(p)}<figcaption><b>How to read:</b> "
-                        f"{html.escape(caption)}</figcaption></figure>")
+            figs.append(
+                f"<h2>{html.escape(title)}</h2><figure>{_img(p)}<figcaption><b>How to read:</b> "
+                f"{html.escape(caption)}</figcaption></figure>"
+            )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>crnn run summary</title>
 <style>{STYLE}</style></head><body>
@@ -781,16 +934,23 @@ def measured_backgrounds(split_paths: list[str | Path]) -> dict[str, dict[str, i
             continue
         split = attrs.get("split", Path(p).stem)
         split = split.decode() if isinstance(split, bytes) else str(split)
-        out[split] = {"n_measured": int(attrs.get("n_measured", 0)),
-                      "n_distinct_measured": int(attrs["n_distinct_measured"])}
+        out[split] = {
+            "n_measured": int(attrs.get("n_measured", 0)),
+            "n_distinct_measured": int(attrs["n_distinct_measured"]),
+        }
     return out
 
 
 def _measured_line(counts: dict[str, dict[str, int]]) -> str:
     if not any(c["n_measured"] for c in counts.values()):
         return "none (simulated noise only)"
-    return "; ".join(f"{split} {c['n_distinct_measured']} distinct measured traces behind {c['n_measured']} traces"
-                     for split, c in counts.items()) + " (each measured trace in one split only)"
+    return (
+        "; ".join(
+            f"{split} {c['n_distinct_measured']} distinct measured traces behind {c['n_measured']} traces"
+            for split, c in counts.items()
+        )
+        + " (each measured trace in one split only)"
+    )
 
 
 def _test_split(dataset: list[str | Path] | None, metrics: list[dict[str, Any]]) -> Path | None:
@@ -816,12 +976,21 @@ def _card_acquisition(cards: dict[str, dict[str, Any]]) -> dict[str, Any] | None
         return None
     rate, n = float(c["sampling_rate_hz"]), int(c["n_samples"])
     band = c.get("band_hz")
-    return {"sampling_rate_hz": rate, "n_samples": n, "duration_s": n / rate, "n_channels": int(c["n_channels"]),
-            "unit": c.get("unit_trained", "?"), "n_traces": None, "band_hz": list(band) if band else None}
+    return {
+        "sampling_rate_hz": rate,
+        "n_samples": n,
+        "duration_s": n / rate,
+        "n_channels": int(c["n_channels"]),
+        "unit": c.get("unit_trained", "?"),
+        "n_traces": None,
+        "band_hz": list(band) if band else None,
+    }
 
 
 def pulse_breakdown(
-    metrics: list[dict[str, Any]], score_map: dict[str, dict[str, np.ndarray]], meta: dict[str, np.ndarray],
+    metrics: list[dict[str, Any]],
+    score_map: dict[str, dict[str, np.ndarray]],
+    meta: dict[str, np.ndarray],
     duration_s: float | None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Per method, at its report working point: the efficiency against arrival time (``time_ns``)
@@ -883,8 +1052,10 @@ def report(
         m["_path"] = str(p)
         same = next((o for o in metrics if o["method"] == m["method"]), None)
         if same is not None:
-            msg = (f"{same['_path']} and {p} both name their method {m['method']!r}; method names in a report "
-                   "must be unique: evaluate again with --name (or train with --name)")
+            msg = (
+                f"{same['_path']} and {p} both name their method {m['method']!r}; method names in a report "
+                "must be unique: evaluate again with --name (or train with --name)"
+            )
             raise CrnnError(msg)
         metrics.append(m)
     # networks first, then baselines, the matched filter last (the reference)
@@ -912,9 +1083,11 @@ def report(
         trial, trial_note = float(rs.trial_rate_hz), "as set (report.trial_rate_hz, --trial-rate-hz)"
     elif acq is not None:
         trial = default_trial_rate_hz(acq)
-        trial_note = (f"that of continuous data cut into back-to-back traces ({acq['sampling_rate_hz'] / 1e6:g} MHz / "
-                      f"{acq['n_samples']} samples; set report.trial_rate_hz for the rate of traces your trigger "
-                      "tests)")
+        trial_note = (
+            f"that of continuous data cut into back-to-back traces ({acq['sampling_rate_hz'] / 1e6:g} MHz / "
+            f"{acq['n_samples']} samples; set report.trial_rate_hz for the rate of traces your trigger "
+            "tests)"
+        )
     else:
         trial, trial_note = None, ""
     for r, m in zip(rows, metrics, strict=True):
@@ -934,7 +1107,9 @@ def report(
             d = score_map.get(m["method"])
             if d is None or "report_working_point" not in m:
                 continue
-            by_kind = false_alarms_by_kind(d["scores"], d["labels"], codes, names, m["report_working_point"]["threshold"])
+            by_kind = false_alarms_by_kind(
+                d["scores"], d["labels"], codes, names, m["report_working_point"]["threshold"]
+            )
             for k, c in by_kind.items():
                 r[f"false_alarms_{k}_at_fpr_{f}"] = c
     breakdown = pulse_breakdown(metrics, score_map, meta, acq["duration_s"] if acq else None)
@@ -949,28 +1124,49 @@ def report(
     plot_efficiency(metrics, out / "efficiency.png")
     plot_snr_levels(metrics, out / "snr.png", wp_fpr)
     if score_map:
-        thresholds = {m["method"]: m["report_working_point"]["threshold"] for m in metrics if "report_working_point" in m}
+        thresholds = {
+            m["method"]: m["report_working_point"]["threshold"] for m in metrics if "report_working_point" in m
+        }
         meaning = {m["method"]: m.get("score_meaning", "score") for m in metrics}
         plot_scores(score_map, out / "scores.png", meaning, thresholds)
     if all("report_working_point" in m for m in metrics):
         plot_confusion(metrics, out / "confusion.png")
     plot_history(hist_map, out / "training.png")
     plot_binned_efficiency(
-        [("time of the pulse's peak in the trace (ns)", f"arrival time; FPR = {f}, threshold on all background",
-          breakdown["time_ns"]),
-         ("polarisation angle (degrees, folded into 0-180)", f"polarisation; FPR = {f}, threshold on all background",
-          breakdown["polarisation_deg"])],
-        metrics, out / "efficiency_arrival_polarisation.png")
+        [
+            (
+                "time of the pulse's peak in the trace (ns)",
+                f"arrival time; FPR = {f}, threshold on all background",
+                breakdown["time_ns"],
+            ),
+            (
+                "polarisation angle (degrees, folded into 0-180)",
+                f"polarisation; FPR = {f}, threshold on all background",
+                breakdown["polarisation_deg"],
+            ),
+        ],
+        metrics,
+        out / "efficiency_arrival_polarisation.png",
+    )
     first = metrics[0]
     context = {
         "created (UTC)": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "crnn version": __version__,
         "test file": first.get("test_file"),
-        "test traces": (f"{first['n_test']} ({first['n_signal']} with a pulse, {first['n_background']} background"
-                        + (f": {first['n_background_noise']} noise only, {first['n_background_transient']} with a "
-                           "human-made transient" if "n_background_noise" in first else "") + ")"),
-        "working point": (f"FPR {wp_fpr:g} on the test background"
-                          + (f" ({first['report_working_point']['note']})" if "report_working_point" in first else "")),
+        "test traces": (
+            f"{first['n_test']} ({first['n_signal']} with a pulse, {first['n_background']} background"
+            + (
+                f": {first['n_background_noise']} noise only, {first['n_background_transient']} with a "
+                "human-made transient"
+                if "n_background_noise" in first
+                else ""
+            )
+            + ")"
+        ),
+        "working point": (
+            f"FPR {wp_fpr:g} on the test background"
+            + (f" ({first['report_working_point']['note']})" if "report_working_point" in first else "")
+        ),
         "SNR": "peak |signal| over channels and samples / RMS of the background (galactic, thermal, CW; no transients)",
         "intervals": f"68.3 %; bootstrap with {first.get('n_bootstrap', 0)} replicates, Clopper-Pearson for rates",
     }
@@ -984,8 +1180,11 @@ def report(
         ("ROC", CAPTIONS["roc"], out / "roc.png"),
         ("Efficiency vs SNR", CAPTIONS["efficiency"], out / "efficiency.png"),
         ("SNR at 50 % and 90 % efficiency", CAPTIONS["snr"], out / "snr.png"),
-        ("Efficiency vs arrival time and polarisation", CAPTIONS["efficiency_arrival_polarisation"],
-         out / "efficiency_arrival_polarisation.png"),
+        (
+            "Efficiency vs arrival time and polarisation",
+            CAPTIONS["efficiency_arrival_polarisation"],
+            out / "efficiency_arrival_polarisation.png",
+        ),
         ("Score distributions", CAPTIONS["scores"], out / "scores.png"),
         ("Confusion matrices at the working point", CAPTIONS["confusion"], out / "confusion.png"),
         ("Training curves", CAPTIONS["training"], out / "training.png"),
@@ -993,39 +1192,76 @@ def report(
     # the networks' galleries, then the matched filter's (the reference), then the other baselines'
     ordered = sorted(metrics, key=lambda m: (m.get("kind") != "model", m["method"] != REFERENCE))
     galleries = [(m["method"], Path(m["_dir"]) / "gallery.png") for m in ordered]
-    summary: dict[str, Any] = {"format": "crnn-summary/1", "context": context, "working_point_fpr": wp_fpr,
-                               "acquisition": acq, "trial_rate_hz": trial, "transient_kinds": kinds,
-                               "efficiency_by_pulse": breakdown, "rows": rows}
+    summary: dict[str, Any] = {
+        "format": "crnn-summary/1",
+        "context": context,
+        "working_point_fpr": wp_fpr,
+        "acquisition": acq,
+        "trial_rate_hz": trial,
+        "transient_kinds": kinds,
+        "efficiency_by_pulse": breakdown,
+        "rows": rows,
+    }
     rob_html = ""
     if rob_results:
-        summary["robustness"] = robustness_summary(rob_results, [m["method"] for m in metrics], score_map,
-                                                   [str(p) for p in robustness or []])
+        summary["robustness"] = robustness_summary(
+            rob_results, [m["method"] for m in metrics], score_map, [str(p) for p in robustness or []]
+        )
         rob_html = _robustness_html(summary["robustness"])
-    extra = (_trigger_html(rows, fprs, trial, trial_note) if trial is not None else "") + _kinds_html(rows, kinds, f) \
+    extra = (
+        (_trigger_html(rows, fprs, trial, trial_note) if trial is not None else "")
+        + _kinds_html(rows, kinds, f)
         + _training_html(facts)
-    write_summary_html(out / "summary.html", rows, context, figures, galleries, fprs, wp_fpr,
-                       _headline(metrics, rows, wp_fpr, trial), rob_html,
-                       facts_html=_acquisition_html(acq, str(test_path or "model card")), extra_html=extra)
+    )
+    write_summary_html(
+        out / "summary.html",
+        rows,
+        context,
+        figures,
+        galleries,
+        fprs,
+        wp_fpr,
+        _headline(metrics, rows, wp_fpr, trial),
+        rob_html,
+        facts_html=_acquisition_html(acq, str(test_path or "model card")),
+        extra_html=extra,
+    )
     summary["measured_backgrounds"] = measured
     write_json(out / "summary.json", summary)
     _log_summary(rows, facts, acq, wp_fpr, trial, out / "summary.html")
     return out / "summary.html"
 
 
-def _log_summary(rows: list[dict[str, Any]], facts: dict[str, dict[str, Any]], acq: dict[str, Any] | None,
-                 fpr: float, trial: float | None, page: Path) -> None:
+def _log_summary(
+    rows: list[dict[str, Any]],
+    facts: dict[str, dict[str, Any]],
+    acq: dict[str, Any] | None,
+    fpr: float,
+    trial: float | None,
+    page: Path,
+) -> None:
     """One readable line per method and model, then where the page is."""
     f = f"{fpr:g}"
     if acq is not None:
         log.info("acquisition: %s", "; ".join(f"{k} {v}" for k, v in acquisition_text(acq).items()))
     for r in rows:
-        tpr, s50, ratio = r.get(f"tpr_at_fpr_{f}"), r.get(f"snr50_at_fpr_{f}"), r.get(
-            f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}")
+        tpr, s50, ratio = (
+            r.get(f"tpr_at_fpr_{f}"),
+            r.get(f"snr50_at_fpr_{f}"),
+            r.get(f"noise_snr50_ratio_to_{REFERENCE}_at_fpr_{f}"),
+        )
         rate = r.get(f"trigger_rate_hz_at_fpr_{f}")
-        log.info("%s (%s): AUC %.4f; at FPR %s: TPR %s, SNR 50 %% %s%s%s", r["method"], r["kind"], r["auc"], f,
-                 "n/a" if tpr is None else f"{tpr:.3f}", "not reached" if s50 is None else f"{s50:.2f}",
-                 "" if ratio is None else f", noise-only SNR 50 % / matched filter's {ratio:.2f}",
-                 "" if rate is None or trial is None else f", trigger rate {_hz(rate)} at {_hz(trial)} trials")
+        log.info(
+            "%s (%s): AUC %.4f; at FPR %s: TPR %s, SNR 50 %% %s%s%s",
+            r["method"],
+            r["kind"],
+            r["auc"],
+            f,
+            "n/a" if tpr is None else f"{tpr:.3f}",
+            "not reached" if s50 is None else f"{s50:.2f}",
+            "" if ratio is None else f", noise-only SNR 50 % / matched filter's {ratio:.2f}",
+            "" if rate is None or trial is None else f", trigger rate {_hz(rate)} at {_hz(trial)} trials",
+        )
     for name, fa in facts.items():
         log.info("training of %s: %s", name, training_text(fa))
     log.info("summary page: %s", page.resolve())
@@ -1036,32 +1272,63 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--history", nargs="*", default=[], help="history.csv files from crnn train")
     p.add_argument("--card", nargs="*", default=[], help="model cards (model.card.json)")
     p.add_argument("--robustness", nargs="*", default=[], help="robustness JSON files from crnn robustness")
-    p.add_argument("--dataset", nargs="*", default=[],
-                   help="split files of crnn dataset, for how many distinct measured backgrounds each holds, the "
-                        "acquisition and the test split's per-trace metadata (default: the test file named in the "
-                        "metrics)")
-    p.add_argument("--trial-rate-hz", type=float,
-                   help="traces the trigger tests per second, for the trigger rates in Hz (default: sampling rate / "
-                        "trace length, continuous data in back-to-back traces)")
+    p.add_argument(
+        "--dataset",
+        nargs="*",
+        default=[],
+        help="split files of crnn dataset, for how many distinct measured backgrounds each holds, the "
+        "acquisition and the test split's per-trace metadata (default: the test file named in the "
+        "metrics)",
+    )
+    p.add_argument(
+        "--trial-rate-hz",
+        type=float,
+        help="traces the trigger tests per second, for the trigger rates in Hz (default: sampling rate / "
+        "trace length, continuous data in back-to-back traces)",
+    )
     p.add_argument("--output-dir", "-o", required=True, help="folder for summary.html and plots")
 
 
 #: the files `crnn report` writes into its output folder
-REPORT_FILES = ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png",
-                "efficiency_arrival_polarisation.png", "summary.html", "summary.json")
+REPORT_FILES = (
+    "roc.png",
+    "efficiency.png",
+    "snr.png",
+    "scores.png",
+    "confusion.png",
+    "training.png",
+    "efficiency_arrival_polarisation.png",
+    "summary.html",
+    "summary.json",
+)
 
 
 def run(args: argparse.Namespace) -> None:
-    beside = [(f"--metrics {p} ({name})", Path(p).with_name(name)) for p in args.metrics
-              for name in ("scores.h5", "gallery.png")]
-    inputs = [*(("--metrics", p) for p in args.metrics), *beside, *(("--history", p) for p in args.history),
-              *(("--card", p) for p in args.card), *(("--robustness", p) for p in args.robustness),
-              *(("--dataset", p) for p in args.dataset)]
+    beside = [
+        (f"--metrics {p} ({name})", Path(p).with_name(name))
+        for p in args.metrics
+        for name in ("scores.h5", "gallery.png")
+    ]
+    inputs = [
+        *(("--metrics", p) for p in args.metrics),
+        *beside,
+        *(("--history", p) for p in args.history),
+        *(("--card", p) for p in args.card),
+        *(("--robustness", p) for p in args.robustness),
+        *(("--dataset", p) for p in args.dataset),
+    ]
     refuse_aliases(inputs, folder_outputs("--output-dir", args.output_dir, REPORT_FILES))
     check_value(args.trial_rate_hz, "report.trial_rate_hz", "--trial-rate-hz")
     check_outputs(folders=[("--output-dir", args.output_dir)])
-    report(args.metrics, args.output_dir, histories=args.history, cards=args.card, robustness=args.robustness,
-           dataset=args.dataset, settings=ReportSettings(trial_rate_hz=args.trial_rate_hz))
+    report(
+        args.metrics,
+        args.output_dir,
+        histories=args.history,
+        cards=args.card,
+        robustness=args.robustness,
+        dataset=args.dataset,
+        settings=ReportSettings(trial_rate_hz=args.trial_rate_hz),
+    )
 
 
 if __name__ == "__main__":

@@ -190,8 +190,10 @@ class AnalogBandpass(_AnalogZpk):
     def analog_zpk(self):
         """The analog edges' zeros, poles and gain (rad/s)."""
         zs, ps, k = [], [], 1.0
-        for kind, order, f, btype in ((self.highpass_kind, self.highpass_order, self.band_hz[0], "highpass"),
-                                      (self.lowpass_kind, self.lowpass_order, self.band_hz[1], "lowpass")):
+        for kind, order, f, btype in (
+            (self.highpass_kind, self.highpass_order, self.band_hz[0], "highpass"),
+            (self.lowpass_kind, self.lowpass_order, self.band_hz[1], "lowpass"),
+        ):
             if order:
                 z, p, kk = _edge_zpk(kind, order, f, btype, self.ripple_db)
                 zs.append(z)
@@ -222,8 +224,14 @@ class DigitalBandpass(AnalogBandpass):
     def zpk(self):
         fs = self.sampling_rate_hz
         warped = tuple(fs / np.pi * np.tan(np.pi * f / fs) for f in self.band_hz)  # pre-warp the edges
-        analog = AnalogBandpass(band_hz=warped, highpass_order=self.highpass_order, lowpass_order=self.lowpass_order,
-                                highpass_kind=self.highpass_kind, lowpass_kind=self.lowpass_kind, ripple_db=self.ripple_db)
+        analog = AnalogBandpass(
+            band_hz=warped,
+            highpass_order=self.highpass_order,
+            lowpass_order=self.lowpass_order,
+            highpass_kind=self.highpass_kind,
+            lowpass_kind=self.lowpass_kind,
+            ripple_db=self.ripple_db,
+        )
         z, p, k = analog.analog_zpk
         return signal.bilinear_zpk(z, p, k, fs)
 
@@ -286,8 +294,9 @@ class DigitalChebyshev(_Digital):
 
     @cached_property
     def zpk(self):
-        return signal.cheby1(self.order, self.ripple_db, list(self.band_hz), btype="bandpass",
-                             fs=self.sampling_rate_hz, output="zpk")
+        return signal.cheby1(
+            self.order, self.ripple_db, list(self.band_hz), btype="bandpass", fs=self.sampling_rate_hz, output="zpk"
+        )
 
 
 # ---------------------------------------------------------------------------------- antenna terms
@@ -355,8 +364,10 @@ class Echo:
 
     def __post_init__(self) -> None:
         if len(self.delays_s) != len(self.amplitudes):
-            msg = (f"response 'echo': delays_s and amplitudes must have the same length; found "
-                   f"{len(self.delays_s)} and {len(self.amplitudes)}")
+            msg = (
+                f"response 'echo': delays_s and amplitudes must have the same length; found "
+                f"{len(self.delays_s)} and {len(self.amplitudes)}"
+            )
             raise CrnnError(msg)
 
     def transfer(self, frequency_hz: np.ndarray) -> np.ndarray:
@@ -619,8 +630,13 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as f:
-            f.visititems(lambda name, obj: out.__setitem__(name, np.asarray(obj[()], dtype=np.float64).ravel())
-                         if isinstance(obj, h5py.Dataset) else None)
+            f.visititems(
+                lambda name, obj: (
+                    out.__setitem__(name, np.asarray(obj[()], dtype=np.float64).ravel())
+                    if isinstance(obj, h5py.Dataset)
+                    else None
+                )
+            )
     except OSError as exc:
         msg = f"{path}: not a readable HDF5 file ({exc})"
         raise CrnnError(msg) from exc
@@ -714,8 +730,9 @@ def _format_of(path: Path, fmt: str) -> str:
     return "csv"
 
 
-def load_table(spec: TableSpec, *, base_dir: str | Path | None = None,
-               band_hz: tuple[float, float] | None = None) -> Table:
+def load_table(
+    spec: TableSpec, *, base_dir: str | Path | None = None, band_hz: tuple[float, float] | None = None
+) -> Table:
     """Read and validate a tabulated response (CSV, HDF5 or Touchstone)."""
     path = _resolve(spec.file, base_dir)
     fmt = _format_of(path, spec.format)
@@ -743,15 +760,19 @@ def load_table(spec: TableSpec, *, base_dir: str | Path | None = None,
             pcols = _read_csv(ppath, pspec) if _format_of(ppath, spec.format) == "csv" else _read_hdf5(ppath)
             pfreq, _ = _frequency(ppath, pcols, pspec, len(next(iter(pcols.values()))))
             if len(pfreq) != len(freq) or not np.allclose(pfreq, freq, rtol=1e-9, atol=0):
-                msg = (f"{ppath}: the phase file's frequencies must equal those of {path} "
-                       f"({len(freq)} rows from {freq[0]:g} Hz); found {len(pfreq)} rows from {pfreq[0]:g} Hz")
+                msg = (
+                    f"{ppath}: the phase file's frequencies must equal those of {path} "
+                    f"({len(freq)} rows from {freq[0]:g} Hz); found {len(pfreq)} rows from {pfreq[0]:g} Hz"
+                )
                 raise CrnnError(msg)
             key = spec.phase_column if spec.phase_column is not None else spec.gain_column
             phase = _phase(ppath, pcols, dataclasses.replace(pspec, phase_column=key), pfreq)
         if spec.phase == "table" and phase is None:
-            msg = (f"{path}: no phase column (expected 'phase_rad', 'phase_deg' or 'group_delay_s', or "
-                   f"phase_column / group_delay_column / phase_file); give phase: minimum or phase: zero for a "
-                   f"magnitude-only table")
+            msg = (
+                f"{path}: no phase column (expected 'phase_rad', 'phase_deg' or 'group_delay_s', or "
+                f"phase_column / group_delay_column / phase_file); give phase: minimum or phase: zero for a "
+                f"magnitude-only table"
+            )
             raise CrnnError(msg)
     _validate(path, fname, freq, rows)
     _validate(path, gname, gain, rows)
@@ -763,15 +784,19 @@ def load_table(spec: TableSpec, *, base_dir: str | Path | None = None,
         i = int(np.argmax(steps <= 0)) + 1
         row = rows[i] if rows is not None and len(rows) == len(freq) else i
         what = "a duplicate" if steps[i - 1] == 0 else "unsorted"
-        msg = (f"{path}: column {fname!r} must be strictly increasing; found {freq[i]:g} after "
-               f"{freq[i - 1]:g} at row {row} ({what})")
+        msg = (
+            f"{path}: column {fname!r} must be strictly increasing; found {freq[i]:g} after "
+            f"{freq[i - 1]:g} at row {row} ({what})"
+        )
         raise CrnnError(msg)
     if (gain < 0).any():
         i = int(np.argmax(gain < 0))
         if spec.negative_gain == "error":
             row = rows[i] if rows is not None and len(rows) == len(gain) else i
-            msg = (f"{path}: column {gname!r} is a linear gain and must be >= 0; found {gain[i]:g} at row {row} "
-                   f"({int((gain < 0).sum())} negative values; negative_gain: clip sets them to 0)")
+            msg = (
+                f"{path}: column {gname!r} is a linear gain and must be >= 0; found {gain[i]:g} at row {row} "
+                f"({int((gain < 0).sum())} negative values; negative_gain: clip sets them to 0)"
+            )
             raise CrnnError(msg)
         gain = np.clip(gain, 0.0, None)
     if phase is not None:
@@ -782,8 +807,14 @@ def load_table(spec: TableSpec, *, base_dir: str | Path | None = None,
         phase = _table_minimum_phase(freq, gain)
     band = spec.band_hz or band_hz
     if band is not None and (band[0] < freq[0] or band[1] > freq[-1]):
-        log.warning("%s: the table covers %.4g-%.4g Hz but the band is %.4g-%.4g Hz; H = 0 outside the table",
-                    path, freq[0], freq[-1], band[0], band[1])
+        log.warning(
+            "%s: the table covers %.4g-%.4g Hz but the band is %.4g-%.4g Hz; H = 0 outside the table",
+            path,
+            freq[0],
+            freq[-1],
+            band[0],
+            band[1],
+        )
     if spec.taper_hz < 0:
         msg = f"{path}: taper_hz must be >= 0; found {spec.taper_hz}"
         raise CrnnError(msg)
@@ -799,8 +830,13 @@ def _gain(path: Path, cols: dict[str, np.ndarray], spec: TableSpec) -> tuple[np.
         found = _find(cols, "gain")
         if found is None:
             names = [c for c in cols if c != "__rows__"]
-            raise MissingFieldError(str(path), "gain", names, kind="column",
-                                    expected="or 'gain_db' / 'loss_db', or name one with gain_column")
+            raise MissingFieldError(
+                str(path),
+                "gain",
+                names,
+                kind="column",
+                expected="or 'gain_db' / 'loss_db', or name one with gain_column",
+            )
         name, default = found
         values = cols[name]
     unit = _unit(spec.gain_unit, _GAIN_UNITS, "gain_unit", path, default)
@@ -815,8 +851,10 @@ def _gain(path: Path, cols: dict[str, np.ndarray], spec: TableSpec) -> tuple[np.
 def _frequency(path: Path, cols: dict[str, np.ndarray], spec: TableSpec, n: int) -> tuple[np.ndarray, str]:
     if spec.frequency_start_hz is not None or spec.frequency_step_hz is not None:
         if spec.frequency_start_hz is None or not (spec.frequency_step_hz or 0) > 0:
-            msg = (f"{path}: an implicit frequency needs frequency_start_hz and a positive frequency_step_hz; "
-                   f"found {spec.frequency_start_hz}, {spec.frequency_step_hz}")
+            msg = (
+                f"{path}: an implicit frequency needs frequency_start_hz and a positive frequency_step_hz; "
+                f"found {spec.frequency_start_hz}, {spec.frequency_step_hz}"
+            )
             raise CrnnError(msg)
         return spec.frequency_start_hz + spec.frequency_step_hz * np.arange(n), "frequency_start_hz"
     if spec.frequency_column is not None:
@@ -827,8 +865,13 @@ def _frequency(path: Path, cols: dict[str, np.ndarray], spec: TableSpec, n: int)
         values, name, default = cols["frequency_hz"], "frequency_hz", "hz"
     else:
         names = [c for c in cols if c != "__rows__"]
-        raise MissingFieldError(str(path), "frequency_hz", names, kind="column",
-                                expected="or name one with frequency_column, or give frequency_start_hz/_step_hz")
+        raise MissingFieldError(
+            str(path),
+            "frequency_hz",
+            names,
+            kind="column",
+            expected="or name one with frequency_column, or give frequency_start_hz/_step_hz",
+        )
     unit = _unit(spec.frequency_unit, _FREQ_UNITS, "frequency_unit", path, default)
     _validate(path, name, values, _rows_of(cols))
     return values * _FREQ_UNITS[unit], name
@@ -836,8 +879,9 @@ def _frequency(path: Path, cols: dict[str, np.ndarray], spec: TableSpec, n: int)
 
 def _phase(path: Path, cols: dict[str, np.ndarray], spec: TableSpec, freq: np.ndarray) -> np.ndarray | None:
     rows = _rows_of(cols)
-    if spec.group_delay_column is not None or (spec.phase_column is None and "group_delay_s" in cols
-                                               and _find(cols, "phase") is None):
+    if spec.group_delay_column is not None or (
+        spec.phase_column is None and "group_delay_s" in cols and _find(cols, "phase") is None
+    ):
         key = spec.group_delay_column if spec.group_delay_column is not None else "group_delay_s"
         tau = _column(path, cols, key, "the group delay in s")
         _validate(path, _name(cols, key), tau, rows)
@@ -890,8 +934,14 @@ _SIMPLE = {
 RESPONSE_FAMILIES: tuple[str, ...] = (*_SIMPLE, "table", "chain")
 
 
-def build_response(spec: Mapping[str, Any], *, sampling_rate_hz: float, base_dir: str | Path | None = None,
-                   band_hz: tuple[float, float] | None = None, where: str = "response") -> Response:
+def build_response(
+    spec: Mapping[str, Any],
+    *,
+    sampling_rate_hz: float,
+    base_dir: str | Path | None = None,
+    band_hz: tuple[float, float] | None = None,
+    where: str = "response",
+) -> Response:
     """A :class:`Response` from a plain mapping with key ``family`` (see :data:`RESPONSE_FAMILIES`).
 
     ``base_dir`` resolves relative table paths; ``band_hz`` (the caller's band) is only used to
@@ -900,8 +950,14 @@ def build_response(spec: Mapping[str, Any], *, sampling_rate_hz: float, base_dir
     if isinstance(spec, Response):
         return spec
     if isinstance(spec, (list, tuple)):
-        return chain(*(build_response(s, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir, band_hz=band_hz,
-                                      where=f"{where}[{i}]") for i, s in enumerate(spec)))
+        return chain(
+            *(
+                build_response(
+                    s, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir, band_hz=band_hz, where=f"{where}[{i}]"
+                )
+                for i, s in enumerate(spec)
+            )
+        )
     if not isinstance(spec, Mapping):
         msg = f"{where}: expected a mapping with key 'family'; found {spec!r}"
         raise CrnnError(msg)
@@ -918,8 +974,18 @@ def build_response(spec: Mapping[str, Any], *, sampling_rate_hz: float, base_dir
         if params or not isinstance(parts, (list, tuple)):
             msg = f"{where}: expected only key 'parts' (a list of specs); found keys {sorted(spec)}"
             raise CrnnError(msg)
-        return chain(*(build_response(s, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir, band_hz=band_hz,
-                                      where=f"{where}.parts[{i}]") for i, s in enumerate(parts)))
+        return chain(
+            *(
+                build_response(
+                    s,
+                    sampling_rate_hz=sampling_rate_hz,
+                    base_dir=base_dir,
+                    band_hz=band_hz,
+                    where=f"{where}.parts[{i}]",
+                )
+                for i, s in enumerate(parts)
+            )
+        )
     if family == "table":
         return load_table(from_mapping(TableSpec, params, where), base_dir=base_dir, band_hz=band_hz)
     if family == "analog_butterworth" and ({"highpass_order", "lowpass_order"} & set(params)):
@@ -934,8 +1000,12 @@ def build_response(spec: Mapping[str, Any], *, sampling_rate_hz: float, base_dir
     return from_mapping(cls, params, where)
 
 
-def build_channel_responses(spec_or_list: Mapping[str, Any] | Sequence[Mapping[str, Any]], n_channels: int,
-                            sampling_rate_hz: float, base_dir: str | Path | None = None) -> list[Response]:
+def build_channel_responses(
+    spec_or_list: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    n_channels: int,
+    sampling_rate_hz: float,
+    base_dir: str | Path | None = None,
+) -> list[Response]:
     """One response per channel: one spec for all channels, or a list with one spec per channel."""
     if isinstance(spec_or_list, Mapping) or isinstance(spec_or_list, Response):
         r = build_response(spec_or_list, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir)
@@ -944,15 +1014,20 @@ def build_channel_responses(spec_or_list: Mapping[str, Any] | Sequence[Mapping[s
     if len(specs) != n_channels:
         msg = f"response: a per-channel list needs one spec per channel ({n_channels}); found {len(specs)}"
         raise CrnnError(msg)
-    return [build_response(s, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir, where=f"response[{i}]")
-            for i, s in enumerate(specs)]
+    return [
+        build_response(s, sampling_rate_hz=sampling_rate_hz, base_dir=base_dir, where=f"response[{i}]")
+        for i, s in enumerate(specs)
+    ]
 
 
 def transfer_matrix(responses: Sequence[Response], frequency_hz: np.ndarray) -> np.ndarray:
     """(C, F) complex transfer functions of ``responses`` at ``frequency_hz``."""
     f = _freq(frequency_hz)
-    return np.stack([np.asarray(r.transfer(f), dtype=np.complex128) for r in responses]) if responses else \
-        np.zeros((0, f.size), dtype=np.complex128)
+    return (
+        np.stack([np.asarray(r.transfer(f), dtype=np.complex128) for r in responses])
+        if responses
+        else np.zeros((0, f.size), dtype=np.complex128)
+    )
 
 
 def group_delay_s(response: Response, frequency_hz: np.ndarray, *, aperture_hz: float | None = None) -> np.ndarray:
@@ -1009,8 +1084,15 @@ AERA_LIKE: dict[str, Any] = {
 GRAND_LIKE: dict[str, Any] = {
     "family": "chain",
     "parts": [
-        {"family": "analog_bandpass", "band_hz": [40e6, 210e6], "highpass_order": 5, "lowpass_order": 7,
-         "highpass_kind": "butter", "lowpass_kind": "cheby1", "ripple_db": 0.5},
+        {
+            "family": "analog_bandpass",
+            "band_hz": [40e6, 210e6],
+            "highpass_order": 5,
+            "lowpass_order": 7,
+            "highpass_kind": "butter",
+            "lowpass_kind": "cheby1",
+            "ripple_db": 0.5,
+        },
         {"family": "delay", "delay_s": 2e-9},
     ],
 }

@@ -59,9 +59,14 @@ def mapping_from_args(args) -> RootMapping | None:
 
         check_value(args.sampling_rate_hz, "ingest.*.sampling_rate_hz", "--sampling-rate-hz")
     return RootMapping(
-        tree=args.tree or "events", branch=args.branch, unit=args.unit, sampling_rate_hz=args.sampling_rate_hz,
-        sampling_rate_branch=args.sampling_rate_branch, label_branch=args.label_branch,
-        snr_branch=args.snr_branch, id_branches=tuple(args.id_branch),
+        tree=args.tree or "events",
+        branch=args.branch,
+        unit=args.unit,
+        sampling_rate_hz=args.sampling_rate_hz,
+        sampling_rate_branch=args.sampling_rate_branch,
+        label_branch=args.label_branch,
+        snr_branch=args.snr_branch,
+        id_branches=tuple(args.id_branch),
     )
 
 
@@ -80,7 +85,9 @@ def iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, 
     try:
         trees = tree_names(f)
         if mapping.tree not in trees:
-            raise MissingFieldError(str(path), mapping.tree, trees, kind="tree", expected="the tree that holds the traces")
+            raise MissingFieldError(
+                str(path), mapping.tree, trees, kind="tree", expected="the tree that holds the traces"
+            )
         tree = f[mapping.tree]
         branches = set(tree.keys())
         wanted = {"traces": mapping.branch}
@@ -95,7 +102,10 @@ def iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, 
         for role, b in wanted.items():
             if b not in branches:
                 raise MissingFieldError(
-                    f"{path}:{mapping.tree}", b, branches, kind="branch",
+                    f"{path}:{mapping.tree}",
+                    b,
+                    branches,
+                    kind="branch",
                     expected="trace array" if role == "traces" else f"per-entry {role.lstrip('_')}",
                 )
         if mapping.unit is None:
@@ -142,8 +152,16 @@ def iter_root(path: Path, mapping: RootMapping, chunk_size: int) -> tuple[dict, 
         finally:
             f.close()
 
-    return ({"sampling_rate_hz": float(rate), "unit": mapping.unit, "branch": mapping.branch, "attrs": {},
-             "n_traces": int(tree.num_entries)}, chunks())
+    return (
+        {
+            "sampling_rate_hz": float(rate),
+            "unit": mapping.unit,
+            "branch": mapping.branch,
+            "attrs": {},
+            "n_traces": int(tree.num_entries),
+        },
+        chunks(),
+    )
 
 
 def root_chunk(arrays, wanted: dict[str, str], mapping: RootMapping, where: str, start: int, rate: float) -> TraceSet:
@@ -194,10 +212,10 @@ def root_chunk(arrays, wanted: dict[str, str], mapping: RootMapping, where: str,
         meta[safe_name(role)] = np.asarray(ak.to_numpy(values))
     meta["entry"] = np.repeat(entry, counts) if counts is not None else entry
     if counts is not None:
-        meta["unit_index"] = np.concatenate([np.arange(c) for c in counts]).astype(np.int32) if len(counts) else np.zeros(0, np.int32)
+        meta["unit_index"] = (
+            np.concatenate([np.arange(c) for c in counts]).astype(np.int32) if len(counts) else np.zeros(0, np.int32)
+        )
     return TraceSet(x.astype(np.float32), rate, mapping.unit or "", meta)
-
-
 
 
 def tree_names(f) -> dict[str, str]:

@@ -37,8 +37,12 @@ def acquisition(test_path: str | Path) -> dict[str, Any]:
         band = tf.attrs.get("band_hz")
         n_traces = tf.n_traces
     out: dict[str, Any] = {
-        "sampling_rate_hz": float(rate), "n_samples": int(n), "duration_s": n / float(rate),
-        "n_channels": int(c), "unit": unit, "n_traces": int(n_traces),
+        "sampling_rate_hz": float(rate),
+        "n_samples": int(n),
+        "duration_s": n / float(rate),
+        "n_channels": int(c),
+        "unit": unit,
+        "n_traces": int(n_traces),
         "band_hz": [float(b) for b in band] if band is not None and len(band) == 2 else None,
     }
     return out
@@ -90,11 +94,14 @@ def training_facts(card: dict[str, Any], history: dict[str, list[float]]) -> dic
     auc = history.get("val_auc") or []
     best = int(np.nanargmax(auc)) if auc and np.any(np.isfinite(auc)) else None
     out: dict[str, Any] = {
-        "n_train": data.get("train", {}).get("n_traces"), "n_train_signal": data.get("train", {}).get("n_signal"),
+        "n_train": data.get("train", {}).get("n_traces"),
+        "n_train_signal": data.get("train", {}).get("n_signal"),
         "n_val": data.get("val", {}).get("n_traces"),
-        "epochs_run": tr.get("epochs_run"), "epochs": tr.get("epochs"),
+        "epochs_run": tr.get("epochs_run"),
+        "epochs": tr.get("epochs"),
         "stopped_by": stop_reason(tr, history),
-        "train_time_s": tr.get("train_time_s"), "max_time_s": tr.get("max_time_s"),
+        "train_time_s": tr.get("train_time_s"),
+        "max_time_s": tr.get("max_time_s"),
         "best_val_auc": float(auc[best]) if best is not None else None,
         "best_val_auc_epoch": best + 1 if best is not None else None,
         # the last epoch has the best validation AUC so far: more epochs would likely have helped
@@ -108,13 +115,17 @@ def training_facts(card: dict[str, Any], history: dict[str, list[float]]) -> dic
 
 def training_text(f: dict[str, Any]) -> str:
     """One model's training facts in a sentence fragment (for logs)."""
-    parts = [f"{f['n_train']} training traces" if f["n_train"] is not None else "training set size unknown",
-             f"{f['epochs_run']} of {f['epochs']} epochs, stopped by {STOP_TEXT[f['stopped_by']]}"]
+    parts = [
+        f"{f['n_train']} training traces" if f["n_train"] is not None else "training set size unknown",
+        f"{f['epochs_run']} of {f['epochs']} epochs, stopped by {STOP_TEXT[f['stopped_by']]}",
+    ]
     if f["train_time_s"] is not None:
         parts.append(f"{f['train_time_s']:.0f} s" + (f" (limit {f['max_time_s']:.0f} s)" if f["max_time_s"] else ""))
     if f["best_val_auc"] is not None:
-        parts.append(f"best val AUC {f['best_val_auc']:.4f} at epoch {f['best_val_auc_epoch']}"
-                     + (", still rising" if f["val_auc_rising_at_end"] else ""))
+        parts.append(
+            f"best val AUC {f['best_val_auc']:.4f} at epoch {f['best_val_auc_epoch']}"
+            + (", still rising" if f["val_auc_rising_at_end"] else "")
+        )
     return ", ".join(parts)
 
 
@@ -126,12 +137,18 @@ def test_metadata(test_path: str | Path, labels: np.ndarray) -> dict[str, np.nda
             ok = "labels" in f and np.array_equal(np.asarray(f["labels"]).astype(int), np.asarray(labels).astype(int))
             out = {k: np.asarray(f[k]) for k in TEST_META if k in f} if ok else {}
     except OSError as exc:
-        log.warning("%s: cannot read the test split (%s); no breakdown by transient kind, arrival time or "
-                    "polarisation", test_path, exc)
+        log.warning(
+            "%s: cannot read the test split (%s); no breakdown by transient kind, arrival time or polarisation",
+            test_path,
+            exc,
+        )
         return {}
     if not ok:
-        log.warning("%s: its labels are not those of the scores files; no breakdown by transient kind, arrival "
-                    "time or polarisation", test_path)
+        log.warning(
+            "%s: its labels are not those of the scores files; no breakdown by transient kind, arrival "
+            "time or polarisation",
+            test_path,
+        )
     return out
 
 
@@ -151,7 +168,9 @@ def transient_kind_names(test_path: str | Path, source_id: np.ndarray | None) ->
                 with h5py.File(p, "r") as g:
                     sources.append(g.attrs.get("transient_kinds"))
             except OSError:
-                log.warning("%s: source %s of the test split cannot be read: its transient kinds are left out", test_path, p)
+                log.warning(
+                    "%s: source %s of the test split cannot be read: its transient kinds are left out", test_path, p
+                )
                 sources.append(None)
     names: dict[tuple[int, int], str] = {}
     ids = [0] if source_id is None else sorted(int(i) for i in np.unique(source_id))
@@ -159,7 +178,11 @@ def transient_kind_names(test_path: str | Path, source_id: np.ndarray | None) ->
         kinds = sources[0] if own is not None else (sources[i] if 0 <= i < len(sources) else None)
         if kinds is None:
             continue
-        kinds = json.loads(kinds) if isinstance(kinds, str) else [str(k.decode() if isinstance(k, bytes) else k) for k in kinds]
+        kinds = (
+            json.loads(kinds)
+            if isinstance(kinds, str)
+            else [str(k.decode() if isinstance(k, bytes) else k) for k in kinds]
+        )
         for code, name in enumerate(kinds):
             if code > 0:
                 names[(i, code)] = str(name)

@@ -131,7 +131,7 @@ def from_mapping(cls: type[T], mapping: Mapping[str, Any] | None, where: str = "
     return obj
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -199,16 +199,17 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 def yaml_flow(value: Any) -> str:
     """``value`` in YAML flow style (PyYAML's, which writes floats as ``1.0e-08`` so that YAML 1.1
     readers such as Snakemake read them back as numbers)."""
-    plain = json.loads(json.dumps(value, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o)
-                                  else list(o)))
-    return yaml.safe_dump({"v": plain}, default_flow_style=True, width=10**9).strip()[len("{v: "):-1]
+    plain = json.loads(
+        json.dumps(value, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else list(o))
+    )
+    return yaml.safe_dump({"v": plain}, default_flow_style=True, width=10**9).strip()[len("{v: ") : -1]
 
 
 def settings_listing(cls: type, path: str | None = None, indent: int = 0) -> list[str]:
     """Every key that settings dataclass ``cls`` accepts, as YAML lines: ``key: default`` with the
     schema's description as a comment; nested settings indented under their key. ``path`` is the
     schema node (default: ``cls.SCHEMA``)."""
-    path = path or getattr(cls, "SCHEMA")
+    path = path or cls.SCHEMA
     try:
         props = schema_node(path).get("properties", {})
     except KeyError:
@@ -245,11 +246,17 @@ def add_print_settings(parser: Any, flag: str, classes: Mapping[str, type | str]
                 if isinstance(cls, str):
                     module, _, name = cls.partition(":")
                     cls = getattr(importlib.import_module(module), name)
-                out.append(f"# {parser.prog} {option}: every key, its default and what it means "
-                           f"(the config's {getattr(cls, 'SCHEMA')} section; units in the names)")
+                out.append(
+                    f"# {parser.prog} {option}: every key, its default and what it means "
+                    f"(the config's {cls.SCHEMA} section; units in the names)"
+                )
                 out += settings_listing(cls)
             print("\n".join(out))
             parser.exit(0)
 
-    parser.add_argument(flag, nargs=0, action=_Print,
-                        help="print every key that " + " and ".join(classes) + " accept, with defaults, and exit")
+    parser.add_argument(
+        flag,
+        nargs=0,
+        action=_Print,
+        help="print every key that " + " and ".join(classes) + " accept, with defaults, and exit",
+    )

@@ -73,7 +73,6 @@ class BackgroundSettings:
 
 @dataclass(frozen=True)
 class SimulationSettings:
-
     #: the node of the config schema that holds the rules on these settings
     SCHEMA: ClassVar[str] = "simulate"
     n_traces: int = 280_000
@@ -127,7 +126,9 @@ class SimulationSettings:
         if r.n_samples < 16 or r.n_channels < 1:
             raise CrnnError(f"simulate: need n_samples >= 16 and n_channels >= 1, got {r.n_samples}, {r.n_channels}")
         if not 0 <= r.adc_bits <= 32 or r.adc_full_scale_v <= 0:
-            raise CrnnError(f"simulate: adc_bits must be 0..32 and adc_full_scale_v > 0, got {r.adc_bits}, {r.adc_full_scale_v}")
+            raise CrnnError(
+                f"simulate: adc_bits must be 0..32 and adc_full_scale_v > 0, got {r.adc_bits}, {r.adc_full_scale_v}"
+            )
         for line in self.cw_lines:
             if not 0 < line.frequency_hz < r.sampling_rate_hz / 2:
                 raise CrnnError(f"simulate: CW line at {line.frequency_hz:g} Hz is outside (0, Nyquist)")
@@ -153,7 +154,9 @@ class Simulator:
             sidereal=settings.sidereal,
         )
         self.detector = Detector(
-            settings.receiver, settings.randomise, noise_temperature_k=settings.noise_temperature_k,
+            settings.receiver,
+            settings.randomise,
+            noise_temperature_k=settings.noise_temperature_k,
             galactic_scale=settings.galactic_scale,
         )
         self.pulses = PulseModel(settings.receiver, settings.pulse)
@@ -203,7 +206,9 @@ class Simulator:
         rng = self.rng(index, "noise")
         lst = rng.uniform(*s.sidereal.lst_hours, size=n)
         background = self.noise.generate(
-            n, rng, lst_hours=lst if s.sidereal.modulation_fraction else None,
+            n,
+            rng,
+            lst_hours=lst if s.sidereal.modulation_fraction else None,
             detector=det if s.randomise.enabled else None,
         )
         stationary_rms = np.sqrt(np.mean(background.astype(np.float64) ** 2, axis=(1, 2)))
@@ -242,7 +247,9 @@ class Simulator:
         labels = (rng.random(n) < s.signal_fraction).astype(np.int8)
         snr = (rng.uniform(*s.snr_range, size=n) * labels).astype(np.float32)
         sig = np.nonzero(labels)[0]
-        pulses = self.pulses.generate(sig.size, self.rng(index, "pulses"), path=path if path.shape[0] == 1 else path[sig])
+        pulses = self.pulses.generate(
+            sig.size, self.rng(index, "pulses"), path=path if path.shape[0] == 1 else path[sig]
+        )
         traces = background
         if s.snr_definition == "noise_rms":  # background RMS before the transients were added
             amplitude = snr[sig] * noise_rms[sig]
@@ -291,14 +298,32 @@ class Simulator:
 
 #: Per-trace datasets of a simulation, in the order they are created (``crnn merge`` keeps it).
 META_NAMES = (
-    LABELS, SNR, "noise_rms", "pulse_time_s", "polarisation_angle_rad", "spectral_slope_log10_per_hz",
-    "has_transient", "transient_kind", "n_cw_lines", "lst_hours", "measured_index", "pulse_library_index",
-    "cw_frequency_hz", *PARAMETER_NAMES,
+    LABELS,
+    SNR,
+    "noise_rms",
+    "pulse_time_s",
+    "polarisation_angle_rad",
+    "spectral_slope_log10_per_hz",
+    "has_transient",
+    "transient_kind",
+    "n_cw_lines",
+    "lst_hours",
+    "measured_index",
+    "pulse_library_index",
+    "cw_frequency_hz",
+    *PARAMETER_NAMES,
 )
 #: File attributes of a simulation, in the order they are written (``crnn merge`` keeps it).
 RUN_ATTRS = (
-    "crnn_version", "crnn_stage", "seed", "band_hz", "settings_json", "expected_noise_rms_v", "transient_kinds",
-    "snr_definition", "adc_lsb_v",
+    "crnn_version",
+    "crnn_stage",
+    "seed",
+    "band_hz",
+    "settings_json",
+    "expected_noise_rms_v",
+    "transient_kinds",
+    "snr_definition",
+    "adc_lsb_v",
 )
 #: The file attribute ``snr_definition`` for each setting of ``snr_definition``.
 SNR_DEFINITION_TEXT = {
@@ -340,17 +365,23 @@ def simulate(
     """
     sim = Simulator(settings, seed)
     r = settings.receiver
-    attrs = dict(zip(RUN_ATTRS, (
-        __version__,
-        "simulate",
-        int(seed),
-        list(r.band_hz),
-        to_mapping(settings),
-        sim.noise.expected_rms_v,
-        ["none", *[f.kind for f in settings.transients]],
-        SNR_DEFINITION_TEXT[settings.snr_definition],
-        r.lsb_v if r.adc_bits else 0.0,
-    ), strict=True))
+    attrs = dict(
+        zip(
+            RUN_ATTRS,
+            (
+                __version__,
+                "simulate",
+                int(seed),
+                list(r.band_hz),
+                to_mapping(settings),
+                sim.noise.expected_rms_v,
+                ["none", *[f.kind for f in settings.transients]],
+                SNR_DEFINITION_TEXT[settings.snr_definition],
+                r.lsb_v if r.adc_bits else 0.0,
+            ),
+            strict=True,
+        )
+    )
     n_blocks = -(-settings.n_traces // BLOCK_SIZE)
     blocks = range(n_blocks)
     if chunk is not None:
@@ -366,13 +397,27 @@ def simulate(
     last = min(blocks.stop * BLOCK_SIZE, settings.n_traces)
     log.info(
         "simulating traces %d..%d of %d%s: %d ch x %d samples at %.4g Hz, band %s Hz, expected noise RMS %s",
-        first, last - 1, settings.n_traces, "" if chunk is None else f" (chunk {chunk} of 0..{n_chunks - 1})",
-        r.n_channels, r.n_samples, r.sampling_rate_hz, list(r.band_hz), noise_rms_text(sim.noise.expected_rms_v, r),
+        first,
+        last - 1,
+        settings.n_traces,
+        "" if chunk is None else f" (chunk {chunk} of 0..{n_chunks - 1})",
+        r.n_channels,
+        r.n_samples,
+        r.sampling_rate_hz,
+        list(r.band_hz),
+        noise_rms_text(sim.noise.expected_rms_v, r),
     )
-    with TraceWriter(
-        output, n_channels=r.n_channels, n_samples=r.n_samples,
-        sampling_rate_hz=r.sampling_rate_hz, unit=settings.unit, attrs=attrs,
-    ) as writer, Progress(f"simulate {Path(output).name}", last - first, logger=log) as progress:
+    with (
+        TraceWriter(
+            output,
+            n_channels=r.n_channels,
+            n_samples=r.n_samples,
+            sampling_rate_hz=r.sampling_rate_hz,
+            unit=settings.unit,
+            attrs=attrs,
+        ) as writer,
+        Progress(f"simulate {Path(output).name}", last - first, logger=log) as progress,
+    ):
         for k in blocks:
             n = min(BLOCK_SIZE, settings.n_traces - k * BLOCK_SIZE)
             writer.append(sim.block(k, n))
@@ -387,17 +432,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_print_settings(p, "--print-settings", {"--settings": SimulationSettings})
     sim, rx = SimulationSettings(), ReceiverSettings()
     p.add_argument("--n-traces", type=int, help=f"number of traces (overrides settings; default {sim.n_traces})")
-    p.add_argument("--signal-fraction", type=float,
-                   help=f"fraction of traces with a pulse (overrides settings; default {sim.signal_fraction:g})")
+    p.add_argument(
+        "--signal-fraction",
+        type=float,
+        help=f"fraction of traces with a pulse (overrides settings; default {sim.signal_fraction:g})",
+    )
     a = p.add_argument_group("acquisition (override the settings' receiver)")
-    a.add_argument("--band-hz", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help=f"receiver pass band in Hz (default {rx.band_hz[0]:g} {rx.band_hz[1]:g})")
+    a.add_argument(
+        "--band-hz",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help=f"receiver pass band in Hz (default {rx.band_hz[0]:g} {rx.band_hz[1]:g})",
+    )
     a.add_argument("--sampling-rate-hz", type=float, help=f"sampling rate in Hz (default {rx.sampling_rate_hz:g})")
     a.add_argument("--n-samples", type=int, help=f"samples per trace (default {rx.n_samples})")
     a.add_argument("--n-channels", type=int, help=f"channels per trace (default {rx.n_channels})")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument(
-        "--chunk", type=int, metavar="I",
+        "--chunk",
+        type=int,
+        metavar="I",
         help="write only chunk I (0 .. N-1) of the run, for one job of many; join them with `crnn merge`",
     )
     p.add_argument("--n-chunks", type=int, default=1, metavar="N", help="number of chunks of the run (default 1)")
@@ -411,8 +466,12 @@ def run(args: argparse.Namespace) -> None:
         mapping["n_traces"] = args.n_traces
     if args.signal_fraction is not None:
         mapping["signal_fraction"] = args.signal_fraction
-    acquisition = {"band_hz": args.band_hz, "sampling_rate_hz": args.sampling_rate_hz, "n_samples": args.n_samples,
-                   "n_channels": args.n_channels}
+    acquisition = {
+        "band_hz": args.band_hz,
+        "sampling_rate_hz": args.sampling_rate_hz,
+        "n_samples": args.n_samples,
+        "n_channels": args.n_channels,
+    }
     receiver = {k: v for k, v in acquisition.items() if v is not None}
     if receiver:
         if not isinstance(mapping.get("receiver", {}), dict):
@@ -420,8 +479,13 @@ def run(args: argparse.Namespace) -> None:
             raise CrnnError(msg)
         mapping["receiver"] = {**mapping.get("receiver", {}), **receiver}
     settings = from_mapping(SimulationSettings, mapping, "simulate settings")
-    refuse_aliases([("pulse.library_file", settings.pulse.library_file),
-                    ("background.measured_file", settings.background.measured_file)], [("--output", args.output)])
+    refuse_aliases(
+        [
+            ("pulse.library_file", settings.pulse.library_file),
+            ("background.measured_file", settings.background.measured_file),
+        ],
+        [("--output", args.output)],
+    )
     check_outputs([("--output", args.output)])
     simulate(settings, args.output, seed=args.seed, chunk=args.chunk, n_chunks=args.n_chunks)
 

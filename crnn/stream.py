@@ -94,9 +94,9 @@ class TraceStream(keras.utils.PyDataset):
         windows = []
         # windows of (nearly) equal numbers of blocks, so that the last one is not a lone block
         for group in np.array_split(blocks, -(-n_blocks // self.buffer_chunks)):
-            idx = np.concatenate([
-                np.arange(b * self.chunk_size, min((b + 1) * self.chunk_size, self.n_traces)) for b in group
-            ])
+            idx = np.concatenate(
+                [np.arange(b * self.chunk_size, min((b + 1) * self.chunk_size, self.n_traces)) for b in group]
+            )
             if rng is not None:
                 rng.shuffle(idx)
             windows.append(idx)
@@ -128,9 +128,9 @@ class TraceStream(keras.utils.PyDataset):
         with self._h5_lock:
             for run in np.split(sorted_idx, breaks):
                 a, b = int(run[0]), int(run[-1]) + 1
-                x[pos:pos + b - a] = self._file.read_traces(a, b)
+                x[pos : pos + b - a] = self._file.read_traces(a, b)
                 if y is not None:
-                    y[pos:pos + b - a] = self._file.read_meta("labels", a, b)
+                    y[pos : pos + b - a] = self._file.read_meta("labels", a, b)
                 pos += b - a
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
@@ -176,15 +176,15 @@ class TraceStream(keras.utils.PyDataset):
             self._served += 1
         w, s = (int(v) for v in self._batch_index[i])
         x, y = self._window(w)
-        xb = x[s:s + self.batch_size]
+        xb = x[s : s + self.batch_size]
         if not self.with_labels:
             return (xb,)
-        yb = y[s:s + self.batch_size].astype(np.float32)
+        yb = y[s : s + self.batch_size].astype(np.float32)
         if self.class_weight is None and self.sample_weight is None:
             return xb, yb
         wb = np.ones(len(yb), dtype=np.float32)
         if self.sample_weight is not None:
-            wb *= self.sample_weight[self._plan[w][s:s + self.batch_size]]
+            wb *= self.sample_weight[self._plan[w][s : s + self.batch_size]]
         if self.class_weight is not None:
             wb *= np.where(yb > 0.5, self.class_weight[1], self.class_weight[0]).astype(np.float32)
         return xb, yb, wb

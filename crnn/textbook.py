@@ -32,8 +32,13 @@ from crnn.errors import CrnnError
 
 #: the exercise's model, as crnn model settings (95,873 parameters for (1, 500) traces)
 TEXTBOOK_MODEL = {
-    "cell": "lstm", "units": [32, 64, 10], "bidirectional": True, "conv_filters": 0,
-    "dropout": 0.3, "readout": "flatten", "whiten": False,
+    "cell": "lstm",
+    "units": [32, 64, 10],
+    "bidirectional": True,
+    "conv_filters": 0,
+    "dropout": 0.3,
+    "readout": "flatten",
+    "whiten": False,
 }
 #: the exercise's training: 40,000 traces less 10 % validation, at most 100 epochs
 TEXTBOOK_TRAINING_TRACES = 36_000
@@ -127,8 +132,11 @@ def baseline_accuracy(
     s_test = baseline_scores(name, test.traces, test.sampling_rate_hz, BaselineSettings(), **kw)
     threshold = best_threshold(s_val, val.labels)
     return {
-        "baseline": name, "test": str(test_path), "n_test": int(test.n_traces),
-        "threshold": threshold, "threshold_from": "best accuracy on the validation split",
+        "baseline": name,
+        "test": str(test_path),
+        "n_test": int(test.n_traces),
+        "threshold": threshold,
+        "threshold_from": "best accuracy on the validation split",
         "val_accuracy": accuracy_at(s_val, val.labels, threshold),
         "test_accuracy": accuracy_at(s_test, test.labels, threshold),
         "test_auc": float(roc_auc_score(test.labels, s_test)),

@@ -115,16 +115,11 @@ class TraceFile:
         f = self._h5
         where = str(self.path)
         if TRACES not in f or not isinstance(f[TRACES], h5py.Dataset):
-            raise MissingFieldError(
-                where, TRACES, _dataset_names(f), expected="float32 array of shape (N, C, T)"
-            )
+            raise MissingFieldError(where, TRACES, _dataset_names(f), expected="float32 array of shape (N, C, T)")
         ds = f[TRACES]
         self._ds = ds
         if ds.ndim not in (2, 3):
-            msg = (
-                f"{where}: dataset 'traces' must have shape (N, C, T) or (N, T); "
-                f"found {ds.ndim}-D shape {ds.shape}"
-            )
+            msg = f"{where}: dataset 'traces' must have shape (N, C, T) or (N, T); found {ds.ndim}-D shape {ds.shape}"
             raise CrnnError(msg)
         if not (np.issubdtype(ds.dtype, np.floating) or np.issubdtype(ds.dtype, np.integer)):
             msg = f"{where}: dataset 'traces' must hold real numbers (float32); found dtype {ds.dtype}"
@@ -139,7 +134,10 @@ class TraceFile:
         if rate is None:
             attrs = sorted(set(ds.attrs) | set(f.attrs))
             raise MissingFieldError(
-                where, "sampling_rate_hz", attrs, kind="attribute",
+                where,
+                "sampling_rate_hz",
+                attrs,
+                kind="attribute",
                 expected="sampling rate in Hz, on 'traces' or on the file root",
             )
         try:
@@ -155,7 +153,10 @@ class TraceFile:
         if unit is None:
             attrs = sorted(set(ds.attrs) | set(f.attrs))
             raise MissingFieldError(
-                where, "unit", attrs, kind="attribute",
+                where,
+                "unit",
+                attrs,
+                kind="attribute",
                 expected=f"a unit string such as {', '.join(KNOWN_UNITS[:4])} or 'ADC'",
             )
         self.unit = unit.decode() if isinstance(unit, bytes) else str(unit)
@@ -228,12 +229,15 @@ class TraceFile:
         """Yield ``(start, TraceSet)`` for consecutive chunks of at most ``chunk_size`` traces."""
         for start in range(0, self.n_traces, chunk_size):
             stop = min(start + chunk_size, self.n_traces)
-            yield start, TraceSet(
-                self.read_traces(start, stop),
-                self.sampling_rate_hz,
-                self.unit,
-                {name: self.read_meta(name, start, stop) for name in self.meta_names},
-                self.attrs,
+            yield (
+                start,
+                TraceSet(
+                    self.read_traces(start, stop),
+                    self.sampling_rate_hz,
+                    self.unit,
+                    {name: self.read_meta(name, start, stop) for name in self.meta_names},
+                    self.attrs,
+                ),
             )
 
     def read_all(self) -> TraceSet:
@@ -260,7 +264,9 @@ def read_traces(path: str | os.PathLike[str], *, require_labels: bool = False) -
     with TraceFile(path) as tf:
         if require_labels and not tf.has_labels:
             raise MissingFieldError(
-                str(path), LABELS, tf.meta_names,
+                str(path),
+                LABELS,
+                tf.meta_names,
                 expected="int8 per-trace labels, 1 = air-shower pulse present",
             )
         return tf.read_all()
@@ -319,7 +325,9 @@ class TraceWriter:
             yield
         except BaseException as exc:
             self.abort()
-            error = write_error(self.path, exc, temporary=self._tmp) if isinstance(exc, (OSError, RuntimeError)) else None
+            error = (
+                write_error(self.path, exc, temporary=self._tmp) if isinstance(exc, (OSError, RuntimeError)) else None
+            )
             if error is not None:
                 raise error from exc
             raise
@@ -351,8 +359,11 @@ class TraceWriter:
                     raise CrnnError(msg)
                 dtype = h5py.string_dtype() if values.dtype == object else values.dtype
                 self._meta[name] = self._h5.create_dataset(
-                    name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
-                    dtype=dtype, chunks=(max(1, min(4096, len(values) or 1)), *values.shape[1:]),
+                    name,
+                    shape=(0, *values.shape[1:]),
+                    maxshape=(None, *values.shape[1:]),
+                    dtype=dtype,
+                    chunks=(max(1, min(4096, len(values) or 1)), *values.shape[1:]),
                 )
             ds = self._meta[name]
             ds.resize(n1, axis=0)
@@ -445,7 +456,10 @@ def _as_os_error(exc: BaseException, tmp: Path) -> BaseException:
 
 
 def write_traces(
-    path: str | os.PathLike[str], data: TraceSet, *, attrs: Mapping[str, Any] | None = None,
+    path: str | os.PathLike[str],
+    data: TraceSet,
+    *,
+    attrs: Mapping[str, Any] | None = None,
     group: OutputGroup | None = None,
 ) -> Path:
     """Write a whole :class:`TraceSet` atomically (with ``group``: as one of the group's outputs)."""
@@ -453,8 +467,13 @@ def write_traces(
     for reserved in ("sampling_rate_hz", "unit", "crnn_format_version"):
         all_attrs.pop(reserved, None)
     with TraceWriter(
-        path, n_channels=data.n_channels, n_samples=data.n_samples,
-        sampling_rate_hz=data.sampling_rate_hz, unit=data.unit, attrs=all_attrs, group=group,
+        path,
+        n_channels=data.n_channels,
+        n_samples=data.n_samples,
+        sampling_rate_hz=data.sampling_rate_hz,
+        unit=data.unit,
+        attrs=all_attrs,
+        group=group,
     ) as w:
         step = 8192
         for start in range(0, data.n_traces, step):
@@ -524,6 +543,8 @@ def check_same_dataset_run(*paths: str | os.PathLike[str]) -> None:
                 ids.append((Path(p), str(_plain(f.attrs[DATASET_RUN_ID]))))
     for p, run_id in ids[1:]:
         if run_id != ids[0][1]:
-            msg = (f"{p}: {DATASET_RUN_ID} {run_id} differs from {ids[0][0]} ({ids[0][1]}); the splits come from "
-                   "different `crnn dataset` runs and may share traces: make them again in one run")
+            msg = (
+                f"{p}: {DATASET_RUN_ID} {run_id} differs from {ids[0][0]} ({ids[0][1]}); the splits come from "
+                "different `crnn dataset` runs and may share traces: make them again in one run"
+            )
             raise CrnnError(msg)

@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingSettings:
-
     #: the node of the config schema that holds the rules on these settings
     SCHEMA: ClassVar[str] = "training"
     epochs: int = 15
@@ -189,7 +188,8 @@ def report_devices() -> list[str]:
             "this job was given GPU(s) CUDA_VISIBLE_DEVICES=%s, but %s sees none, so training runs on the "
             "CPUs; install a GPU build (pip install 'tensorflow[and-cuda]' in place of tensorflow-cpu, see "
             "docs/hpc.md) or request no GPU",
-            given, backend,
+            given,
+            backend,
         )
     else:
         log.info("training on the CPU")
@@ -213,8 +213,9 @@ class _Split:
         return self.n_traces * self.shape[0] * self.shape[1] * 4
 
 
-def _sample_weights(split: _Split, class_weight: dict[int, float] | None,
-                    transient_weight: float, transient_signal_weight: float = 1.0) -> np.ndarray | None:
+def _sample_weights(
+    split: _Split, class_weight: dict[int, float] | None, transient_weight: float, transient_signal_weight: float = 1.0
+) -> np.ndarray | None:
     """Per-trace loss weights: the class weight, times ``transient_weight`` on background and
     ``transient_signal_weight`` on pulse traces that carry a human-made transient; None when both
     are 1 (the class weights alone do)."""
@@ -226,17 +227,29 @@ def _sample_weights(split: _Split, class_weight: dict[int, float] | None,
         w = np.where(labels == 1, class_weight[1], class_weight[0]).astype(np.float32)
     with TraceFile(split.path) as tf:
         if "has_transient" not in tf.meta_names:
-            raise MissingFieldError(str(split.path), "has_transient", tf.meta_names,
-                                    expected="int8 per trace (1 = a human-made transient) for training.transient_weight")
+            raise MissingFieldError(
+                str(split.path),
+                "has_transient",
+                tf.meta_names,
+                expected="int8 per trace (1 = a human-made transient) for training.transient_weight",
+            )
         has = tf.read_meta("has_transient") == 1
-    for label, factor, what in ((0, transient_weight, "transient_weight"),
-                                (1, transient_signal_weight, "transient_signal_weight")):
+    for label, factor, what in (
+        (0, transient_weight, "transient_weight"),
+        (1, transient_signal_weight, "transient_signal_weight"),
+    ):
         if factor == 1:
             continue
         hard = has & (labels == label)
         w[hard] *= np.float32(factor)
-        log.info("%s %g on %d %s traces with a transient (%.1f %% of them)", what, factor, int(hard.sum()),
-                 "background" if label == 0 else "pulse", 100 * hard.sum() / max(1, int((labels == label).sum())))
+        log.info(
+            "%s %g on %d %s traces with a transient (%.1f %% of them)",
+            what,
+            factor,
+            int(hard.sum()),
+            "background" if label == 0 else "pulse",
+            100 * hard.sum() / max(1, int((labels == label).sum())),
+        )
     return w
 
 
@@ -251,8 +264,9 @@ def _open_split(path: str | Path, what: str) -> _Split:
         if len(np.unique(labels)) < 2:
             msg = f"{path}: the {what} split needs both labels 0 and 1"
             raise CrnnError(msg)
-        return _Split(Path(path), tf.n_traces, (tf.n_channels, tf.n_samples), tf.sampling_rate_hz, tf.unit,
-                      dict(tf.attrs), labels)
+        return _Split(
+            Path(path), tf.n_traces, (tf.n_channels, tf.n_samples), tf.sampling_rate_hz, tf.unit, dict(tf.attrs), labels
+        )
 
 
 def open_splits(train_path: str | Path, val_path: str | Path) -> tuple[_Split, _Split]:
@@ -264,8 +278,10 @@ def open_splits(train_path: str | Path, val_path: str | Path) -> tuple[_Split, _
         msg = f"{val_path}: traces of shape {val_split.shape} differ from {train_path} ({train_split.shape})"
         raise CrnnError(msg)
     if not np.isclose(val_split.sampling_rate_hz, train_split.sampling_rate_hz):
-        msg = (f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
-               f"({train_split.sampling_rate_hz:g} Hz)")
+        msg = (
+            f"{val_path}: sampling rate {val_split.sampling_rate_hz:g} Hz differs from {train_path} "
+            f"({train_split.sampling_rate_hz:g} Hz)"
+        )
         raise CrnnError(msg)
     return train_split, val_split
 
@@ -285,7 +301,9 @@ def _choose_streaming(training: TrainingSettings, nbytes: int) -> bool:
         return training.streaming == "always"
     stream = nbytes > training.memory_budget_mb * 1e6
     log.info(
-        "splits hold %.0f MB of traces, memory budget %.0f MB: %s", nbytes / 1e6, training.memory_budget_mb,
+        "splits hold %.0f MB of traces, memory budget %.0f MB: %s",
+        nbytes / 1e6,
+        training.memory_budget_mb,
         "streaming them from disk" if stream else "reading them into memory",
     )
     return stream
@@ -319,8 +337,17 @@ def train(
     """
     with contextlib.ExitStack() as held:
         return _train(
-            train_path, val_path, output_dir, held, model_settings=model_settings, training=training, seed=seed,
-            name=name, threads=threads, restart=restart, trust_model=trust_model,
+            train_path,
+            val_path,
+            output_dir,
+            held,
+            model_settings=model_settings,
+            training=training,
+            seed=seed,
+            name=name,
+            threads=threads,
+            restart=restart,
+            trust_model=trust_model,
         )
 
 
@@ -393,7 +420,9 @@ def _train(
         try:  # the layers keep the policy they were built with; the global one is put back
             band = train_split.attrs.get("band_hz")
             model = build_classifier(
-                input_shape, model_settings, name=name,
+                input_shape,
+                model_settings,
+                name=name,
                 band_hz=None if band is None else tuple(float(b) for b in band),
                 sampling_rate_hz=train_split.sampling_rate_hz,
             )
@@ -419,7 +448,10 @@ def _train(
         checkpoint.record_resumes(resumes)  # kept even if this run is killed before its next checkpoint
         log.info(
             "resuming %s from its checkpoint after epoch %d of %d (%s)",
-            name, initial_epoch, training.epochs, out / CHECKPOINT_DIR,
+            name,
+            initial_epoch,
+            training.epochs,
+            out / CHECKPOINT_DIR,
         )
     n_params = model.count_params()
     log.info("model %s: %d parameters, input shape %s", name, n_params, input_shape)
@@ -428,12 +460,17 @@ def _train(
     if training.class_weight:
         pos = float(train_split.labels.mean())
         class_weight = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
-    sample_weight = _sample_weights(train_split, class_weight, training.transient_weight,
-                                   training.transient_signal_weight)
+    sample_weight = _sample_weights(
+        train_split, class_weight, training.transient_weight, training.transient_signal_weight
+    )
     if sample_weight is not None:
         class_weight = None  # folded into the per-trace weights
-    callbacks: list[Any] = [_EpochLog(training.epochs, training.max_time_s, time_before_s), early, reduce_lr,
-                            _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None)]
+    callbacks: list[Any] = [
+        _EpochLog(training.epochs, training.max_time_s, time_before_s),
+        early,
+        reduce_lr,
+        _History(history_rows, checkpoint.folder / "history.csv" if checkpoint else None),
+    ]
     limit = _TimeLimit(training.max_time_s, time_before_s) if training.max_time_s > 0 else None
     if limit is not None:
         callbacks.append(limit)
@@ -447,9 +484,15 @@ def _train(
         if stream:
             from crnn.stream import TraceStream  # imports keras: only when a run streams
 
-            train_stream = TraceStream(train_path, training.batch_size, shuffle=True, seed=seed,
-                                       start_epoch=initial_epoch, class_weight=class_weight,
-                                       sample_weight=sample_weight)
+            train_stream = TraceStream(
+                train_path,
+                training.batch_size,
+                shuffle=True,
+                seed=seed,
+                start_epoch=initial_epoch,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+            )
             val_stream = TraceStream(val_path, training.batch_size, shuffle=False)
             streams = [train_stream, val_stream]
             fit_args: dict[str, Any] = {"x": train_stream, "validation_data": val_stream, "shuffle": False}
@@ -457,16 +500,20 @@ def _train(
             train_data = read_traces(train_path, require_labels=True)
             val_data = read_traces(val_path, require_labels=True)
             fit_args = {
-                "x": train_data.traces, "y": train_data.labels.astype(np.float32),
+                "x": train_data.traces,
+                "y": train_data.labels.astype(np.float32),
                 "validation_data": (val_data.traces, val_data.labels.astype(np.float32)),
-                "batch_size": training.batch_size, "class_weight": class_weight, "shuffle": True,
+                "batch_size": training.batch_size,
+                "class_weight": class_weight,
+                "shuffle": True,
             }
             if sample_weight is not None:
                 fit_args["sample_weight"] = sample_weight
             del train_data
         try:
-            model.fit(**fit_args, epochs=training.epochs, initial_epoch=initial_epoch, callbacks=callbacks,
-                      verbose=0)  # the epoch lines are _EpochLog's, on stderr
+            model.fit(
+                **fit_args, epochs=training.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=0
+            )  # the epoch lines are _EpochLog's, on stderr
         finally:
             for s in streams:
                 s.close()
@@ -487,7 +534,9 @@ def _train(
         threshold = float(background.max())
         log.warning(
             "validation split has only %d background traces: cannot resolve FPR %g; "
-            "working point set at the largest background score", background.size, training.target_fpr,
+            "working point set at the largest background score",
+            background.size,
+            training.target_fpr,
         )
     signal = val_scores[val_labels == 1]
     from sklearn.metrics import roc_auc_score
@@ -516,16 +565,31 @@ def _train(
         "output": "probability that an air-shower pulse is present (sigmoid)",
         "model": to_mapping(model_settings),
         "n_parameters": int(n_params),
-        "training": {**to_mapping(training), "seed": seed, "epochs_run": len(history_rows),
-                     "train_time_s": round(train_time_s, 1), "threads": threads,
-                     "devices": devices, "streamed": stream, "resumed": resumes,
-                     "dtype_policy": "mixed_float16" if training.mixed_precision else "float32",
-                     "learning_rate_used": training.fine_tune_learning_rate if init else training.learning_rate},
+        "training": {
+            **to_mapping(training),
+            "seed": seed,
+            "epochs_run": len(history_rows),
+            "train_time_s": round(train_time_s, 1),
+            "threads": threads,
+            "devices": devices,
+            "streamed": stream,
+            "resumed": resumes,
+            "dtype_policy": "mixed_float16" if training.mixed_precision else "float32",
+            "learning_rate_used": training.fine_tune_learning_rate if init else training.learning_rate,
+        },
         "data": {
-            "train": {"path": str(train_path), "sha256": train_sha, "n_traces": train_split.n_traces,
-                      "n_signal": int(train_split.labels.sum())},
-            "val": {"path": str(val_path), "sha256": val_sha, "n_traces": val_split.n_traces,
-                    "n_signal": int(val_labels.sum())},
+            "train": {
+                "path": str(train_path),
+                "sha256": train_sha,
+                "n_traces": train_split.n_traces,
+                "n_signal": int(train_split.labels.sum()),
+            },
+            "val": {
+                "path": str(val_path),
+                "sha256": val_sha,
+                "n_traces": val_split.n_traces,
+                "n_signal": int(val_labels.sum()),
+            },
         },
         "metrics": {"val_auc": val_auc, "val_loss_best": min((r["val_loss"] for r in history_rows), default=None)},
         "working_point": {
@@ -574,9 +638,16 @@ class _InitModel:
             )
             raise CrnnError(msg)
         band, split_band = card.get("band_hz"), split.attrs.get("band_hz")
-        if band is None or split_band is None or not np.allclose(np.asarray(band, float), np.asarray(split_band, float)):
-            log.info("--init-from: the model was trained in band %s Hz, the splits are in band %s Hz",
-                     card.get("band_hz"), split.attrs.get("band_hz"))
+        if (
+            band is None
+            or split_band is None
+            or not np.allclose(np.asarray(band, float), np.asarray(split_band, float))
+        ):
+            log.info(
+                "--init-from: the model was trained in band %s Hz, the splits are in band %s Hz",
+                card.get("band_hz"),
+                split.attrs.get("band_hz"),
+            )
         if "model" not in card:
             msg = f"--init-from {clf.path}: its card has no 'model' settings to rebuild the architecture from"
             raise CrnnError(msg)
@@ -593,16 +664,20 @@ class _InitModel:
             theirs, mine = to_mapping(given), to_mapping(own)
             changed = [f"{k} {theirs[k]!r} (model has {mine.get(k)!r})" for k in theirs if theirs[k] != mine.get(k)]
             if changed:
-                msg = (f"--init-from {self.path}: the architecture comes from this model, but the model settings "
-                       f"ask for {', '.join(changed)}; leave them out or make them agree")
+                msg = (
+                    f"--init-from {self.path}: the architecture comes from this model, but the model settings "
+                    f"ask for {', '.join(changed)}; leave them out or make them agree"
+                )
                 raise CrnnError(msg)
         return own
 
     def copy_weights_to(self, model: Any) -> None:
         shapes = [tuple(w.shape) for w in model.get_weights()]
         if shapes != [tuple(w.shape) for w in self.weights]:
-            msg = (f"--init-from {self.path}: its weights do not fit the model rebuilt from its card "
-                   "(written by another crnn version?)")
+            msg = (
+                f"--init-from {self.path}: its weights do not fit the model rebuilt from its card "
+                "(written by another crnn version?)"
+            )
             raise CrnnError(msg)
         model.set_weights(self.weights)
 
@@ -647,8 +722,14 @@ def _working_points(background: np.ndarray, signal: np.ndarray, fprs: tuple[floa
         thr = threshold_at_fpr(background, fpr)
         if thr is None:
             continue
-        points.append({"target_fpr": fpr, "threshold": thr, "val_fpr": float(np.mean(background > thr)),
-                       "val_tpr": float(np.mean(signal > thr))})
+        points.append(
+            {
+                "target_fpr": fpr,
+                "threshold": thr,
+                "val_fpr": float(np.mean(background > thr)),
+                "val_tpr": float(np.mean(signal > thr)),
+            }
+        )
     return points
 
 
@@ -677,8 +758,10 @@ class _Checkpoint:
             state = json.loads(self.state_path.read_text())
             saved = state["run"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            msg = (f"{self.state_path}: not a readable crnn checkpoint ({exc}); run again with --restart to "
-                   "discard it and start over")
+            msg = (
+                f"{self.state_path}: not a readable crnn checkpoint ({exc}); run again with --restart to "
+                "discard it and start over"
+            )
             raise CrnnError(msg) from exc
         changed = _differences(saved, self.run_id)
         if changed:
@@ -715,8 +798,10 @@ class _Checkpoint:
     def damaged(path: Path, exc: BaseException) -> CrnnError:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        return CrnnError(f"{path}: a damaged checkpoint file, truncated or overwritten ({cause}); run again with "
-                         "--restart to discard the checkpoint and start over")
+        return CrnnError(
+            f"{path}: a damaged checkpoint file, truncated or overwritten ({cause}); run again with "
+            "--restart to discard the checkpoint and start over"
+        )
 
     def record_resumes(self, resumes: list[dict[str, Any]]) -> None:
         """Rewrite ``state.json`` with the resumes so far (the rest as it was), atomically."""
@@ -733,8 +818,13 @@ class _Checkpoint:
         weights = best_weights if best_weights is not None else model.get_weights()
         with atomic_output(self.folder / best_file) as tmp, open(tmp, "wb") as f:
             np.savez(f, **{f"w{i}": w for i, w in enumerate(weights)})
-        state = {"version": self.VERSION, "run": self.run_id, "model_file": model_file,
-                 "best_weights_file": best_file, **state}
+        state = {
+            "version": self.VERSION,
+            "run": self.run_id,
+            "model_file": model_file,
+            "best_weights_file": best_file,
+            **state,
+        }
         write_json(self.state_path, state)
         for old in self.folder.iterdir():
             if old.name not in ("state.json", "history.csv", model_file, best_file) and not old.name.startswith("."):
@@ -769,20 +859,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="model name, used by evaluate and report (default: the name of --output-dir)")
     p.add_argument("--model", help="model settings: JSON/YAML string or file (cell, units, ...)")
     p.add_argument("--training", help="training settings: JSON/YAML string or file (epochs, batch_size, ...)")
-    add_print_settings(p, "--print-settings", {"--model": "crnn.model_settings:ModelSettings", "--training": TrainingSettings})
+    add_print_settings(
+        p, "--print-settings", {"--model": "crnn.model_settings:ModelSettings", "--training": TrainingSettings}
+    )
     p.add_argument("--cell", choices=("gru", "lstm"), help="recurrent cell (overrides --model)")
     defaults = TrainingSettings()
     p.add_argument("--epochs", type=int, help=f"maximum epochs (overrides --training; default {defaults.epochs})")
-    p.add_argument("--max-time-s", type=float, metavar="S",
-                   help="training wall-time limit in s: no epoch is started that would end past it; 0 = no limit "
-                        f"(overrides --training; default {defaults.max_time_s:g})")
-    p.add_argument("--init-from", metavar="MODEL",
-                   help="fine-tune: start from this trained .keras model (its architecture and weights; "
-                        "overrides training.init_from); --model settings must agree with it")
+    p.add_argument(
+        "--max-time-s",
+        type=float,
+        metavar="S",
+        help="training wall-time limit in s: no epoch is started that would end past it; 0 = no limit "
+        f"(overrides --training; default {defaults.max_time_s:g})",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this trained .keras model (its architecture and weights; "
+        "overrides training.init_from); --model settings must agree with it",
+    )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the backend (0 = all)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--restart", action="store_true",
-                   help="discard a checkpoint in --output-dir and start over (default: resume from it)")
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard a checkpoint in --output-dir and start over (default: resume from it)",
+    )
     add_model_flags(p, resample=False, scope="--init-from: ")
 
 
@@ -790,9 +892,12 @@ def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from crnn.modelcard import model_inputs
 
-    refuse_aliases([("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
-                   folder_outputs("--output-dir", args.output_dir,
-                                  ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)))
+    refuse_aliases(
+        [("--train", args.train), ("--val", args.val), *model_inputs("--init-from", args.init_from)],
+        folder_outputs(
+            "--output-dir", args.output_dir, ("model.keras", "model.card.json", "history.csv", CHECKPOINT_DIR)
+        ),
+    )
     check_outputs(folders=[("--output-dir", args.output_dir)])
     check_value(args.seed, "seed", "--seed")
     model_map = load_mapping(args.model)
@@ -822,8 +927,15 @@ def run(args: argparse.Namespace) -> None:
     # settings and splits are checked before train() imports Keras and TensorFlow (seconds)
     open_splits(args.train, args.val)
     train(
-        args.train, args.val, args.output_dir, model_settings=model_settings, training=training,
-        seed=args.seed, name=args.name or default_name(args.output_dir), threads=args.threads, restart=args.restart,
+        args.train,
+        args.val,
+        args.output_dir,
+        model_settings=model_settings,
+        training=training,
+        seed=args.seed,
+        name=args.name or default_name(args.output_dir),
+        threads=args.threads,
+        restart=args.restart,
         trust_model=args.trust_model,
     )
 

@@ -63,8 +63,13 @@ class _EpochLog(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_t0 = time.perf_counter()
         if sys.stderr.isatty():
-            self._bar = Progress(f"epoch {epoch + 1}/{self.epochs}", (self.params or {}).get("steps"),
-                                 unit="batches", logger=log, tty=True)
+            self._bar = Progress(
+                f"epoch {epoch + 1}/{self.epochs}",
+                (self.params or {}).get("steps"),
+                unit="batches",
+                logger=log,
+                tty=True,
+            )
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self._bar is not None:
@@ -75,19 +80,30 @@ class _EpochLog(keras.callbacks.Callback):
             self._bar.close()
             self._bar = None
         epoch_s = time.perf_counter() - self._epoch_t0
-        log.info("%s", epoch_line(epoch + 1, self.epochs, logs or {}, epoch_s,
-                                  self.already_s + time.perf_counter() - self._t0, self.max_time_s))
+        log.info(
+            "%s",
+            epoch_line(
+                epoch + 1,
+                self.epochs,
+                logs or {},
+                epoch_s,
+                self.already_s + time.perf_counter() - self._t0,
+                self.max_time_s,
+            ),
+        )
 
 
-def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], epoch_s: float, used_s: float,
-               max_time_s: float) -> str:
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], epoch_s: float, used_s: float, max_time_s: float) -> str:
     """``"epoch 3/20: loss 0.4123, val loss 0.3981, val AUC 0.9512, 41.2 s/epoch; 2 min 03 s used,
     6 min 57 s left of the 540 s time limit"`` (without a limit: the time the epochs left would take)."""
+
     def value(key: str) -> str:
         return f"{float(logs[key]):.4f}" if key in logs else "n/a"
 
-    text = (f"epoch {epoch}/{epochs}: loss {value('loss')}, val loss {value('val_loss')}, "
-            f"val AUC {value('val_auc')}, {epoch_s:.1f} s/epoch; {format_duration(used_s)} used")
+    text = (
+        f"epoch {epoch}/{epochs}: loss {value('loss')}, val loss {value('val_loss')}, "
+        f"val AUC {value('val_auc')}, {epoch_s:.1f} s/epoch; {format_duration(used_s)} used"
+    )
     if max_time_s > 0:
         return f"{text}, {format_duration(max(0.0, max_time_s - used_s))} left of the {max_time_s:g} s time limit"
     return f"{text}, about {format_duration(epoch_s * (epochs - epoch))} left for {epochs - epoch} more epoch(s)"
@@ -106,7 +122,12 @@ class _EarlyStopping(keras.callbacks.Callback):
         self.best_weights: list[np.ndarray] | None = None
 
     def state(self) -> dict[str, Any]:
-        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch}
+        return {
+            "wait": self.wait,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch,
+        }
 
     def set_state(self, state: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
         self.wait = int(state["wait"])
@@ -210,7 +231,10 @@ class _TimeLimit(keras.callbacks.Callback):
         if elapsed + self._longest_epoch_s > self.max_time_s:
             log.info(
                 "time limit of %.0f s: %.0f s used after epoch %d, and another epoch takes about %.0f s: stopping",
-                self.max_time_s, elapsed, epoch + 1, self._longest_epoch_s,
+                self.max_time_s,
+                elapsed,
+                epoch + 1,
+                self._longest_epoch_s,
             )
             self.model.stop_training = True
 
@@ -218,8 +242,15 @@ class _TimeLimit(keras.callbacks.Callback):
 class _SaveCheckpoint(keras.callbacks.Callback):
     """Write the checkpoint at the end of every epoch (after the other callbacks have updated)."""
 
-    def __init__(self, checkpoint: _Checkpoint, early: _EarlyStopping, reduce_lr: _ReduceLR,
-                 rows: list[dict[str, float]], already_s: float, resumes: list[dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        checkpoint: _Checkpoint,
+        early: _EarlyStopping,
+        reduce_lr: _ReduceLR,
+        rows: list[dict[str, float]],
+        already_s: float,
+        resumes: list[dict[str, Any]],
+    ) -> None:
         super().__init__()
         self.checkpoint = checkpoint
         self.early = early
@@ -241,7 +272,7 @@ class _SaveCheckpoint(keras.callbacks.Callback):
             "train_time_s": self.already_s + time.perf_counter() - self._t0,
             "seed": self.checkpoint.run_id["settings"]["seed"],
             "rng": "keras.utils.set_random_seed(seed) at start; the streamed shuffle order is a function "
-                   "of (seed, epoch); the in-memory shuffle and dropout restart from the seed on resumption",
+            "of (seed, epoch); the in-memory shuffle and dropout restart from the seed on resumption",
             "resumes": self.resumes,
             "saved_utc": _utc_now(),
         }

@@ -61,10 +61,16 @@ def git_commit(root: Path = CHECKOUT) -> str | None:
     if not (root / ".git").exists() or not (root / "crnn" / "__init__.py").exists():
         return None
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+dirty" if dirty else "") if head else None
@@ -89,14 +95,16 @@ def software(backend: str | None = None) -> dict[str, Any]:
 def version_text() -> str:
     """What ``crnn --version`` prints: one line per package."""
     s = software()
-    return "\n".join([
-        f"crnn {s['crnn']}" + (f" (git {s['git_commit']})" if s["git_commit"] else ""),
-        f"python {s['python']}",
-        f"keras {s['keras'] or 'not installed'}",
-        f"backend {s['backend']} {s['backend_version'] or 'not installed'}",
-        f"numpy {s['numpy'] or 'not installed'}",
-        f"h5py {s['h5py'] or 'not installed'}",
-    ])
+    return "\n".join(
+        [
+            f"crnn {s['crnn']}" + (f" (git {s['git_commit']})" if s["git_commit"] else ""),
+            f"python {s['python']}",
+            f"keras {s['keras'] or 'not installed'}",
+            f"backend {s['backend']} {s['backend_version'] or 'not installed'}",
+            f"numpy {s['numpy'] or 'not installed'}",
+            f"h5py {s['h5py'] or 'not installed'}",
+        ]
+    )
 
 
 def major(version: str | None) -> str | None:
@@ -125,6 +133,7 @@ def version_differences(card: dict[str, Any], now: dict[str, Any] | None = None)
         if trained.get(key) is None:
             missing.append(name)
         elif major(trained[key]) != major(now[key]):
-            warnings.append(f"trained under {name} {trained[key]}, installed is {name} {now[key] or 'none'} "
-                            f"(other major version)")
+            warnings.append(
+                f"trained under {name} {trained[key]}, installed is {name} {now[key] or 'none'} (other major version)"
+            )
     return warnings, missing

@@ -19,7 +19,11 @@ REALDATA = REPO.parent / "shared" / "realdata"
 def run_crnn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real ``crnn`` CLI in a subprocess, as a user or a Snakemake rule would."""
     proc = subprocess.run(
-        [sys.executable, "-m", "crnn", *map(str, args)], check=False, capture_output=True, text=True, cwd=cwd or REPO,
+        [sys.executable, "-m", "crnn", *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     if check and proc.returncode != 0:
@@ -58,10 +62,13 @@ def tiny_model(tmp_path_factory, splits) -> Path:
 
     out = tmp_path_factory.mktemp("model")
     return train(
-        splits["train"], splits["val"], out,
+        splits["train"],
+        splits["val"],
+        out,
         model_settings=ModelSettings(cell="gru", units=16, conv_filters=8),
         training=TrainingSettings(epochs=2, batch_size=128),
-        seed=1, name="tiny_gru",
+        seed=1,
+        name="tiny_gru",
     )
 
 
@@ -79,16 +86,27 @@ def good_model(tmp_path_factory) -> Path:
     simulate(SimulationSettings(n_traces=4000, snr_range=(6.0, 10.0), randomise=fixed), d / "sim.h5", seed=21)
     parts = {s: d / f"{s}.h5" for s in ("train", "val", "test")}
     build_dataset([d / "sim.h5"], parts, fractions=(0.7, 0.15, 0.15), seed=1)
-    return train(parts["train"], parts["val"], d / "gru", model_settings=ModelSettings(cell="gru", units=16),
-                 training=TrainingSettings(epochs=4, batch_size=64), seed=1, name="gru")
+    return train(
+        parts["train"],
+        parts["val"],
+        d / "gru",
+        model_settings=ModelSettings(cell="gru", units=16),
+        training=TrainingSettings(epochs=4, batch_size=64),
+        seed=1,
+        name="gru",
+    )
 
 
 def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """Run Snakemake of this environment in a subprocess."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], check=False, cwd=cwd, capture_output=True,
-                          text=True, env=env)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], check=False, cwd=cwd, capture_output=True, text=True, env=env
+    )
 
 
 @pytest.fixture(scope="session")

@@ -59,8 +59,15 @@ def tiny_splits(tmp_path_factory) -> dict[str, Path]:
 def test_backend_builds_models_and_trains(backend, tiny_splits, tmp_path):
     if importlib.util.find_spec(BACKENDS[backend]) is None:
         pytest.skip(f"backend {backend}: the package {BACKENDS[backend]!r} is not installed (pip install -e '.[test]')")
-    proc = subprocess.run([sys.executable, "-c", BUILD_SCRIPT], cwd=REPO, env=_env(backend), capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD_SCRIPT],
+        cwd=REPO,
+        env=_env(backend),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(next(line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")))
     assert result["backend"] == backend
@@ -74,10 +81,32 @@ def test_backend_builds_models_and_trains(backend, tiny_splits, tmp_path):
     out = tmp_path / backend
     training = {"epochs": 1, "batch_size": 64, "streaming": "always"}
     proc = subprocess.run(
-        [sys.executable, "-m", "crnn", "train", "--train", str(tiny_splits["train"]), "--val",
-         str(tiny_splits["val"]), "-o", str(out), "--name", f"gru_{backend}", "--model",
-         json.dumps({"units": 8, "conv_filters": 8}), "--training", json.dumps(training), "--threads", "1"],
-        cwd=REPO, env=_env(backend), capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "crnn",
+            "train",
+            "--train",
+            str(tiny_splits["train"]),
+            "--val",
+            str(tiny_splits["val"]),
+            "-o",
+            str(out),
+            "--name",
+            f"gru_{backend}",
+            "--model",
+            json.dumps({"units": 8, "conv_filters": 8}),
+            "--training",
+            json.dumps(training),
+            "--threads",
+            "1",
+        ],
+        cwd=REPO,
+        env=_env(backend),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     card = json.loads((out / "model.card.json").read_text())

@@ -49,7 +49,9 @@ def test_matched_filter_reaches_the_analytic_detection_probability():
     template = _known_template(lag)
     rho_unit = optimal_snr(template, 2 * sigma**2 / FS, FS)  # white noise: S_n = 2 sigma^2 dt
     assert rho_unit == pytest.approx(np.linalg.norm(template) / sigma, rel=1e-4)  # Parseval
-    bank = MatchedFilterBank(template_spectra(ONE_CHANNEL, T, FS, 1), noise_power_spectrum(rng.normal(0, sigma, (2000, 1, T))))
+    bank = MatchedFilterBank(
+        template_spectra(ONE_CHANNEL, T, FS, 1), noise_power_spectrum(rng.normal(0, sigma, (2000, 1, T)))
+    )
     n = 12_000
     noise = _correlation_at(bank, rng.normal(0, sigma, (n, 1, T)), lag).real
     signal = _correlation_at(bank, rng.normal(0, sigma, (n, 1, T)) + rho / rho_unit * template, lag).real
@@ -157,8 +159,13 @@ def test_matched_filter_stays_sighted_on_a_detector_deaf_where_its_templates_are
     from crnn.simulate import SimulationSettings, Simulator
 
     chain = {"family": "digital_butterworth", "band_hz": [30e6, 80e6], "order": 5}
-    settings = SimulationSettings(cw_lines=(), transients=(), snr_range=(6.0, 10.0), randomise=RandomiseSettings(enabled=False),
-                                  receiver=ReceiverSettings(chain_response=chain))
+    settings = SimulationSettings(
+        cw_lines=(),
+        transients=(),
+        snr_range=(6.0, 10.0),
+        randomise=RandomiseSettings(enabled=False),
+        receiver=ReceiverSettings(chain_response=chain),
+    )
     sim = Simulator(settings, seed=4)
     data, noise = sim.block(0), sim.block(1)
     y = data.labels

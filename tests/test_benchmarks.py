@@ -105,9 +105,23 @@ def test_quick_run_writes_json_with_stats_and_machine(tmp_path):
     docs = tmp_path / "benchmarks.md"
     docs.write_text("untouched\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "simulate", "noise", "--quick", "--output-dir", str(tmp_path),
-         "--docs", str(docs)],
-        cwd=REPO, capture_output=True, text=True, check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "simulate",
+            "noise",
+            "--quick",
+            "--output-dir",
+            str(tmp_path),
+            "--docs",
+            str(docs),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for suite in ("simulate", "noise"):

@@ -28,8 +28,9 @@ from crnn.tracefile import TraceSet, read_traces, write_traces
 
 FIXTURE = REPO / "tests" / "data" / "model_v0_1"
 FIXTURE_CARD = json.loads((FIXTURE / "model.card.json").read_text())
-SHIFTED = SimulationSettings(n_traces=20_000, signal_fraction=0.0, noise_temperature_k=300.0,
-                             receiver=ReceiverSettings(band_hz=(35e6, 75e6)))
+SHIFTED = SimulationSettings(
+    n_traces=20_000, signal_fraction=0.0, noise_temperature_k=300.0, receiver=ReceiverSettings(band_hz=(35e6, 75e6))
+)
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,9 @@ def shifted_noise(tmp_path_factory):
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory, shifted_noise):
     out = tmp_path_factory.mktemp("cal") / "calibrated"
-    proc = run_crnn("calibrate", "--model", FIXTURE, "--background", shifted_noise[0], "--output", out,
-                    "--skip-unreachable")
+    proc = run_crnn(
+        "calibrate", "--model", FIXTURE, "--background", shifted_noise[0], "--output", out, "--skip-unreachable"
+    )
     return out, proc
 
 
@@ -63,8 +65,12 @@ def test_calibrated_working_point_holds_its_fpr_on_fresh_noise_of_the_shifted_de
     assert wp["target_fpr"] == 1e-3 and wp["chosen_on"] == f"calibration background {a}"
     assert card["training_working_point"] == FIXTURE_CARD["working_point"]
     by_fpr = {p["target_fpr"]: p for p in cal["working_points"]}
-    assert by_fpr[1e-4] == {"target_fpr": 1e-4, "available": False, "n_needed": 100_000,
-                            "reason": "needs >= 100000 noise traces, 20000 given"}
+    assert by_fpr[1e-4] == {
+        "target_fpr": 1e-4,
+        "available": False,
+        "n_needed": 100_000,
+        "reason": "needs >= 100000 noise traces, 20000 given",
+    }
     assert by_fpr[1e-2]["available"] and by_fpr[1e-3]["available"]
     assert [p["target_fpr"] for p in card["working_points"]] == [1e-2, 1e-3]
     # the threshold is the (1 - FPR) quantile rule of crnn.metrics on the model's own scores of file a
@@ -91,7 +97,8 @@ def test_predict_on_the_calibration_file_reports_the_calibrated_threshold(calibr
     with h5py.File(tmp_path / "a.h5") as f:
         assert f.attrs["threshold"] == pytest.approx(thr)
         assert int(f["decision"][:].sum()) == next(
-            p["n_false_alarms"] for p in card["calibration"]["working_points"] if p["target_fpr"] == 1e-3)
+            p["n_false_alarms"] for p in card["calibration"]["working_points"] if p["target_fpr"] == 1e-3
+        )
     lines = [ln for ln in proc.stderr.splitlines() if "calibrated on this file" in ln]
     assert len(lines) == 1 and f"threshold {thr:.4g}" in lines[0] and "calibration background" in lines[0]
     # the uncalibrated model says so, on one line
@@ -147,8 +154,11 @@ def _write(path, n=50, channels=2, samples=500, rate=180e6, unit="V", nan_at=Non
         ({"channels": 3}, [], ["'traces' has 3 channel(s)", "takes 2"]),
         ({"samples": 600}, [], ["'traces' has 600 samples", "takes exactly 500"]),
         ({"unit": "furlong"}, [], ["'unit' = 'furlong'", "cannot take", "expected one of"]),
-        ({"n": 1000, "nan_at": 700}, ["--fprs", "1e-2", "--working-point-fpr", "1e-2"],
-         ["'traces' holds 1 non-finite", "NaN at trace 700", "expected finite"]),
+        (
+            {"n": 1000, "nan_at": 700},
+            ["--fprs", "1e-2", "--working-point-fpr", "1e-2"],
+            ["'traces' holds 1 non-finite", "NaN at trace 700", "expected finite"],
+        ),
         ({"n": 2000}, ["--skip-unreachable"], ["working point FPR 0.001", "needs at least 10000", "2000 were given"]),
     ],
     ids=["rate", "channels", "length", "unit", "nan", "working-point-unreachable"],
@@ -168,9 +178,23 @@ def test_refusals_name_file_and_field_and_leave_no_output(tmp_path, kwargs, args
 
 def test_too_few_traces_for_1e4_says_how_many_are_needed(shifted_noise, tmp_path):
     proc = subprocess.run(  # also: python -m crnn.calibrate works
-        [sys.executable, "-m", "crnn.calibrate", "-m", str(FIXTURE), "-b", str(shifted_noise[0]),
-         "-o", str(tmp_path / "cal")], capture_output=True, text=True, cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, check=False)
+        [
+            sys.executable,
+            "-m",
+            "crnn.calibrate",
+            "-m",
+            str(FIXTURE),
+            "-b",
+            str(shifted_noise[0]),
+            "-o",
+            str(tmp_path / "cal"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        check=False,
+    )
     assert proc.returncode == 2
     assert "FPR 0.0001: it needs at least 100000" in proc.stderr and "20000 were given" in proc.stderr
     assert "--skip-unreachable" in proc.stderr

@@ -15,24 +15,72 @@ EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
 
 def test_help_lists_every_stage():
     out = run_crnn("--help").stdout
-    for stage in ("simulate", "merge", "ingest", "dataset", "train", "evaluate", "robustness", "report", "calibrate",
-                  "predict",
-                  "inspect"):
+    for stage in (
+        "simulate",
+        "merge",
+        "ingest",
+        "dataset",
+        "train",
+        "evaluate",
+        "robustness",
+        "report",
+        "calibrate",
+        "predict",
+        "inspect",
+    ):
         assert stage in out
 
 
 def test_simulate_ingest_dataset_and_inspect(tmp_path):
-    run_crnn("simulate", "-o", tmp_path / "sim.h5", "--n-traces", "1200", "--seed", "3",
-             "--settings", '{"transients": [{"kind": "burst", "probability": 0.2}]}')
+    run_crnn(
+        "simulate",
+        "-o",
+        tmp_path / "sim.h5",
+        "--n-traces",
+        "1200",
+        "--seed",
+        "3",
+        "--settings",
+        '{"transients": [{"kind": "burst", "probability": 0.2}]}',
+    )
     with h5py.File(tmp_path / "sim.h5") as f:
         assert f["traces"].shape == (1200, 2, 500) and f["traces"].dtype == np.float32
         assert f.attrs["sampling_rate_hz"] == 180e6 and f.attrs["unit"] == "V"
         assert 0.13 < f["has_transient"][:].mean() < 0.27
-    run_crnn("ingest", "-i", REPO / "data" / "example_traces.root", "-o", tmp_path / "root.h5", "--tree", "events",
-             "--branch", "trace", "--unit", "V", "--sampling-rate-hz", "180e6", "--label-branch", "label",
-             "--snr-branch", "snr")
-    run_crnn("dataset", "-i", tmp_path / "sim.h5", "-i", tmp_path / "root.h5", "--train", tmp_path / "tr.h5",
-             "--val", tmp_path / "va.h5", "--test", tmp_path / "te.h5", "--seed", "2")
+    run_crnn(
+        "ingest",
+        "-i",
+        REPO / "data" / "example_traces.root",
+        "-o",
+        tmp_path / "root.h5",
+        "--tree",
+        "events",
+        "--branch",
+        "trace",
+        "--unit",
+        "V",
+        "--sampling-rate-hz",
+        "180e6",
+        "--label-branch",
+        "label",
+        "--snr-branch",
+        "snr",
+    )
+    run_crnn(
+        "dataset",
+        "-i",
+        tmp_path / "sim.h5",
+        "-i",
+        tmp_path / "root.h5",
+        "--train",
+        tmp_path / "tr.h5",
+        "--val",
+        tmp_path / "va.h5",
+        "--test",
+        tmp_path / "te.h5",
+        "--seed",
+        "2",
+    )
     with h5py.File(tmp_path / "te.h5") as f:
         assert f["traces"].shape[0] == 400  # 25 % of 1600
         assert set(np.unique(f["source_id"][:])) == {0, 1}
@@ -112,19 +160,55 @@ def test_report_refuses_broken_metrics(tmp_path):
 
 def test_train_evaluate_report_predict(tmp_path, splits):
     model_dir = tmp_path / "models" / "gru"
-    run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", model_dir, "--name", "gru",
-             "--model", '{"cell": "gru", "units": 8, "conv_filters": 8}', "--training", '{"epochs": 1}')
+    run_crnn(
+        "train",
+        "--train",
+        splits["train"],
+        "--val",
+        splits["val"],
+        "-o",
+        model_dir,
+        "--name",
+        "gru",
+        "--model",
+        '{"cell": "gru", "units": 8, "conv_filters": 8}',
+        "--training",
+        '{"epochs": 1}',
+    )
     card = json.loads((model_dir / "model.card.json").read_text())
     assert card["name"] == "gru" and card["training"]["epochs_run"] == 1
     with open(model_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 and {"loss", "val_loss", "auc", "val_auc"} <= set(rows[0])
     run_crnn("evaluate", "--test", splits["test"], "--model", model_dir / "model.keras", "-o", tmp_path / "ev" / "gru")
-    run_crnn("evaluate", "--test", splits["test"], "--baseline", "envelope", "-o", tmp_path / "ev" / "envelope",
-             "--n-bootstrap", "20")
-    run_crnn("evaluate", "--test", splits["test"], "--baseline", "matched_filter", "--noise", splits["val"],
-             "-o", tmp_path / "ev" / "matched_filter", "--settings", '{"baseline": {"matched_filter_templates": 3}}',
-             "--signal-model", '{"receiver": {"band_hz": [30.0e6, 80.0e6]}, "pulse": {}}', "--n-bootstrap", "20")
+    run_crnn(
+        "evaluate",
+        "--test",
+        splits["test"],
+        "--baseline",
+        "envelope",
+        "-o",
+        tmp_path / "ev" / "envelope",
+        "--n-bootstrap",
+        "20",
+    )
+    run_crnn(
+        "evaluate",
+        "--test",
+        splits["test"],
+        "--baseline",
+        "matched_filter",
+        "--noise",
+        splits["val"],
+        "-o",
+        tmp_path / "ev" / "matched_filter",
+        "--settings",
+        '{"baseline": {"matched_filter_templates": 3}}',
+        "--signal-model",
+        '{"receiver": {"band_hz": [30.0e6, 80.0e6]}, "pulse": {}}',
+        "--n-bootstrap",
+        "20",
+    )
     m = json.loads((tmp_path / "ev" / "gru" / "metrics.json").read_text())
     assert m["method"] == "gru" and m["n_test"] == 600 and "card_working_point" in m
     assert [wp["target_fpr"] for wp in m["working_points"]] == [1e-2, 1e-3, 1e-4]
@@ -137,8 +221,17 @@ def test_train_evaluate_report_predict(tmp_path, splits):
     assert 3.8 < mf["background_scores"]["noise"]["mean"] < 4.8  # max over lags, phase, polarisation of pure noise
     for name in ("roc.png", "efficiency.png", "gallery.png", "scores.h5"):
         assert (tmp_path / "ev" / "gru" / name).stat().st_size > 1000
-    run_crnn("report", "--metrics", *(tmp_path / "ev" / k / "metrics.json" for k in ("gru", "envelope", "matched_filter")),
-             "--history", model_dir / "history.csv", "--card", model_dir / "model.card.json", "-o", tmp_path / "rep")
+    run_crnn(
+        "report",
+        "--metrics",
+        *(tmp_path / "ev" / k / "metrics.json" for k in ("gru", "envelope", "matched_filter")),
+        "--history",
+        model_dir / "history.csv",
+        "--card",
+        model_dir / "model.card.json",
+        "-o",
+        tmp_path / "rep",
+    )
     html = (tmp_path / "rep" / "summary.html").read_text()
     assert "<td>gru</td>" in html and "<td>envelope</td>" in html and "<td>matched_filter</td>" in html
     assert html.count('<img src="data:image/png;base64,') == 7 + 3  # comparison plots and three galleries

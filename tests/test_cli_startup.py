@@ -27,7 +27,7 @@ def _frameworks_loaded(code: str) -> list[str]:
     probe = f"import sys\n{code}\nprint(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))"
     proc = _python("-c", probe)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own printed list
+    return eval(proc.stdout.strip().splitlines()[-1])
 
 
 def test_crnn_help_lists_every_stage_without_tensorflow_log_lines():
@@ -44,7 +44,7 @@ def test_importing_the_cli_and_building_its_help_imports_no_framework():
 
 def test_a_stage_help_imports_no_framework():
     # train's own help: the stage module loads Keras only when training starts
-    code = ("import crnn.cli\ntry:\n    crnn.cli.main(['train', '--help'])\nexcept SystemExit:\n    pass")
+    code = "import crnn.cli\ntry:\n    crnn.cli.main(['train', '--help'])\nexcept SystemExit:\n    pass"
     assert _frameworks_loaded(code) == []
 
 
@@ -54,11 +54,15 @@ def test_crnn_version_names_the_commit_and_the_installed_packages_without_a_fram
     proc = _python("-m", "crnn", "--version")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=False).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     assert lines["crnn"].startswith("0.") and (not head or f"(git {head}" in lines["crnn"]), lines
     for name in ("keras", "numpy", "h5py"):
         assert lines[name] == metadata.version(name)
     backend, version = lines["backend"].split()
     assert backend in ("tensorflow", "jax", "torch", "numpy", "openvino") and version[0].isdigit(), lines
-    assert _frameworks_loaded("import crnn.cli\ntry:\n    crnn.cli.main(['--version'])\nexcept SystemExit:\n    pass") == []
+    assert (
+        _frameworks_loaded("import crnn.cli\ntry:\n    crnn.cli.main(['--version'])\nexcept SystemExit:\n    pass")
+        == []
+    )

@@ -29,7 +29,10 @@ CASES = [
     (["train", "--epochs", "0"], "training settings.epochs: 0 is less than the minimum of 1"),
     (["train", "--epochs", "-1"], "training settings.epochs: -1 is less than the minimum of 1"),
     (["train", "--training", '{"batch_size": 0}'], "training settings.batch_size: 0 is less than the minimum of 1"),
-    (["train", "--training", '{"target_fpr": 2}'], "training settings.target_fpr: 2.0 is greater than the maximum of 1"),
+    (
+        ["train", "--training", '{"target_fpr": 2}'],
+        "training settings.target_fpr: 2.0 is greater than the maximum of 1",
+    ),
     (["train", "--training", '{"streaming": "sometimes"}'], "training settings.streaming: 'sometimes' is not one of"),
     (["train", "--model", '{"units": 0}'], "model settings.units: 0"),
     (["train", "--model", '{"dropout": 1.5}'], "model settings.dropout: 1.5 is greater than the maximum of 1"),
@@ -37,18 +40,28 @@ CASES = [
     (["train", "--seed", "-1"], "--seed: -1 is less than the minimum of 0"),
     (["simulate", "--n-traces", "-5"], "simulate settings.n_traces: -5 is less than the minimum of 0"),
     (["simulate", "--signal-fraction", "2"], "simulate settings.signal_fraction: 2.0 is greater than the maximum of 1"),
-    (["simulate", "--settings", '{"receiver": {"n_samples": 4}}'],
-     "simulate settings.receiver.n_samples: 4 is less than the minimum of 16"),
+    (
+        ["simulate", "--settings", '{"receiver": {"n_samples": 4}}'],
+        "simulate settings.receiver.n_samples: 4 is less than the minimum of 16",
+    ),
     (["simulate", "--n-chunks", "0"], "--n-chunks: 0 is less than the minimum of 1"),
     (["dataset", "--fractions", "1.5", "0.25", "0.25"], "--fractions[0]: 1.5 is greater than the maximum of 1"),
     (["evaluate", "--n-bootstrap", "-1"], "evaluate settings.n_bootstrap: -1 is less than the minimum of 0"),
     (["evaluate", "--fpr", "2"], "evaluate settings.fprs[0]: 2.0 is greater than or equal to the maximum of 1"),
-    (["evaluate", "--settings", '{"baseline": {"matched_filter_templates": 0}}'],
-     "evaluate settings.baseline.matched_filter_templates: 0 is less than the minimum of 1"),
-    (["robustness", "--settings", '{"fpr": 0}'], "robustness settings.fpr: 0.0 is less than or equal to the minimum of 0"),
+    (
+        ["evaluate", "--settings", '{"baseline": {"matched_filter_templates": 0}}'],
+        "evaluate settings.baseline.matched_filter_templates: 0 is less than the minimum of 1",
+    ),
+    (
+        ["robustness", "--settings", '{"fpr": 0}'],
+        "robustness settings.fpr: 0.0 is less than or equal to the minimum of 0",
+    ),
     (["robustness", "--settings", '{"n_traces": 0}'], "robustness settings.n_traces: 0 is less than the minimum of 1"),
     (["calibrate", "--fprs", "0"], "--fprs[0]: 0.0 is less than or equal to the minimum of 0"),
-    (["calibrate", "--working-point-fpr", "1"], "--working-point-fpr: 1.0 is greater than or equal to the maximum of 1"),
+    (
+        ["calibrate", "--working-point-fpr", "1"],
+        "--working-point-fpr: 1.0 is greater than or equal to the maximum of 1",
+    ),
     (["ingest", "--filter-order", "0"], "--filter-order: 0 is less than the minimum of 1"),
     (["ingest", "--n-samples", "0"], "--n-samples: 0 is less than the minimum of 1"),
     (["ingest", "--resample-hz", "-1"], "--resample-hz: -1.0 is less than or equal to the minimum of 0"),
@@ -85,7 +98,8 @@ def test_the_cli_refuses_what_the_schema_refuses(tmp_path, capsys, argv, needle)
 
 
 @pytest.mark.parametrize(
-    "cls", [SimulationSettings, TrainingSettings, ModelSettings, EvaluationSettings, RobustnessSettings, BaselineSettings]
+    "cls",
+    [SimulationSettings, TrainingSettings, ModelSettings, EvaluationSettings, RobustnessSettings, BaselineSettings],
 )
 def test_every_settings_class_names_its_schema_node_and_its_defaults_pass(cls):
     node = schema_node(cls.SCHEMA)

@@ -50,7 +50,8 @@ def test_schema_defaults_equal_package_defaults(path, cls):
     node = SCHEMA
     for key in path:
         node = {"*": lambda n: n["additionalProperties"], "[]": lambda n: n["items"]}.get(
-            key, lambda n, k=key: n["properties"][k])(node)
+            key, lambda n, k=key: n["properties"][k]
+        )(node)
     package = to_mapping(cls(frequency_hz=50e6) if cls is CWLine else cls())
     for key, value in _defaults(node).items():
         assert package[key] == value, f"{'.'.join(path)}.{key}: schema {value!r} != package {package[key]!r}"

@@ -50,21 +50,22 @@ def _splits(folder: Path) -> dict[str, Path]:
 
 def test_two_budgets_give_identical_split_files_and_the_tiny_one_many_buckets(tmp_path, inputs, caplog):
     with caplog.at_level(logging.INFO, logger="crnn.dataset"):
-        tiny = build_dataset(inputs, _splits(tmp_path / "tiny"), fractions=(0.6, 0.15, 0.25), seed=4,
-                             memory_budget_mb=TINY_MB)
+        tiny = build_dataset(
+            inputs, _splits(tmp_path / "tiny"), fractions=(0.6, 0.15, 0.25), seed=4, memory_budget_mb=TINY_MB
+        )
     buckets = [int(m.group(1)) for m in re.finditer(r"in (\d+) bucket\(s\)", caplog.text)]
     assert buckets and buckets[0] >= 15, caplog.text
     large = build_dataset(inputs, _splits(tmp_path / "large"), fractions=(0.6, 0.15, 0.25), seed=4)
     for s in SPLITS:
         assert tiny[s].read_bytes() == large[s].read_bytes(), s
-    other = build_dataset(inputs, _splits(tmp_path / "other"), fractions=(0.6, 0.15, 0.25), seed=5,
-                          memory_budget_mb=TINY_MB)
+    other = build_dataset(
+        inputs, _splits(tmp_path / "other"), fractions=(0.6, 0.15, 0.25), seed=5, memory_budget_mb=TINY_MB
+    )
     assert other["test"].read_bytes() != tiny["test"].read_bytes()  # the seed, not the budget, sets the split
 
 
 @pytest.mark.parametrize(("fractions", "seed"), [((0.6, 0.15, 0.25), 4), ((0.05, 0.9, 0.05), 11)])
-def test_every_input_trace_is_in_exactly_one_split_and_the_fractions_hold_within_one(tmp_path, inputs, fractions,
-                                                                                     seed):
+def test_every_input_trace_is_in_exactly_one_split_and_the_fractions_hold_within_one(tmp_path, inputs, fractions, seed):
     out = build_dataset(inputs, _splits(tmp_path / "s"), fractions=fractions, seed=seed, memory_budget_mb=TINY_MB)
     originals = [read_traces(p) for p in inputs]
     n = sum(o.n_traces for o in originals)
@@ -94,8 +95,20 @@ def old_splits(tmp_path, inputs) -> dict[str, bytes]:
 
 
 def _cli(inputs: list[Path], folder: Path, *extra: object):
-    return run_crnn("dataset", *(a for p in inputs for a in ("-i", p)), "--train", folder / "train.h5",
-                    "--val", folder / "val.h5", "--test", folder / "test.h5", "--seed", "3", *extra, check=False)
+    return run_crnn(
+        "dataset",
+        *(a for p in inputs for a in ("-i", p)),
+        "--train",
+        folder / "train.h5",
+        "--val",
+        folder / "val.h5",
+        "--test",
+        folder / "test.h5",
+        "--seed",
+        "3",
+        *extra,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("case", ["budget", "disagree"])
@@ -121,24 +134,36 @@ def small_disk(tmp_path):
 
 
 #: `crnn dataset` with the check of free space before the work left out: the disk fills meanwhile
-_NO_SPACE_CHECK = ("import sys; from crnn import cli, dataset; dataset._check_space = lambda *a: None; "
-                   "sys.exit(cli.main(sys.argv[1:]))")
+_NO_SPACE_CHECK = (
+    "import sys; from crnn import cli, dataset; dataset._check_space = lambda *a: None; "
+    "sys.exit(cli.main(sys.argv[1:]))"
+)
 
 
-@pytest.mark.parametrize(("when", "n_traces"), [
-    ("checked before the work", 10_000),  # 1.6 MB of scratch file and as much of splits on a 2 MB disk
-    ("full while the scratch file is made", 20_000),
-    ("full while a split is written", 10_000),
-])
+@pytest.mark.parametrize(
+    ("when", "n_traces"),
+    [
+        ("checked before the work", 10_000),  # 1.6 MB of scratch file and as much of splits on a 2 MB disk
+        ("full while the scratch file is made", 20_000),
+        ("full while a split is written", 10_000),
+    ],
+)
 def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, small_disk, when, n_traces):
     big = _input(tmp_path / "big.h5", n_traces, 5)
-    argv = ["dataset", "-i", str(big), *(a for s in SPLITS for a in (f"--{s}", str(small_disk / f"{s}.h5"))),
-            "--memory-budget-mb", str(TINY_MB)]
+    argv = [
+        "dataset",
+        "-i",
+        str(big),
+        *(a for s in SPLITS for a in (f"--{s}", str(small_disk / f"{s}.h5"))),
+        "--memory-budget-mb",
+        str(TINY_MB),
+    ]
     if when == "checked before the work":
         proc = run_crnn(*argv, check=False)
     else:
-        proc = subprocess.run([sys.executable, "-c", _NO_SPACE_CHECK, *argv], capture_output=True, text=True,
-                              check=False, cwd=REPO)
+        proc = subprocess.run(
+            [sys.executable, "-c", _NO_SPACE_CHECK, *argv], capture_output=True, text=True, check=False, cwd=REPO
+        )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = _errors(proc.stderr)
     assert len(lines) == 1 and "Traceback" not in proc.stderr and "no space left on the device" in lines[0], proc.stderr
@@ -151,9 +176,18 @@ def test_text_metadata_travel_through_the_buckets(tmp_path):
     """Per-trace texts (variable length in HDF5) that every input has are carried, trace by trace."""
     n = 300
     path = tmp_path / "named.h5"
-    write_traces(path, TraceSet(np.zeros((n, 1, N_SAMPLES), np.float32), 180e6, "V",
-                                {"labels": (np.arange(n) % 2).astype(np.int8),
-                                 "station": np.array([f"st{i:0{1 + i % 4}d}" for i in range(n)], dtype=object)}))
+    write_traces(
+        path,
+        TraceSet(
+            np.zeros((n, 1, N_SAMPLES), np.float32),
+            180e6,
+            "V",
+            {
+                "labels": (np.arange(n) % 2).astype(np.int8),
+                "station": np.array([f"st{i:0{1 + i % 4}d}" for i in range(n)], dtype=object),
+            },
+        ),
+    )
     out = build_dataset([path], _splits(tmp_path / "s"), seed=1, memory_budget_mb=TINY_MB)
     for p in out.values():
         with h5py.File(p) as f:

@@ -36,7 +36,8 @@ def test_receiver_noise_passes_the_chain_only_and_sky_noise_the_antenna_too():
     ratio = _psd(receiver_only.traces)[band] / chain2[band]
     assert np.std(ratio) / np.mean(ratio) < 0.15
     assert np.std(_psd(receiver_only.traces)[band] / (chain2 * ant2)[band]) > 0.5 * np.mean(
-        _psd(receiver_only.traces)[band] / (chain2 * ant2)[band])
+        _psd(receiver_only.traces)[band] / (chain2 * ant2)[band]
+    )
     # sky noise: T_sky |antenna|^2 |chain|^2
     from crnn.physics import cane_sky_temperature_k
 
@@ -98,19 +99,31 @@ def test_digital_chains_fall_to_zero_at_nyquist_and_are_recorded():
     from crnn.detector import Detector, RandomiseSettings
 
     receiver = SimulationSettings().receiver
-    mixed = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.5),
-                     noise_temperature_k=40.0, galactic_scale=1.0).draw(4000, np.random.default_rng(3))
+    mixed = Detector(
+        receiver,
+        dataclasses.replace(RandomiseSettings(), digital_probability=0.5),
+        noise_temperature_k=40.0,
+        galactic_scale=1.0,
+    ).draw(4000, np.random.default_rng(3))
     digital = mixed.params["response_digital"] == 1
     assert 0.3 < digital.mean() < 0.7
     at_nyquist = np.abs(mixed.chain[:, 0, -1])  # last rfft bin: the Nyquist frequency
     assert np.all(at_nyquist[digital] < 1e-6) and np.median(at_nyquist[~digital]) > 1e-5
     # without digital chains the same generator gives the same detectors
-    plain = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
-                     noise_temperature_k=40.0, galactic_scale=1.0)
+    plain = Detector(
+        receiver,
+        dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
+        noise_temperature_k=40.0,
+        galactic_scale=1.0,
+    )
     a = plain.draw(500, np.random.default_rng(3))
     assert np.all(a.params["response_digital"] == 0)
-    b = Detector(receiver, dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
-                 noise_temperature_k=40.0, galactic_scale=1.0).draw(500, np.random.default_rng(3))
+    b = Detector(
+        receiver,
+        dataclasses.replace(RandomiseSettings(), digital_probability=0.0),
+        noise_temperature_k=40.0,
+        galactic_scale=1.0,
+    ).draw(500, np.random.default_rng(3))
     np.testing.assert_array_equal(a.chain, b.chain)
 
 
@@ -121,7 +134,14 @@ def test_each_component_has_its_own_random_stream():
     a = Simulator(base, 7).block(0)
     for other in (more_cw, more_tr):
         b = Simulator(other, 7).block(0)
-        for key in ("labels", "snr", "pulse_time_s", "polarisation_angle_rad", "response_lowpass_hz", "noise_temperature_k"):
+        for key in (
+            "labels",
+            "snr",
+            "pulse_time_s",
+            "polarisation_angle_rad",
+            "response_lowpass_hz",
+            "noise_temperature_k",
+        ):
             np.testing.assert_array_equal(a.meta[key], b.meta[key], err_msg=key)
     # the components' streams are distinct, not copies of one seed
     sim = Simulator(base, 7)
@@ -132,8 +152,12 @@ def test_each_component_has_its_own_random_stream():
 
 
 def test_chirp_transients_sweep_across_the_band():
-    settings = SimulationSettings(randomise=FIXED, cw_lines=(), signal_fraction=0.0,
-                                  transients=(TransientForm(kind="chirp", probability=1.0, duration_s=(1e-6, 2e-6)),))
+    settings = SimulationSettings(
+        randomise=FIXED,
+        cw_lines=(),
+        signal_fraction=0.0,
+        transients=(TransientForm(kind="chirp", probability=1.0, duration_s=(1e-6, 2e-6)),),
+    )
     block = Simulator(settings, 3).block(0, 200)
     assert np.all(block.meta["transient_kind"] == 1)
     # a chirp is far above the noise and spread over time (not a single impulse)
@@ -151,8 +175,13 @@ def test_pulse_library_pulses_are_folded_through_the_detector(tmp_path):
     path = tmp_path / "library.h5"
     with TraceWriter(path, n_channels=2, n_samples=t, sampling_rate_hz=fs, unit="V/m") as w:
         w.append(TraceSet(lib, fs, "V/m"))
-    settings = SimulationSettings(randomise=FIXED, signal_fraction=1.0, cw_lines=(), transients=(),
-                                  pulse=PulseSettings(library_file=str(path), library_fraction=0.5))
+    settings = SimulationSettings(
+        randomise=FIXED,
+        signal_fraction=1.0,
+        cw_lines=(),
+        transients=(),
+        pulse=PulseSettings(library_file=str(path), library_fraction=0.5),
+    )
     sim = Simulator(settings, 2)
     block, signals = sim.draw_with_signals(0)
     idx = block.meta["pulse_library_index"]

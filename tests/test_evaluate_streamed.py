@@ -4,6 +4,7 @@ scoring the whole split in memory as earlier versions did, bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import h5py
@@ -46,8 +47,12 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, sm
         expected = load_classifier(MODEL).predict(whole.traces, sampling_rate_hz=whole.sampling_rate_hz)
         kwargs = {"model": MODEL}
     else:
-        expected = baseline_scores(method, whole.traces, whole.sampling_rate_hz,
-                                   noise_traces=background if method == "matched_filter" else None)
+        expected = baseline_scores(
+            method,
+            whole.traces,
+            whole.sampling_rate_hz,
+            noise_traces=background if method == "matched_filter" else None,
+        )
         kwargs = {"baseline": method}
     settings = EvaluationSettings(n_bootstrap=20)
     metrics = evaluate(test, tmp_path / "ev", chunk_traces=1, settings=settings, seed=2, **kwargs)
@@ -58,30 +63,46 @@ def test_scores_in_pieces_equal_the_whole_split_in_memory(tmp_path, sim_file, sm
         for key in CARRIED:
             if key in whole.meta:
                 assert np.array_equal(f[key][()], whole.meta[key], equal_nan=True), key
-    reference = summarise(expected, whole.labels.astype(int), whole.meta["snr"].astype(np.float64),
-                          fprs=settings.fprs, snr_edges=np.asarray(settings.snr_edges),
-                          has_transient=whole.meta["has_transient"].astype(int), n_bootstrap=20, seed=2)
+    reference = summarise(
+        expected,
+        whole.labels.astype(int),
+        whole.meta["snr"].astype(np.float64),
+        fprs=settings.fprs,
+        snr_edges=np.asarray(settings.snr_edges),
+        has_transient=whole.meta["has_transient"].astype(int),
+        n_bootstrap=20,
+        seed=2,
+    )
     assert json.dumps({k: metrics[k] for k in reference}, default=str) == json.dumps(reference, default=str)
     if method == "matched_filter":
         assert metrics["matched_filter"]["noise_spectrum_from"].endswith("(background of the test split)")
 
 
 @pytest.mark.parametrize(("method", "n_chunks"), [("amplitude", 3), ("matched_filter", 2)])
-def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, small_file, method,
-                                                                    n_chunks):
+def test_chunks_scored_apart_and_joined_give_the_unchunked_outputs(tmp_path, sim_file, small_file, method, n_chunks):
     """Sharded scoring (`--chunk I --n-chunks N`, then `--scores`): 3,000 traces in 2 pieces (amplitude:
     one chunk empty) or 1,200 in 3 (matched filter); metrics and scores equal the unchunked run's exactly."""
     test = _file(method, sim_file, small_file)
     n = read_traces(test).n_traces
     settings = EvaluationSettings(n_bootstrap=20)
     whole = evaluate(test, tmp_path / "whole", baseline=method, settings=settings, seed=2, chunk_traces=1)
-    chunks = [evaluate(test, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1,
-                       chunk=(i, n_chunks)) for i in reversed(range(n_chunks))]
+    chunks = [
+        evaluate(
+            test, tmp_path / f"c{i}", baseline=method, settings=settings, seed=2, chunk_traces=1, chunk=(i, n_chunks)
+        )
+        for i in reversed(range(n_chunks))
+    ]
     rows = sorted(tuple(c["rows"]) for c in chunks)
-    assert rows[0][0] == 0 and all(a[1] == b[0] for a, b in zip(rows, rows[1:])) and rows[-1][1] == n
+    assert rows[0][0] == 0 and all(a[1] == b[0] for a, b in itertools.pairwise(rows)) and rows[-1][1] == n
     assert not (tmp_path / "c0" / "metrics.json").exists()
-    joined = evaluate(test, tmp_path / "joined", baseline=method, settings=settings, seed=2,
-                      scores_from=[tmp_path / f"c{i}" / "scores.h5" for i in range(n_chunks)])
+    joined = evaluate(
+        test,
+        tmp_path / "joined",
+        baseline=method,
+        settings=settings,
+        seed=2,
+        scores_from=[tmp_path / f"c{i}" / "scores.h5" for i in range(n_chunks)],
+    )
     for m in (whole, joined):
         m.pop("scoring_time_s")
     assert json.dumps(joined, default=str) == json.dumps(whole, default=str)
@@ -103,8 +124,17 @@ def test_the_workflow_scores_each_method_in_evaluate_chunks_jobs_and_joins_them(
 
     cfg = tmp_path / "chunks.yaml"
     cfg.write_text("scale_out:\n  evaluate_chunks: 3\nevaluate:\n  baselines: [amplitude]\n")
-    proc = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "test.yaml"), str(cfg), "--directory",
-                     str(tmp_path), "--cores", "1")
+    proc = snakemake(
+        "-n",
+        "-p",
+        "--configfile",
+        str(REPO / "config" / "test.yaml"),
+        str(cfg),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "1",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert log.count("rule score_baseline_chunk:") == 3 and log.count("rule score_classifier_chunk:") == 6

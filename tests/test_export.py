@@ -16,9 +16,9 @@ from conftest import REPO, run_crnn
 pytest.importorskip("onnxruntime", reason="the export extra (pip install 'crnn[export]') is not installed")
 pytest.importorskip("tf2onnx", reason="the export extra (pip install 'crnn[export]') is not installed")
 
-from crnn.classifier import load_classifier, load_onnx_classifier  # noqa: E402
-from crnn.modelcard import file_sha256  # noqa: E402
-from crnn.tracefile import read_traces  # noqa: E402
+from crnn.classifier import load_classifier, load_onnx_classifier
+from crnn.modelcard import file_sha256
+from crnn.tracefile import read_traces
 
 FRAMEWORKS = ("tensorflow", "keras", "jax", "torch")
 
@@ -56,13 +56,14 @@ def test_onnx_export_holds_the_whole_model_and_its_card(gru_export, tiny_model, 
 def test_predict_with_onnxruntime_matches_keras_without_tensorflow(gru_export, tiny_model, splits, tmp_path):
     keras_out, onnx_out = tmp_path / "keras.h5", tmp_path / "onnx.h5"
     run_crnn("predict", "--model", tiny_model, "--input", splits["test"], "--output", keras_out)
-    probe = ("import sys\nfrom crnn.cli import main\n"
-             f"rc = main(['predict', '--engine', 'onnxruntime', '--model', {str(gru_export)!r}, '--input', "
-             f"{str(splits['test'])!r}, '--output', {str(onnx_out)!r}])\n"
-             f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))\nsys.exit(rc)")
+    probe = (
+        "import sys\nfrom crnn.cli import main\n"
+        f"rc = main(['predict', '--engine', 'onnxruntime', '--model', {str(gru_export)!r}, '--input', "
+        f"{str(splits['test'])!r}, '--output', {str(onnx_out)!r}])\n"
+        f"print(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules))\nsys.exit(rc)"
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env,
-                          check=False)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().splitlines()[-1] == "[]"  # no TensorFlow, Keras, JAX or PyTorch
     with h5py.File(keras_out) as k, h5py.File(onnx_out) as o:
@@ -80,15 +81,25 @@ def test_lstm_exports_and_scores_as_keras(tmp_path, splits):
     from crnn.models import ModelSettings
     from crnn.train import TrainingSettings, train
 
-    model = train(splits["train"], splits["val"], tmp_path / "lstm",
-                  model_settings=ModelSettings(cell="lstm", units=8, conv_filters=8),
-                  training=TrainingSettings(epochs=1, batch_size=256), seed=2, name="lstm")
+    model = train(
+        splits["train"],
+        splits["val"],
+        tmp_path / "lstm",
+        model_settings=ModelSettings(cell="lstm", units=8, conv_filters=8),
+        training=TrainingSettings(epochs=1, batch_size=256),
+        seed=2,
+        name="lstm",
+    )
     out = export_model(model, tmp_path / "lstm_onnx")
     card = json.loads((out / "model.card.json").read_text())
     assert "LSTM" in card["export"]["operators"]  # the fused recurrent layer became ONNX's own LSTM
     x = read_traces(splits["val"]).traces[:300]
-    np.testing.assert_allclose(load_onnx_classifier(out).predict(x, sampling_rate_hz=180e6),
-                               load_classifier(model).predict(x, sampling_rate_hz=180e6), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(
+        load_onnx_classifier(out).predict(x, sampling_rate_hz=180e6),
+        load_classifier(model).predict(x, sampling_rate_hz=180e6),
+        rtol=0,
+        atol=1e-5,
+    )
 
 
 def _refused(proc, *words):
@@ -108,25 +119,52 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, tiny_model, gru_export, s
     fake.write_bytes(b"not a zip archive")
     _refused(run_crnn("export", "--model", fake, "--output", out, check=False), "model.card.json", "card")
     # an unknown format
-    _refused(run_crnn("export", "--model", tiny_model, "--format", "tflite", "--output", out, check=False),
-             "tflite", "onnx", "int8")
+    _refused(
+        run_crnn("export", "--model", tiny_model, "--format", "tflite", "--output", out, check=False),
+        "tflite",
+        "onnx",
+        "int8",
+    )
     assert not out.exists()
     # an exported model without its card
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "model.onnx").write_bytes((gru_export / "model.onnx").read_bytes())
     scores = tmp_path / "scores.h5"
-    _refused(run_crnn("predict", "--engine", "onnxruntime", "--model", bare, "--input", splits["test"],
-                      "--output", scores, check=False), "model.card.json")
+    _refused(
+        run_crnn(
+            "predict",
+            "--engine",
+            "onnxruntime",
+            "--model",
+            bare,
+            "--input",
+            splits["test"],
+            "--output",
+            scores,
+            check=False,
+        ),
+        "model.card.json",
+    )
     # the Keras engine on an export folder says which engine scores it
-    _refused(run_crnn("predict", "--model", gru_export, "--input", splits["test"], "--output", scores, check=False),
-             "--engine onnxruntime")
+    _refused(
+        run_crnn("predict", "--model", gru_export, "--input", splits["test"], "--output", scores, check=False),
+        "--engine onnxruntime",
+    )
     assert not scores.exists()
     # the export packages not installed (a None entry in sys.modules makes their import fail)
-    code = ("import sys\nsys.modules['tf2onnx'] = None\nfrom crnn.cli import main\n"
-            f"sys.exit(main(['export', '--model', {str(tiny_model)!r}, '--output', {str(out)!r}]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys\nsys.modules['tf2onnx'] = None\nfrom crnn.cli import main\n"
+        f"sys.exit(main(['export', '--model', {str(tiny_model)!r}, '--output', {str(out)!r}]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     _refused(proc, "tf2onnx", "crnn[export]")
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
@@ -137,13 +175,29 @@ def test_int8_keeps_the_float_models_auc(tmp_path, good_model):
     from crnn.simulate import SimulationSettings, simulate
 
     # a fresh labelled split of the good model's kind of data (clear pulses), another seed
-    simulate(SimulationSettings(n_traces=1200, snr_range=(6.0, 10.0), randomise=RandomiseSettings(enabled=False)),
-             tmp_path / "sim.h5", seed=77)
+    simulate(
+        SimulationSettings(n_traces=1200, snr_range=(6.0, 10.0), randomise=RandomiseSettings(enabled=False)),
+        tmp_path / "sim.h5",
+        seed=77,
+    )
     parts = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}  # train: the calibration traces
     build_dataset([tmp_path / "sim.h5"], parts, fractions=(0.45, 0.1, 0.45), seed=5)
     out = tmp_path / "int8"
-    run_crnn("export", "--model", good_model, "--format", "int8", "--output", out, "--calibration", parts["train"],
-             "--test-split", parts["test"], "--n-calibration", "256")
+    run_crnn(
+        "export",
+        "--model",
+        good_model,
+        "--format",
+        "int8",
+        "--output",
+        out,
+        "--calibration",
+        parts["train"],
+        "--test-split",
+        parts["test"],
+        "--n-calibration",
+        "256",
+    )
     card = json.loads((out / "model.card.json").read_text())
     split = card["export"]["test_split"]
     assert card["export"]["format"] == "int8"

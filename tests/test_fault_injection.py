@@ -57,13 +57,27 @@ SEED = 15
 
 def _command(work: Path, *extra: str) -> list[str]:
     # the target comes before --configfile, which takes several values
-    return [sys.executable, "-m", "snakemake", *TARGETS, "--cores", "2", "--directory", str(work),
-            "--configfile", str(CONFIG), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        *TARGETS,
+        "--cores",
+        "2",
+        "--directory",
+        str(work),
+        "--configfile",
+        str(CONFIG),
+        *extra,
+    ]
 
 
 def _start(work: Path, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     with open(log, "w") as out:  # a file, not a pipe: nobody reads while the rounds poll
         return subprocess.Popen(_command(work), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -89,7 +103,7 @@ def _stage_of(pid: int) -> str | None:
     except OSError:
         return None
     for i in range(1, len(argv) - 1):
-        if Path(argv[i]).name == "crnn" or argv[i - 1:i + 1] == ["-m", "crnn"]:
+        if Path(argv[i]).name == "crnn" or argv[i - 1 : i + 1] == ["-m", "crnn"]:
             return argv[i + 1] if argv[i + 1] in STAGES else None
     return None
 
@@ -137,8 +151,9 @@ def _next_aim(work: Path, plan: dict[str, int]) -> str:
     return next(s for s in todo if plan.get(s))
 
 
-def _killed_round(work: Path, aim: str, fraction: float, durations: dict[str, float], k: int,
-                  when: Path | None = None) -> tuple[str, float]:
+def _killed_round(
+    work: Path, aim: str, fraction: float, durations: dict[str, float], k: int, when: Path | None = None
+) -> tuple[str, float]:
     """Run the same command and SIGTERM stage ``aim`` ``fraction`` of its uninterrupted time into its
     run (the stages before it complete), or with ``when`` as soon as that file exists; should it end
     sooner, the stage that runs next. Returns (stage, seconds into its run)."""
@@ -170,8 +185,11 @@ def _killed_round(work: Path, aim: str, fraction: float, durations: dict[str, fl
 
 def _stray(results: Path) -> list[str]:
     """Temporaries, moved-aside old versions, checkpoints and locks anywhere in the results."""
-    return sorted(str(p.relative_to(results)) for p in results.rglob("*")
-                  if ".tmp" in p.name or ".old." in p.name or p.name in ("checkpoint", ".train.lock"))
+    return sorted(
+        str(p.relative_to(results))
+        for p in results.rglob("*")
+        if ".tmp" in p.name or ".old." in p.name or p.name in ("checkpoint", ".train.lock")
+    )
 
 
 # -- what "identical" means -----------------------------------------------------------------------
@@ -210,6 +228,7 @@ def _h5(source: Path | bytes) -> dict[str, Any]:
     """Every dataset (dtype, shape, values) and every attribute of an HDF5 file."""
     content: dict[str, Any] = {}
     with h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r") as f:
+
         def visit(name: str, obj: Any) -> None:
             content[f"{name}@attrs"] = {k: _plain(v) for k, v in obj.attrs.items()}
             if isinstance(obj, h5py.Dataset):
@@ -232,15 +251,21 @@ def _content(path: Path) -> Any:
             return [{k: v for k, v in row.items() if k not in VOLATILE_COLUMNS} for row in csv.DictReader(f)]
     if path.suffix == ".keras":  # metadata.json holds the save date
         with zipfile.ZipFile(path) as z:
-            return {"config": _keras_config(json.loads(z.read("config.json"))), "names": sorted(z.namelist()),
-                    "weights": _h5(z.read("model.weights.h5"))}
+            return {
+                "config": _keras_config(json.loads(z.read("config.json"))),
+                "names": sorted(z.namelist()),
+                "weights": _h5(z.read("model.weights.h5")),
+            }
     return path.read_bytes()  # the PNG plots: the same bytes
 
 
 def _outputs(results: Path) -> dict[str, Any]:
     """The run's outputs, without its logs and benchmarks (timings)."""
-    return {str(p.relative_to(results)): _content(p) for p in sorted(results.rglob("*"))
-            if p.is_file() and p.relative_to(results).parts[0] not in ("logs", "benchmarks")}
+    return {
+        str(p.relative_to(results)): _content(p)
+        for p in sorted(results.rglob("*"))
+        if p.is_file() and p.relative_to(results).parts[0] not in ("logs", "benchmarks")
+    }
 
 
 def test_sigterm_at_random_moments_then_the_same_command_ends_like_an_uninterrupted_run(tmp_path):
@@ -296,7 +321,12 @@ def test_sigterm_at_random_moments_then_the_same_command_ends_like_an_uninterrup
     assert resumed_in, kills
     print("training resumed in rounds", resumed_in, "; resumes in the final card:", card["training"]["resumed"])
     # and Snakemake sees every output complete: nothing to rerun, no --rerun-incomplete needed
-    dry = subprocess.run(_command(faulted, "-n"), cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"})
+    dry = subprocess.run(
+        _command(faulted, "-n"),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"},
+    )
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-3000:]
     assert {"train", "evaluate"} <= {stage for stage, _ in kills}, kills

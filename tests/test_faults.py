@@ -26,7 +26,10 @@ N_SLOW = 60000  # traces: simulate takes well over the time to the first tempora
 def _start_simulate(out: Path, n_traces: int = N_SLOW) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "crnn", "simulate", "-o", str(out), "--n-traces", str(n_traces)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
 
@@ -102,8 +105,9 @@ def test_output_that_is_a_folder_is_refused_before_work(tmp_path):
 def _tmpfs(where: Path, size: str):
     """A tmpfs of ``size`` mounted at ``where`` (skips where mounting is not allowed), unmounted after."""
     where.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a {size} tmpfs here: {proc.stderr.strip() or proc.returncode}")
     yield where
@@ -134,9 +138,20 @@ def tiny_tmpfs(tmp_path):
 def test_full_disk_under_scores_is_one_line_without_a_crash(tiny_tmpfs, stage, target):
     """Issue 15, item 4: predict gave 17 tracebacks and a segmentation fault; evaluate left scores.h5
     without metrics.json. Now: one line naming the output, exit 2, nothing on the disk."""
-    argv = {"predict": ["predict", "-m", MODEL, "-i", EXAMPLE, "-o", tiny_tmpfs / "s.h5"],
-            "evaluate": ["evaluate", "--test", EXAMPLE, "-o", tiny_tmpfs / "ev", "--baseline", "amplitude",
-                         "--n-bootstrap", "0"]}[stage]
+    argv = {
+        "predict": ["predict", "-m", MODEL, "-i", EXAMPLE, "-o", tiny_tmpfs / "s.h5"],
+        "evaluate": [
+            "evaluate",
+            "--test",
+            EXAMPLE,
+            "-o",
+            tiny_tmpfs / "ev",
+            "--baseline",
+            "amplitude",
+            "--n-bootstrap",
+            "0",
+        ],
+    }[stage]
     proc = run_crnn(*argv, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr[-3000:]
@@ -159,8 +174,24 @@ def test_dataset_failure_leaves_old_splits_untouched(tmp_path, sim_file, splits)
     out = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     for s, p in out.items():
         p.write_bytes(splits[s].read_bytes())
-    proc = run_crnn("dataset", "-i", sim_file, "--train", out["train"], "--val", out["val"], "--test", out["test"],
-                    "--fractions", "0.5", "0.5", "0", "--seed", "9", check=False)
+    proc = run_crnn(
+        "dataset",
+        "-i",
+        sim_file,
+        "--train",
+        out["train"],
+        "--val",
+        out["val"],
+        "--test",
+        out["test"],
+        "--fractions",
+        "0.5",
+        "0.5",
+        "0",
+        "--seed",
+        "9",
+        check=False,
+    )
     assert proc.returncode == 2 and "test split would be empty" in proc.stderr, proc.stderr[-2000:]
     for s, p in out.items():
         assert p.read_bytes() == splits[s].read_bytes()
@@ -172,8 +203,9 @@ def test_train_refuses_splits_of_different_dataset_runs(tmp_path, sim_file, spli
     from crnn.errors import CrnnError
     from crnn.tracefile import check_same_dataset_run
 
-    other = build_dataset([sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
-                          fractions=(0.6, 0.2, 0.2), seed=4)
+    other = build_dataset(
+        [sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}, fractions=(0.6, 0.2, 0.2), seed=4
+    )
     check_same_dataset_run(splits["train"], splits["val"])  # one run: accepted
     with pytest.raises(CrnnError):
         check_same_dataset_run(other["train"], splits["val"])
@@ -182,8 +214,18 @@ def test_train_refuses_splits_of_different_dataset_runs(tmp_path, sim_file, spli
     with h5py.File(bare, "a") as f:
         del f.attrs["dataset_run_id"]
     check_same_dataset_run(other["train"], bare)
-    proc = run_crnn("train", "--train", other["train"], "--val", splits["val"], "--output-dir", tmp_path / "m",
-                    "--epochs", "1", check=False)
+    proc = run_crnn(
+        "train",
+        "--train",
+        other["train"],
+        "--val",
+        splits["val"],
+        "--output-dir",
+        tmp_path / "m",
+        "--epochs",
+        "1",
+        check=False,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("crnn ")]  # TensorFlow logs too
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -197,19 +239,31 @@ def test_train_refuses_splits_of_different_dataset_runs(tmp_path, sim_file, spli
 def test_dataset_run_id_is_reproducible(tmp_path, sim_file, splits):
     from crnn.dataset import build_dataset
 
-    again = build_dataset([sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")},
-                          fractions=(0.6, 0.2, 0.2), seed=3)
+    again = build_dataset(
+        [sim_file], {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}, fractions=(0.6, 0.2, 0.2), seed=3
+    )
     assert again["test"].read_bytes() == splits["test"].read_bytes()
 
 
 def test_dataset_output_that_is_a_folder_is_refused(tmp_path, sim_file):
     (tmp_path / "val.h5").mkdir()
-    proc = run_crnn("dataset", "-i", sim_file, "--train", tmp_path / "train.h5", "--val", tmp_path / "val.h5",
-                    "--test", tmp_path / "test.h5", check=False)
+    proc = run_crnn(
+        "dataset",
+        "-i",
+        sim_file,
+        "--train",
+        tmp_path / "train.h5",
+        "--val",
+        tmp_path / "val.h5",
+        "--test",
+        tmp_path / "test.h5",
+        check=False,
+    )
     assert proc.returncode == 2
     lines = _errors(proc.stderr)
     assert len(lines) == 1 and f"{tmp_path / 'val.h5'}: output --val is a folder" in lines[0], proc.stderr
     assert sorted(os.listdir(tmp_path)) == ["val.h5"]
+
 
 #: every stage that writes, with its inputs (real files) and its outputs in folder {o}
 WRITERS = {
@@ -220,8 +274,19 @@ WRITERS = {
     "train": ["train", "--train", str(EXAMPLE), "--val", str(EXAMPLE), "-o", "{o}/m", "--epochs", "1"],
     "predict": ["predict", "-m", str(MODEL), "-i", str(EXAMPLE), "-o", "{o}/a.h5"],
     "evaluate": ["evaluate", "--test", str(EXAMPLE), "-o", "{o}/ev", "--baseline", "amplitude"],
-    "calibrate": ["calibrate", "-m", str(MODEL), "-b", str(EXAMPLE), "-o", "{o}/cal", "--fprs", "0.1",
-                  "--working-point-fpr", "0.1"],
+    "calibrate": [
+        "calibrate",
+        "-m",
+        str(MODEL),
+        "-b",
+        str(EXAMPLE),
+        "-o",
+        "{o}/cal",
+        "--fprs",
+        "0.1",
+        "--working-point-fpr",
+        "0.1",
+    ],
     "robustness": ["robustness", "--shift", f"a={EXAMPLE}", "-o", "{o}/r.json", "--baseline", "power"],
     "report": ["report", "--metrics", "{o}/../m.json", "-o", "{o}/rep"],
 }
@@ -232,8 +297,9 @@ def read_only_folder(tmp_path_factory):
     mnt = tmp_path_factory.mktemp("ro") / "mnt"
     mnt.mkdir()
     (mnt.parent / "m.json").write_text("{}")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(mnt)], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:  # chmod is no test where root runs it: root writes anyway
         pytest.skip(f"cannot mount a read-only tmpfs here: {proc.stderr.strip() or proc.returncode}")
     yield mnt
@@ -298,28 +364,50 @@ def big_input(tmp_path_factory) -> dict[str, Path]:
     labels = (np.arange(N_BIG) % 2).astype(np.int8)
     x = np.random.default_rng(11).normal(size=(N_BIG, 2, 500)).astype(np.float32)
     write_traces(d / "big.h5", TraceSet(x, 180e6, "V", {"labels": labels, "snr": 5.0 * labels.astype(np.float32)}))
-    old = build_dataset([d / "big.h5"], {s: d / f"old_{s}.h5" for s in ("train", "val", "test")},
-                        fractions=(0.6, 0.2, 0.2), seed=3)
+    old = build_dataset(
+        [d / "big.h5"], {s: d / f"old_{s}.h5" for s in ("train", "val", "test")}, fractions=(0.6, 0.2, 0.2), seed=3
+    )
     return {"input": d / "big.h5", **old}
 
 
 def _dataset_cmd(input_file: Path, folder: Path, seed: int) -> list[str]:
-    return [sys.executable, "-m", "crnn", "dataset", "-i", str(input_file), "--train", str(folder / "train.h5"),
-            "--val", str(folder / "val.h5"), "--test", str(folder / "test.h5"), "--seed", str(seed)]
+    return [
+        sys.executable,
+        "-m",
+        "crnn",
+        "dataset",
+        "-i",
+        str(input_file),
+        "--train",
+        str(folder / "train.h5"),
+        "--val",
+        str(folder / "val.h5"),
+        "--test",
+        str(folder / "test.h5"),
+        "--seed",
+        str(seed),
+    ]
 
 
 def _published(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
-def _signal_when(cmd: list[str], folder: Path, prefix: str, sig: int, reset: Callable[[], object],
-                 attempts: int = 3) -> subprocess.Popen:
+def _signal_when(
+    cmd: list[str], folder: Path, prefix: str, sig: int, reset: Callable[[], object], attempts: int = 3
+) -> subprocess.Popen:
     """Call ``reset``, start ``cmd`` and send ``sig`` as soon as a temporary whose name starts with
     ``prefix`` holds data (polled every millisecond); a run that ends before is tried again."""
     for _ in range(attempts):
         reset()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        )
         while proc.poll() is None:
             tmps = [p for p in _temporaries(folder) if p.name.startswith(prefix)]
             with contextlib.suppress(FileNotFoundError):
@@ -340,8 +428,9 @@ def test_sigterm_while_dataset_writes_its_validation_split_keeps_the_old_splits(
         for s, data in old.items():
             (tmp_path / f"{s}.h5").write_bytes(data)
 
-    proc = _signal_when(_dataset_cmd(big_input["input"], tmp_path, seed=9), tmp_path, ".val.", signal.SIGTERM,
-                        put_back_the_old_splits)
+    proc = _signal_when(
+        _dataset_cmd(big_input["input"], tmp_path, seed=9), tmp_path, ".val.", signal.SIGTERM, put_back_the_old_splits
+    )
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     lines = _errors(stderr)
@@ -352,7 +441,8 @@ def test_sigterm_while_dataset_writes_its_validation_split_keeps_the_old_splits(
 
 @pytest.mark.parametrize("stage", ["dataset", "ingest"])
 def test_a_rerun_after_sigkill_removes_the_stale_temporaries_and_ends_like_an_uninterrupted_run(
-        tmp_path, big_input, stage):
+    tmp_path, big_input, stage
+):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir()
     killed.mkdir()
@@ -362,6 +452,7 @@ def test_a_rerun_after_sigkill_removes_the_stale_temporaries_and_ends_like_an_un
     else:
         cmd = [sys.executable, "-m", "crnn", "ingest", "-i", str(big_input["input"]), "-o", str(killed / "a.h5")]
         prefix = ".a."
+
     def empty() -> None:
         for p in killed.iterdir():
             p.unlink()
@@ -447,12 +538,15 @@ def test_evaluate_writes_its_outputs_as_one_group_without_nested_temporaries(tmp
     try:
         from crnn.cli import main
 
-        assert main(["evaluate", "--test", str(EXAMPLE), "-o", str(out), "--baseline", "amplitude",
-                     "--n-bootstrap", "0"]) == 0
+        assert (
+            main(["evaluate", "--test", str(EXAMPLE), "-o", str(out), "--baseline", "amplitude", "--n-bootstrap", "0"])
+            == 0
+        )
     finally:
         fileutil.new_temporary = real_new
     assert sorted(t.name for t, _ in names) == sorted(
-        ["scores.h5", "roc.png", "efficiency.png", "gallery.png", "metrics.json"])
+        ["scores.h5", "roc.png", "efficiency.png", "gallery.png", "metrics.json"]
+    )
     for target, tmp in names:  # each a temporary of a published output, of a name its rerun removes
         assert tmp.parent == out and not tmp.exists()
         tmp.write_bytes(b"left by SIGKILL")

@@ -17,8 +17,15 @@ from crnn.tracefile import read_traces, write_traces
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_ROOT = REPO / "data" / "example_traces.root"
 EXAMPLE_H5 = REPO / "data" / "example_traces.h5"
-MAPPING = RootMapping(tree="events", branch="trace", unit="V", sampling_rate_hz=180e6, label_branch="label",
-                      snr_branch="snr", id_branches=("event_id",))
+MAPPING = RootMapping(
+    tree="events",
+    branch="trace",
+    unit="V",
+    sampling_rate_hz=180e6,
+    label_branch="label",
+    snr_branch="snr",
+    id_branches=("event_id",),
+)
 
 
 def test_root_example_round_trips_through_uproot(tmp_path):
@@ -53,8 +60,9 @@ def test_root_jagged_nan_and_inconsistent_rates_are_refused(tmp_path):
     with uproot.recreate(tmp_path / "nan.root") as f:
         f["events"] = {"trace": x, "rate": np.r_[np.full(10, 1e8), np.full(10, 2e8)]}
     with pytest.raises(CrnnError, match=r"nan\.root:events: branch 'trace' holds NaN or Inf at trace 13"):
-        ingest(tmp_path / "nan.root", tmp_path / "o2.h5", root=RootMapping(unit="V", sampling_rate_hz=1e8),
-               chunk_size=8)
+        ingest(
+            tmp_path / "nan.root", tmp_path / "o2.h5", root=RootMapping(unit="V", sampling_rate_hz=1e8), chunk_size=8
+        )
     with pytest.raises(CrnnError, match="inconsistent sampling rates"):
         ingest(tmp_path / "nan.root", tmp_path / "o3.h5", root=RootMapping(unit="V", sampling_rate_branch="rate"))
     assert not list(tmp_path.glob("o*.h5")) and not list(tmp_path.glob(".o*"))
@@ -71,8 +79,11 @@ def test_truncated_root_file_is_refused(tmp_path):
 def test_real_grand_simulation_with_a_varying_number_of_units(tmp_path, realdata):
     folder = realdata / "grand" / "sim_xiaodushan_adcnoise"
     path = next(folder.glob("adc_*_L1_*.root"))
-    out = ingest(path, tmp_path / "adc.h5", root=RootMapping(tree="tadc", branch="trace_ch", unit="ADC",
-                                                             sampling_rate_hz=500e6, id_branches=("du_id",)))
+    out = ingest(
+        path,
+        tmp_path / "adc.h5",
+        root=RootMapping(tree="tadc", branch="trace_ch", unit="ADC", sampling_rate_hz=500e6, id_branches=("du_id",)),
+    )
     data = read_traces(out)
     assert data.traces.shape == (49, 3, 2048)  # 44 + 5 detector units in two events
     np.testing.assert_array_equal(data.meta["entry"], np.r_[np.zeros(44), np.ones(5)])
@@ -89,8 +100,13 @@ def test_rntuple_input_reads_like_a_ttree(tmp_path):
         nt.extend({"trace": x, "label": np.ones(30, np.int8)})
     with uproot.open(tmp_path / "nt.root") as f:
         assert f.classnames()["events;1"] == "ROOT::RNTuple"
-    data = read_traces(ingest(tmp_path / "nt.root", tmp_path / "nt.h5",
-                              root=RootMapping(unit="uV", sampling_rate_hz=1e9, label_branch="label")))
+    data = read_traces(
+        ingest(
+            tmp_path / "nt.root",
+            tmp_path / "nt.h5",
+            root=RootMapping(unit="uV", sampling_rate_hz=1e9, label_branch="label"),
+        )
+    )
     np.testing.assert_array_equal(data.traces, x)
     assert data.unit == "uV" and data.labels.sum() == 30
 
@@ -109,9 +125,14 @@ def test_canonical_copy_with_channel_selection_and_label(tmp_path):
 
 def test_real_grand_measured_noise_reads_through_a_root_mapping(tmp_path, realdata):
     path = realdata / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
-    out = ingest(path, tmp_path / "grand.h5",
-                 root=RootMapping(tree="tadc", branch="trace_ch", unit="ADC", sampling_rate_hz=500e6,
-                                  id_branches=("event_number",)), label=0)
+    out = ingest(
+        path,
+        tmp_path / "grand.h5",
+        root=RootMapping(
+            tree="tadc", branch="trace_ch", unit="ADC", sampling_rate_hz=500e6, id_branches=("event_number",)
+        ),
+        label=0,
+    )
     data = read_traces(out)
     assert data.traces.shape == (36, 3, 2048)  # 36 entries of 1 detector unit x 3 channels
     np.testing.assert_array_equal(data.meta["entry"], np.arange(36))
@@ -135,8 +156,10 @@ def test_dataset_splits_are_disjoint_shuffled_and_complete(splits, sim_file):
 def test_dataset_refuses_mismatched_inputs(tmp_path, sim_file):
     from crnn.tracefile import TraceSet
 
-    write_traces(tmp_path / "fast.h5", TraceSet(np.zeros((10, 2, 500), np.float32), 200e6, "V",
-                                                {"labels": np.zeros(10, np.int8)}))
+    write_traces(
+        tmp_path / "fast.h5",
+        TraceSet(np.zeros((10, 2, 500), np.float32), 200e6, "V", {"labels": np.zeros(10, np.int8)}),
+    )
     outs = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     with pytest.raises(CrnnError, match=r"fast\.h5: sampling_rate_hz = 2e\+08 Hz does not match"):
         build_dataset([sim_file, tmp_path / "fast.h5"], outs)
@@ -152,8 +175,12 @@ def test_dataset_refuses_mismatched_inputs(tmp_path, sim_file):
 def test_metadata_missing_in_some_inputs_is_filled_not_dropped(tmp_path, sim_file):
     from crnn.tracefile import TraceSet
 
-    write_traces(tmp_path / "other.h5", TraceSet(np.zeros((10, 2, 500), np.float32), 180e6, "V",
-                                                 {"labels": np.zeros(10, np.int8), "event_id": np.arange(10)}))
+    write_traces(
+        tmp_path / "other.h5",
+        TraceSet(
+            np.zeros((10, 2, 500), np.float32), 180e6, "V", {"labels": np.zeros(10, np.int8), "event_id": np.arange(10)}
+        ),
+    )
     outs = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     build_dataset([sim_file, tmp_path / "other.h5"], outs)
     data = read_traces(outs["train"])
@@ -168,8 +195,12 @@ def test_dataset_keeps_per_trace_numbers_that_only_some_inputs_have(tmp_path, si
     """Simulated traces say which carry a transient; measured ones cannot: -1 (or NaN) = unknown."""
     from crnn.tracefile import TraceSet
 
-    other = TraceSet(np.zeros((20, 2, 500), np.float32), 180e6, "V",
-                     {"labels": np.zeros(20, np.int8), "station": np.array(["a"] * 20, dtype="S1")})
+    other = TraceSet(
+        np.zeros((20, 2, 500), np.float32),
+        180e6,
+        "V",
+        {"labels": np.zeros(20, np.int8), "station": np.array(["a"] * 20, dtype="S1")},
+    )
     write_traces(tmp_path / "measured.h5", other)
     outs = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     build_dataset([sim_file, tmp_path / "measured.h5"], outs, fractions=(0.5, 0.25, 0.25), seed=1)

@@ -27,11 +27,13 @@ def fluence_j_per_m2(e_v_per_m: np.ndarray, fs_hz: float) -> np.ndarray:
 
 # -- real third-party files ----------------------------------------------------------------
 
+
 def test_real_coreas_file_matches_h5py(tmp_path, realdata):
     path = realdata / "coreas" / "example_data.hdf5"
     assert detect_format(path) == "coreas"
-    data = read_traces(ingest(path, tmp_path / "c.h5", conversion=Conversion(
-        polarisations=("north_south", "east_west", "vertical"))))
+    data = read_traces(
+        ingest(path, tmp_path / "c.h5", conversion=Conversion(polarisations=("north_south", "east_west", "vertical")))
+    )
     with h5py.File(path) as f:
         names = list(f["CoREAS/observers"])
         raw = np.stack([f["CoREAS/observers"][n][:] for n in names])
@@ -52,8 +54,9 @@ def test_real_coreas_file_matches_h5py(tmp_path, realdata):
 def test_coreas_fluence_is_kept_by_resampling_to_180_mhz(tmp_path, realdata):
     path = realdata / "coreas" / "example_data.hdf5"
     band = (30e6, 80e6)
-    out = read_traces(ingest(path, tmp_path / "c.h5", conversion=Conversion(
-        resample_hz=180e6, band_hz=band, n_samples=500)))
+    out = read_traces(
+        ingest(path, tmp_path / "c.h5", conversion=Conversion(resample_hz=180e6, band_hz=band, n_samples=500))
+    )
     assert out.traces.shape == (8, 2, 500) and out.sampling_rate_hz == 180e6
     with h5py.File(path) as f:
         raw = np.stack([f["CoREAS/observers"][n][:] for n in f["CoREAS/observers"]])
@@ -106,8 +109,15 @@ def test_real_grand_simulation_trees(tmp_path, realdata, folder, pattern, shape,
 def test_real_rnog_fixed_size_class_branch(tmp_path, realdata):
     path = realdata / "rnog" / "pulser_data_21.root"
     branch = "waveforms/radiant_data[24][2048]"
-    data = read_traces(ingest(path, tmp_path / "r.h5", root=RootMapping(
-        tree="combined", branch=branch, unit="ADC", sampling_rate_hz=3.2e9, id_branches=("header/event_number",))))
+    data = read_traces(
+        ingest(
+            path,
+            tmp_path / "r.h5",
+            root=RootMapping(
+                tree="combined", branch=branch, unit="ADC", sampling_rate_hz=3.2e9, id_branches=("header/event_number",)
+            ),
+        )
+    )
     with uproot.open(path) as f:
         raw = f["combined"][branch].array(library="np")
         events = f["combined"]["header/event_number"].array(library="np")
@@ -118,6 +128,7 @@ def test_real_rnog_fixed_size_class_branch(tmp_path, realdata):
 
 # -- the project's own example files ---------------------------------------------------------
 
+
 def test_example_grand_file_finds_its_run_tree(tmp_path):
     path = DATA / "grand" / "tadc_example_L1_0000.root"
     data = read_traces(ingest(path, tmp_path / "g.h5"))
@@ -127,15 +138,20 @@ def test_example_grand_file_finds_its_run_tree(tmp_path):
 
 
 def test_example_coreas_resampled_into_the_default_acquisition(tmp_path):
-    data = read_traces(ingest(DATA / "example_coreas.hdf5", tmp_path / "c.h5", conversion=Conversion(
-        resample_hz=180e6, band_hz=(30e6, 80e6), n_samples=500)))
+    data = read_traces(
+        ingest(
+            DATA / "example_coreas.hdf5",
+            tmp_path / "c.h5",
+            conversion=Conversion(resample_hz=180e6, band_hz=(30e6, 80e6), n_samples=500),
+        )
+    )
     assert data.traces.shape == (4, 2, 500)
     with h5py.File(DATA / "example_coreas.hdf5") as f:
         raw = np.stack([f["CoREAS/observers"][n][:] for n in f["CoREAS/observers"]])
     e = np.stack([raw[:, :, 1], -raw[:, :, 2]], axis=1) * STATV
     expected = resample(e, 5e9, 180e6, band_hz=(30e6, 80e6))
     np.testing.assert_allclose(data.traces[..., : expected.shape[-1]], expected, rtol=1e-4, atol=1e-9)
-    assert np.all(data.traces[..., expected.shape[-1]:] == 0)  # zero-padded to 500 samples
+    assert np.all(data.traces[..., expected.shape[-1] :] == 0)  # zero-padded to 500 samples
     peak = np.abs(data.traces).max(axis=(1, 2))
     assert np.all((peak > 1e-6) & (peak < 1e-3))  # tens of uV/m
 
@@ -154,6 +170,7 @@ def test_resampling_a_sine_is_exact_and_keeps_energy():
 
 
 # -- bad input ----------------------------------------------------------------------------
+
 
 def _coreas(path, *, drop=None, observer=None, attrs=None):
     with h5py.File(path, "w") as f:
@@ -186,7 +203,9 @@ def test_grand_file_without_a_run_tree_says_what_to_give(tmp_path):
     (tmp_path / src.name).write_bytes(src.read_bytes())
     with pytest.raises(CrnnError, match=r"cannot find the sampling rate.*--sampling-rate-hz or --run-file"):
         ingest(tmp_path / src.name, tmp_path / "out.h5")
-    data = read_traces(ingest(tmp_path / src.name, tmp_path / "ok.h5", run_file=DATA / "grand" / "run_example_L1_0000.root"))
+    data = read_traces(
+        ingest(tmp_path / src.name, tmp_path / "ok.h5", run_file=DATA / "grand" / "run_example_L1_0000.root")
+    )
     assert data.sampling_rate_hz == 500e6
     assert not (tmp_path / "out.h5").exists()
 
@@ -194,8 +213,11 @@ def test_grand_file_without_a_run_tree_says_what_to_give(tmp_path):
 def test_grand_inconsistent_bin_sizes_are_refused(tmp_path):
     src = DATA / "grand" / "tadc_example_L1_0000.root"
     (tmp_path / src.name).write_bytes(src.read_bytes())
-    trun = {"run_number": np.array([42], np.uint32), "du_id": np.arange(1001, 1021, dtype=np.uint16)[None],
-            "t_bin_size": np.r_[np.full(10, 2.0), np.full(10, 0.5)].astype(np.float32)[None]}
+    trun = {
+        "run_number": np.array([42], np.uint32),
+        "du_id": np.arange(1001, 1021, dtype=np.uint16)[None],
+        "t_bin_size": np.r_[np.full(10, 2.0), np.full(10, 0.5)].astype(np.float32)[None],
+    }
     with uproot.recreate(tmp_path / "run_x_L1_0000.root") as f:
         f.mktree("trun", {k: np.dtype((v.dtype, v.shape[1:])) for k, v in trun.items()}).extend(trun)
     with pytest.raises(CrnnError, match="inconsistent sampling rates"):

@@ -27,7 +27,9 @@ def inspect(capsys, *args) -> str:
 def summary(out: str) -> tuple[str, int, int, int, str, float]:
     """format, traces, channels, samples, unit and sampling rate (Hz) from inspect's output."""
     fmt = re.search(r"^  format: (\w+)", out, re.M).group(1)
-    n, ch, ns, unit = re.search(r"^  traces: (\d+) x (\d+) channel\(s\) x (\d+) samples \(([^)]+)\)", out, re.M).groups()
+    n, ch, ns, unit = re.search(
+        r"^  traces: (\d+) x (\d+) channel\(s\) x (\d+) samples \(([^)]+)\)", out, re.M
+    ).groups()
     rate = float(re.search(r"^  sampling rate: ([\d.e+]+) MHz", out, re.M).group(1)) * 1e6
     return fmt, int(n), int(ch), int(ns), unit, rate
 
@@ -37,8 +39,14 @@ def as_ingested(tmp_path, path, root=None) -> tuple[int, int, int, str, float]:
     return (*data.traces.shape, data.unit, data.sampling_rate_hz)
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("example_traces.h5", "canonical"), ("example_coreas.hdf5", "coreas"),
-                                           ("grand/tadc_example_L1_0000.root", "grandroot")])
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("example_traces.h5", "canonical"),
+        ("example_coreas.hdf5", "coreas"),
+        ("grand/tadc_example_L1_0000.root", "grandroot"),
+    ],
+)
 def test_example_files_name_their_format_and_the_ingested_numbers(tmp_path, capsys, name, fmt):
     got = summary(inspect(capsys, DATA / name))
     assert got[0] == fmt
@@ -82,13 +90,26 @@ REAL = [
     ("coreas/example_data.hdf5", "coreas", None),
     ("grand/noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root", "grandroot", None),
     ("grand/sim_xiaodushan_voltage/tvoltage_1618-1618_L0_0000_with-rf_with-noise.root", "grandroot", None),
-    ("rnog/pulser_data_21.root", "root",
-     ["--tree", "combined", "--branch", "waveforms/radiant_data[24][2048]", "--unit", "ADC",
-      "--sampling-rate-hz", "3.2e9"]),
+    (
+        "rnog/pulser_data_21.root",
+        "root",
+        [
+            "--tree",
+            "combined",
+            "--branch",
+            "waveforms/radiant_data[24][2048]",
+            "--unit",
+            "ADC",
+            "--sampling-rate-hz",
+            "3.2e9",
+        ],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("name", "fmt", "flags"), REAL, ids=[*[r[0].split("/")[0] for r in REAL][:2], "tvoltage", "rnog"])
+@pytest.mark.parametrize(
+    ("name", "fmt", "flags"), REAL, ids=[*[r[0].split("/")[0] for r in REAL][:2], "tvoltage", "rnog"]
+)
 def test_real_files_name_their_format_and_the_ingested_numbers(tmp_path, capsys, realdata, name, fmt, flags):
     path = realdata / name
     got = summary(inspect(capsys, path, *(flags or [])))

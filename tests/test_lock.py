@@ -40,8 +40,9 @@ def _check(reqs: list[Requirement], locked: dict[str, str], lock: str) -> None:
     for req in reqs:
         name = canonicalize_name(req.name)
         assert name in locked, f"{req} (pyproject.toml) is not pinned in {lock}: run `python3 tasks.py lock`"
-        assert req.specifier.contains(locked[name], prereleases=True), \
+        assert req.specifier.contains(locked[name], prereleases=True), (
             f"{lock} pins {name}=={locked[name]} outside pyproject.toml's {req}: run `python3 tasks.py lock`"
+        )
 
 
 def test_every_dependency_of_pyproject_is_pinned_in_the_lock_within_its_range():

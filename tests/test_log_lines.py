@@ -49,19 +49,32 @@ def test_predict_logs_per_file_and_in_all_with_the_fpr_padding_windows_and_file_
     assert len(unit) == 1 and unit[0].startswith(str(coreas[0])), unit
     assert any("1 more input(s) with the same mismatch" in ln and str(coreas[1]) in ln for ln in lines)
     # counts per file (4 observers each, 200 canonical traces), then the total
-    scored = {ln.split(":")[0]: int(re.search(r"scored (\d+) traces", ln).group(1)) for ln in lines
-              if re.search(r"scored \d+ traces", ln)}
+    scored = {
+        ln.split(":")[0]: int(re.search(r"scored (\d+) traces", ln).group(1))
+        for ln in lines
+        if re.search(r"scored \d+ traces", ln)
+    }
     assert scored == {str(coreas[0]): 4, str(coreas[1]): 4, str(inputs[2]): 200}
     total = next(ln for ln in lines if "in all" in ln)
     assert "208 traces from 3 file(s) in all" in total and "FPR 1e-3 working point" in total
     # the threshold with its false-positive rate and where it was chosen, for each input
-    thr = [ln for ln in lines if re.search(r"threshold 0\.5459 \(FPR 1e-3 working point of the card, chosen on "
-                                           r"validation background\)", ln)]
+    thr = [
+        ln
+        for ln in lines
+        if re.search(
+            r"threshold 0\.5459 \(FPR 1e-3 working point of the card, chosen on "
+            r"validation background\)",
+            ln,
+        )
+    ]
     assert len(thr) == 4  # one per input and the total
     # padding and windows: CoREAS 2000 samples at 5 GHz -> 72 at 180 MHz, zero-padded to 500
     fit = {ln.split(": ")[0]: ln for ln in lines if "window" in ln and "per trace" in ln}
-    assert re.search(r"resampled 2000 -> 72 samples \(5e\+09 -> 1\.8e\+08 Hz\), zero-padded from 72 to 500 samples, "
-                     r"1 window of 500 samples per trace", fit[str(coreas[0])])
+    assert re.search(
+        r"resampled 2000 -> 72 samples \(5e\+09 -> 1\.8e\+08 Hz\), zero-padded from 72 to 500 samples, "
+        r"1 window of 500 samples per trace",
+        fit[str(coreas[0])],
+    )
     assert fit[str(inputs[2])].endswith("no padding, 1 window of 500 samples per trace")
     # the CSV names each row's input file beside its index
     with open(out, newline="") as f:

@@ -116,8 +116,9 @@ def test_roc_points_and_auc_agree_with_the_threshold_rule():
 def test_summary_splits_false_alarms_by_kind_of_background():
     scores, labels, snr, tr = _toy(2)
     tr[:40] = -1  # unknown kind (e.g. ingested traces): counted only in "all"
-    m = summarise(scores, labels, snr, fprs=(1e-2, 1e-4), snr_edges=np.arange(2, 11, 1.0), has_transient=tr,
-                  n_bootstrap=50)
+    m = summarise(
+        scores, labels, snr, fprs=(1e-2, 1e-4), snr_edges=np.arange(2, 11, 1.0), has_transient=tr, n_bootstrap=50
+    )
     bg = labels == 0
     assert m["n_background_noise"] == np.sum(bg & (tr == 0)) and m["n_background_transient"] == np.sum(bg & (tr == 1))
     wp, unavailable = m["working_points"]

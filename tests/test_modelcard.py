@@ -71,12 +71,43 @@ LOADERS = {
     "predict": ["predict", "-m", "{m}", "-i", str(EXAMPLE), "-o", "{d}/s.h5"],
     "evaluate": ["evaluate", "--model", "{m}", "--test", str(EXAMPLE), "-o", "{d}/ev", "--n-bootstrap", "0"],
     "inspect": ["inspect", "{m}"],
-    "calibrate": ["calibrate", "-m", "{m}", "-b", str(EXAMPLE), "-o", "{d}/cal", "--fprs", "0.1",
-                  "--working-point-fpr", "0.1"],
-    "robustness": ["robustness", "--model", "{m}", "--shift", "a={d}/shift.h5", "-o", "{d}/rob.json",
-                   "--settings", '{{"fpr": 0.1}}'],
-    "train --init-from": ["train", "--train", str(EXAMPLE), "--val", str(EXAMPLE), "-o", "{d}/ft",
-                          "--init-from", "{m}", "--epochs", "1"],
+    "calibrate": [
+        "calibrate",
+        "-m",
+        "{m}",
+        "-b",
+        str(EXAMPLE),
+        "-o",
+        "{d}/cal",
+        "--fprs",
+        "0.1",
+        "--working-point-fpr",
+        "0.1",
+    ],
+    "robustness": [
+        "robustness",
+        "--model",
+        "{m}",
+        "--shift",
+        "a={d}/shift.h5",
+        "-o",
+        "{d}/rob.json",
+        "--settings",
+        '{{"fpr": 0.1}}',
+    ],
+    "train --init-from": [
+        "train",
+        "--train",
+        str(EXAMPLE),
+        "--val",
+        str(EXAMPLE),
+        "-o",
+        "{d}/ft",
+        "--init-from",
+        "{m}",
+        "--epochs",
+        "1",
+    ],
 }
 
 
@@ -111,6 +142,7 @@ def test_tampered_weights_without_their_sha256_are_refused(tmp_path, capsys):
 
 # --- the software a model was trained under (crnn.versions, issue 20) ---------------------------------------------
 
+
 def _inspect(capsys, model) -> tuple[str, str]:
     assert main(["inspect", str(model)]) == 0
     captured = capsys.readouterr()
@@ -142,8 +174,9 @@ def test_inspect_warns_when_a_model_was_trained_under_other_major_versions(tmp_p
         "(other major version)",
         f"  warning: trained under numpy 1.26.4, installed is numpy {now['numpy']} (other major version)",
     ]
-    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelname == "WARNING"] == \
-        [w.removeprefix("  warning: ") for w in warnings]
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records if r.levelname == "WARNING"] == [
+        w.removeprefix("  warning: ") for w in warnings
+    ]
     # the same major versions, other minor ones: no warning
     out, _ = _inspect(capsys, _copy(tmp_path / "minor", software={**now, "numpy": f"{now['numpy'].split('.')[0]}.0.0"}))
     assert "warning:" not in out
@@ -154,6 +187,8 @@ def test_inspect_warns_when_a_model_was_trained_under_other_major_versions(tmp_p
 def test_inspect_of_the_v0_1_fixture_says_gently_what_its_card_does_not_record(capsys):
     out, err = _inspect(capsys, FIXTURE)
     assert "  trained under: crnn 0.1.0, keras 3.15.1, backend tensorflow" in out
-    assert ("  note: this card (from an older crnn) does not record the versions of tensorflow, numpy, h5py it was "
-            "trained under; those are not compared") in out
+    assert (
+        "  note: this card (from an older crnn) does not record the versions of tensorflow, numpy, h5py it was "
+        "trained under; those are not compared"
+    ) in out
     assert "warning" not in out + err

@@ -105,7 +105,9 @@ def test_lambda_layers_are_refused_in_safe_mode(tmp_path, tiny_model):
     path = tmp_path / "evil.keras"
     keras.Model(inputs, outputs).save(path)
     _copy_card_for(path, tiny_model)
-    with pytest.raises(CrnnError, match=r"evil\.keras: refused to load a model that carries arbitrary code.*--trust-model"):
+    with pytest.raises(
+        CrnnError, match=r"evil\.keras: refused to load a model that carries arbitrary code.*--trust-model"
+    ):
         load_classifier(path)
     assert load_classifier(path, safe_mode=False).model.output_shape == (None, 1)
 
@@ -155,8 +157,15 @@ def test_training_learns_clear_pulses(tmp_path, cell):
     simulate(SimulationSettings(n_traces=4000, snr_range=(6.0, 10.0)), tmp_path / "sim.h5", seed=21)
     parts = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
     build_dataset([tmp_path / "sim.h5"], parts, fractions=(0.7, 0.15, 0.15), seed=1)
-    path = train(parts["train"], parts["val"], tmp_path / cell, model_settings=ModelSettings(cell=cell, units=16),
-                 training=TrainingSettings(epochs=4, batch_size=64), seed=1, name=cell)
+    path = train(
+        parts["train"],
+        parts["val"],
+        tmp_path / cell,
+        model_settings=ModelSettings(cell=cell, units=16),
+        training=TrainingSettings(epochs=4, batch_size=64),
+        seed=1,
+        name=cell,
+    )
     assert load_classifier(path).card["metrics"]["val_auc"] > 0.95
 
 
@@ -277,7 +286,7 @@ def test_median_whitening_flattens_a_coloured_band(estimate):
     freq = np.fft.rfftfreq(n, 1 / fs_hz)
     x = _band_noise(rng, 256, n, fs_hz, order=4)
     x = np.fft.irfft(np.fft.rfft(x, axis=-1) * np.interp(freq, [30e6, 80e6], [3.16, 1.0]), n, axis=-1)
-    after = (np.abs(np.fft.rfft(np.asarray(SpectralWhitening(estimate=estimate)(x.astype("float32"))), axis=-1)) ** 2)
+    after = np.abs(np.fft.rfft(np.asarray(SpectralWhitening(estimate=estimate)(x.astype("float32"))), axis=-1)) ** 2
     band = (freq > 36e6) & (freq < 74e6)
     profile = after.mean(axis=(0, 1))[band]
     assert profile.max() / profile.min() < 1.6
@@ -286,8 +295,9 @@ def test_median_whitening_flattens_a_coloured_band(estimate):
 def test_robust_models_round_trip(tmp_path):
     import keras
 
-    settings = ModelSettings(whiten=True, units=8, conv_filters=4, normalise="robust", whiten_estimate="median",
-                             whiten_segment_samples=128)
+    settings = ModelSettings(
+        whiten=True, units=8, conv_filters=4, normalise="robust", whiten_estimate="median", whiten_segment_samples=128
+    )
     model = build_classifier((2, 500), settings)
     assert model.get_layer("normalise").method == "robust"
     x = np.random.default_rng(5).normal(size=(8, 2, 500)).astype("float32")

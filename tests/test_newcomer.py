@@ -34,7 +34,7 @@ def _tiny(line: str) -> str:
     line = line.replace("mytree.root", str(EXAMPLE_ROOT))
     if line.startswith("crnn train"):
         cmd = line.partition("#")[0]
-        line = cmd.rstrip() + " --epochs 1 --model '{\"units\": 8, \"conv_filters\": 8}'"
+        line = cmd.rstrip() + ' --epochs 1 --model \'{"units": 8, "conv_filters": 8}\''
     return line
 
 
@@ -42,7 +42,7 @@ def _tiny(line: str) -> str:
 def test_readme_pieces_give_a_report_whose_numbers_are_those_of_the_metrics_files(tmp_path):
     lines = _readme_pieces()
     assert sum(ln.startswith("crnn train") for ln in lines) == 2  # two networks, as a user compares them
-    script = "set -euo pipefail\ncrnn() { \"$PYTHON\" -m crnn \"$@\"; }\n" + "\n".join(_tiny(ln) for ln in lines)
+    script = 'set -euo pipefail\ncrnn() { "$PYTHON" -m crnn "$@"; }\n' + "\n".join(_tiny(ln) for ln in lines)
     env = {**os.environ, "PYTHON": sys.executable, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -108,12 +108,27 @@ def test_train_time_limit_and_epochs_flags_default_to_the_config():
 
     assert TrainingSettings().max_time_s == _config()["training"]["max_time_s"]
     args = build_parser(["train"]).parse_args(
-        ["train", "--train", "t.h5", "--val", "v.h5", "-o", "m", "--max-time-s", "60", "--epochs", "3"])
+        ["train", "--train", "t.h5", "--val", "v.h5", "-o", "m", "--max-time-s", "60", "--epochs", "3"]
+    )
     assert args.max_time_s == 60 and args.epochs == 3
 
 
-@pytest.mark.parametrize("stage", ["simulate", "predict", "train", "ingest", "dataset", "evaluate", "calibrate",
-                                   "robustness", "report", "merge", "inspect"])
+@pytest.mark.parametrize(
+    "stage",
+    [
+        "simulate",
+        "predict",
+        "train",
+        "ingest",
+        "dataset",
+        "evaluate",
+        "calibrate",
+        "robustness",
+        "report",
+        "merge",
+        "inspect",
+    ],
+)
 def test_help_shows_every_default(stage):
     import argparse
 
@@ -131,8 +146,11 @@ def test_help_shows_every_default(stage):
         helptext = " ".join((sub.formatter_class(stage)._get_help_string(action) or "").split())
         assert "default" in helptext, f"crnn {stage} {flag}: help names no default ({helptext!r})"
         assert helptext.split("(default")[0].strip()[:20] in text
-    wanted = {"predict": ["--overlap", "--chunk-size"], "train": ["--threads", "--epochs", "--max-time-s"],
-              "simulate": ["--n-traces", "--signal-fraction", "--band-hz", "--sampling-rate-hz", "--n-samples"]}
+    wanted = {
+        "predict": ["--overlap", "--chunk-size"],
+        "train": ["--threads", "--epochs", "--max-time-s"],
+        "simulate": ["--n-traces", "--signal-fraction", "--band-hz", "--sampling-rate-hz", "--n-samples"],
+    }
     for flag in wanted.get(stage, []):
         action = next(a for a in sub._actions if flag in a.option_strings)
         helptext = " ".join(sub.formatter_class(stage)._get_help_string(action).split())
@@ -142,8 +160,22 @@ def test_help_shows_every_default(stage):
 
 def test_simulate_takes_band_rate_and_length_directly(tmp_path):
     out = tmp_path / "sim.h5"
-    run_crnn("simulate", "-o", out, "--n-traces", "40", "--band-hz", "50e6", "200e6", "--sampling-rate-hz", "500e6",
-             "--n-samples", "1024", "--n-channels", "3")
+    run_crnn(
+        "simulate",
+        "-o",
+        out,
+        "--n-traces",
+        "40",
+        "--band-hz",
+        "50e6",
+        "200e6",
+        "--sampling-rate-hz",
+        "500e6",
+        "--n-samples",
+        "1024",
+        "--n-channels",
+        "3",
+    )
     with h5py.File(out) as f:
         assert f["traces"].shape == (40, 3, 1024)
         assert f.attrs["sampling_rate_hz"] == 500e6 and list(f.attrs["band_hz"]) == [50e6, 200e6]
@@ -166,10 +198,39 @@ def test_dataset_rate_mismatch_names_the_config_fix(tmp_path):
     sim, other = tmp_path / "traces.h5", tmp_path / "ingest" / "example_root.h5"
     other.parent.mkdir()
     run_crnn("simulate", "-o", sim, "--n-traces", "40")
-    run_crnn("ingest", "-i", EXAMPLE_ROOT, "-o", other, "--tree", "events", "--branch", "trace", "--unit", "V",
-             "--sampling-rate-hz", "180e6", "--label-branch", "label", "--resample-hz", "200e6")
-    proc = run_crnn("dataset", "-i", sim, "-i", other, "--train", tmp_path / "tr.h5", "--val", tmp_path / "va.h5",
-                    "--test", tmp_path / "te.h5", check=False)
+    run_crnn(
+        "ingest",
+        "-i",
+        EXAMPLE_ROOT,
+        "-o",
+        other,
+        "--tree",
+        "events",
+        "--branch",
+        "trace",
+        "--unit",
+        "V",
+        "--sampling-rate-hz",
+        "180e6",
+        "--label-branch",
+        "label",
+        "--resample-hz",
+        "200e6",
+    )
+    proc = run_crnn(
+        "dataset",
+        "-i",
+        sim,
+        "-i",
+        other,
+        "--train",
+        tmp_path / "tr.h5",
+        "--val",
+        tmp_path / "va.h5",
+        "--test",
+        tmp_path / "te.h5",
+        check=False,
+    )
     assert proc.returncode == 2
     line = proc.stderr.strip().splitlines()[-1]
     assert "does not match" in line and "ingest.example_root.dataset: false" in line
@@ -199,8 +260,16 @@ def test_grand_preset_measured_background_recipe_plans_from_the_repository(tmp_p
         pytest.skip(f"{GP13} (../shared beside the clone) is not here")
     recipe = tmp_path / "gp13.yaml"
     recipe.write_text(_grand_recipe() + "robustness: {enabled: false}\n")
-    proc = snakemake("-n", "--cores", "1", "--directory", str(tmp_path / "run"), "--configfile",
-                     str(REPO / "config" / "presets" / "grand.yaml"), str(recipe))
+    proc = snakemake(
+        "-n",
+        "--cores",
+        "1",
+        "--directory",
+        str(tmp_path / "run"),
+        "--configfile",
+        str(REPO / "config" / "presets" / "grand.yaml"),
+        str(recipe),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "results/grand/ingest/gp13.h5" in proc.stdout and GP13.name in proc.stdout
 
@@ -218,13 +287,21 @@ def test_a_missing_config_input_names_its_key_and_where_it_was_looked_for(tmp_pa
     assert str((REPO / ".." / "no_such_folder" / "mine.root").resolve()) in text and "repository folder" in text
 
 
-@pytest.mark.parametrize("stage, options", [
-    ("simulate", {"--settings": "crnn.simulate:SimulationSettings"}),
-    ("evaluate", {"--settings": "crnn.evaluate:EvaluationSettings"}),
-    ("robustness", {"--settings": "crnn.robustness:RobustnessSettings",
-                    "--baseline-settings": "crnn.baselines:BaselineSettings"}),
-    ("train", {"--model": "crnn.model_settings:ModelSettings", "--training": "crnn.train:TrainingSettings"}),
-])
+@pytest.mark.parametrize(
+    "stage, options",
+    [
+        ("simulate", {"--settings": "crnn.simulate:SimulationSettings"}),
+        ("evaluate", {"--settings": "crnn.evaluate:EvaluationSettings"}),
+        (
+            "robustness",
+            {
+                "--settings": "crnn.robustness:RobustnessSettings",
+                "--baseline-settings": "crnn.baselines:BaselineSettings",
+            },
+        ),
+        ("train", {"--model": "crnn.model_settings:ModelSettings", "--training": "crnn.train:TrainingSettings"}),
+    ],
+)
 def test_print_settings_lists_every_key_with_its_default_and_meaning(stage, options, capsys):
     """`crnn STAGE --print-settings` (issue 16, item 5): YAML whose values are the defaults that the
     stage's settings options accept, every key with the schema's description; nothing else needed."""

@@ -32,30 +32,98 @@ def files(tmp_path):
 
 CASES = {
     "predict onto its input": ["predict", "-m", "{d}/model", "-i", "{d}/in.h5", "-o", "{d}/in.h5"],
-    "predict onto its input by another name": ["predict", "-m", "{d}/model", "-i", "{d}/in.h5", "-o",
-                                               "{d}/sub/../in.h5"],
-    "predict onto a hard link of its input": ["predict", "-m", "{d}/model", "-i", "{d}/in.h5", "-o",
-                                              "{d}/hardlink.h5"],
+    "predict onto its input by another name": [
+        "predict",
+        "-m",
+        "{d}/model",
+        "-i",
+        "{d}/in.h5",
+        "-o",
+        "{d}/sub/../in.h5",
+    ],
+    "predict onto a hard link of its input": ["predict", "-m", "{d}/model", "-i", "{d}/in.h5", "-o", "{d}/hardlink.h5"],
     "predict onto the model": ["predict", "-m", "{d}/model", "-i", "{d}/in.h5", "-o", "{d}/model/model.keras"],
-    "dataset train onto its input": ["dataset", "-i", "{d}/in.h5", "--train", "{d}/in.h5", "--val", "{d}/v.h5",
-                                     "--test", "{d}/t.h5"],
-    "dataset train and val one file": ["dataset", "-i", "{d}/in.h5", "--train", "{d}/x.h5", "--val", "{d}/x.h5",
-                                       "--test", "{d}/t.h5"],
+    "dataset train onto its input": [
+        "dataset",
+        "-i",
+        "{d}/in.h5",
+        "--train",
+        "{d}/in.h5",
+        "--val",
+        "{d}/v.h5",
+        "--test",
+        "{d}/t.h5",
+    ],
+    "dataset train and val one file": [
+        "dataset",
+        "-i",
+        "{d}/in.h5",
+        "--train",
+        "{d}/x.h5",
+        "--val",
+        "{d}/x.h5",
+        "--test",
+        "{d}/t.h5",
+    ],
     "merge onto a chunk": ["merge", "-i", "{d}/in.h5", "-o", "{d}/in.h5"],
     "ingest onto its input": ["ingest", "-i", "{d}/in.h5", "-o", "{d}/hardlink.h5"],
-    "simulate onto its measured background": ["simulate", "-o", "{d}/in.h5", "--n-traces", "10", "--settings",
-                                              '{{"background": {{"measured_file": "{d}/in.h5"}}}}'],
-    "evaluate onto its test split": ["evaluate", "--test", "{d}/sub/scores.h5", "-o", "{d}/sub",
-                                     "--baseline", "amplitude"],
-    "evaluate into a folder that is its test file": ["evaluate", "--test", "{d}/in.h5", "-o", "{d}/in.h5",
-                                                     "--baseline", "amplitude"],
-    "train onto its validation split": ["train", "--train", "{d}/in.h5", "--val", "{d}/sub/history.csv",
-                                        "-o", "{d}/sub"],
-    "train into the folder of its initial model": ["train", "--train", "{d}/in.h5", "--val", "{d}/hardlink.h5",
-                                                   "-o", "{d}/model", "--init-from", "{d}/model"],
+    "simulate onto its measured background": [
+        "simulate",
+        "-o",
+        "{d}/in.h5",
+        "--n-traces",
+        "10",
+        "--settings",
+        '{{"background": {{"measured_file": "{d}/in.h5"}}}}',
+    ],
+    "evaluate onto its test split": [
+        "evaluate",
+        "--test",
+        "{d}/sub/scores.h5",
+        "-o",
+        "{d}/sub",
+        "--baseline",
+        "amplitude",
+    ],
+    "evaluate into a folder that is its test file": [
+        "evaluate",
+        "--test",
+        "{d}/in.h5",
+        "-o",
+        "{d}/in.h5",
+        "--baseline",
+        "amplitude",
+    ],
+    "train onto its validation split": [
+        "train",
+        "--train",
+        "{d}/in.h5",
+        "--val",
+        "{d}/sub/history.csv",
+        "-o",
+        "{d}/sub",
+    ],
+    "train into the folder of its initial model": [
+        "train",
+        "--train",
+        "{d}/in.h5",
+        "--val",
+        "{d}/hardlink.h5",
+        "-o",
+        "{d}/model",
+        "--init-from",
+        "{d}/model",
+    ],
     "calibrate into the folder of its model": ["calibrate", "-m", "{d}/model", "-b", "{d}/in.h5", "-o", "{d}/model"],
-    "calibrate into the folder of its background": ["calibrate", "-m", "{d}/model", "-b", "{d}/sub/in.h5",
-                                                    "-o", "{d}/sub"],
+    "calibrate into the folder of its background": [
+        "calibrate",
+        "-m",
+        "{d}/model",
+        "-b",
+        "{d}/sub/in.h5",
+        "-o",
+        "{d}/sub",
+    ],
     "robustness onto a shift": ["robustness", "--shift", "a={d}/in.h5", "-o", "{d}/in.h5", "--baseline", "power"],
     "report onto its metrics": ["report", "--metrics", "{d}/sub/summary.json", "-o", "{d}/sub"],
 }
@@ -73,13 +141,22 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(files, case, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(f"crnn {argv[0]}: error: ")
-    assert ("is also the input" in err[0] or "are the same file" in err[0] or "holds the input" in err[0]), err[0]
+    assert "is also the input" in err[0] or "are the same file" in err[0] or "holds the input" in err[0], err[0]
     after = {p: file_sha256(p) for p in files.rglob("*") if p.is_file()}
     assert after == before  # nothing written, nothing replaced
 
 
 def test_distinct_outputs_still_work(files, capsys):
-    argv = ["dataset", "-i", str(files / "in.h5"), "--train", str(files / "a.h5"), "--val", str(files / "b.h5"),
-            "--test", str(files / "c.h5")]
+    argv = [
+        "dataset",
+        "-i",
+        str(files / "in.h5"),
+        "--train",
+        str(files / "a.h5"),
+        "--val",
+        str(files / "b.h5"),
+        "--test",
+        str(files / "c.h5"),
+    ]
     assert main(argv) == 0
     assert all((files / n).exists() for n in ("a.h5", "b.h5", "c.h5"))

@@ -80,8 +80,9 @@ def test_snr_is_peak_signal_over_background_rms():
     settings = SimulationSettings(n_traces=200, signal_fraction=1.0, cw_lines=(), transients=quiet)
     full = Simulator(settings, seed=5).block(0, 200)
     # the same block without pulses: identical random draws for the background
-    bg = Simulator(SimulationSettings(signal_fraction=1.0, cw_lines=(), snr_range=(1e-9, 1e-9), transients=quiet),
-                   seed=5).block(0, 200)
+    bg = Simulator(
+        SimulationSettings(signal_fraction=1.0, cw_lines=(), snr_range=(1e-9, 1e-9), transients=quiet), seed=5
+    ).block(0, 200)
     signal = full.traces.astype(float) - bg.traces.astype(float)
     peak = np.max(np.abs(signal), axis=(1, 2))
     rms = full.meta["noise_rms"]
@@ -197,13 +198,18 @@ def test_measured_background_is_used_as_is(tmp_path):
 
     measured = ingest(REPO / "data" / "grand" / "tadc_example_L1_0000.root", tmp_path / "bg.h5")
     counts = read_traces(measured).traces
-    rx = ReceiverSettings(sampling_rate_hz=500e6, n_samples=2048, n_channels=3, band_hz=(50e6, 200e6),
-                          gain_db=45.0, adc_bits=14)
-    settings = SimulationSettings(receiver=rx, signal_fraction=0.0, background=BackgroundSettings(measured_file=str(measured)))
+    rx = ReceiverSettings(
+        sampling_rate_hz=500e6, n_samples=2048, n_channels=3, band_hz=(50e6, 200e6), gain_db=45.0, adc_bits=14
+    )
+    settings = SimulationSettings(
+        receiver=rx, signal_fraction=0.0, background=BackgroundSettings(measured_file=str(measured))
+    )
     data = Simulator(settings, seed=1).block(0, 100)
     np.testing.assert_array_equal(data.traces, counts[data.meta["measured_index"]])
-    with_pulses = Simulator(SimulationSettings(receiver=rx, signal_fraction=1.0, snr_range=(5.0, 5.0),
-                                               background=settings.background), seed=1).block(0, 100)
+    with_pulses = Simulator(
+        SimulationSettings(receiver=rx, signal_fraction=1.0, snr_range=(5.0, 5.0), background=settings.background),
+        seed=1,
+    ).block(0, 100)
     rms = np.sqrt(np.mean(counts[with_pulses.meta["measured_index"]].astype(float) ** 2, axis=(1, 2)))
     np.testing.assert_allclose(with_pulses.meta["noise_rms"], rms, rtol=1e-4)
     signal = with_pulses.traces - counts[with_pulses.meta["measured_index"]]
@@ -219,9 +225,11 @@ def test_real_gp13_noise_as_background(tmp_path, realdata):
 
     src = realdata / "grand" / "noise_traces_gp13_2024_01_night_datafiles_185-190_merged.root"
     measured = ingest(src, tmp_path / "gp13.h5")
-    rx = ReceiverSettings(sampling_rate_hz=500e6, n_samples=2048, n_channels=3, band_hz=(50e6, 200e6),
-                          gain_db=45.0, adc_bits=14)
-    data = Simulator(SimulationSettings(receiver=rx, background=BackgroundSettings(measured_file=str(measured))),
-                     seed=1).block(0, 200)
+    rx = ReceiverSettings(
+        sampling_rate_hz=500e6, n_samples=2048, n_channels=3, band_hz=(50e6, 200e6), gain_db=45.0, adc_bits=14
+    )
+    data = Simulator(
+        SimulationSettings(receiver=rx, background=BackgroundSettings(measured_file=str(measured))), seed=1
+    ).block(0, 200)
     assert data.unit == "ADC" and set(np.unique(data.meta["measured_index"])) <= set(range(36))
     assert np.all(data.meta["snr"][data.labels == 1] >= 2)

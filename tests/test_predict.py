@@ -59,8 +59,9 @@ def _same_scores_as_the_cli(stem, cli_h5):
 def test_plain_h5py_file_to_h5_csv_and_root(tmp_path, tiny_model):
     # the CLI writes one format; the same scoring writes all three in this process (no TensorFlow
     # start per format), and the three must agree exactly
-    run_crnn("predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", tmp_path / "cli.h5",
-             "--chunk-size", "64")
+    run_crnn(
+        "predict", "--model", tiny_model, "--input", EXAMPLE_H5, "--output", tmp_path / "cli.h5", "--chunk-size", "64"
+    )
     for suffix in (".h5", ".csv", ".root"):
         predict_files(tiny_model, [EXAMPLE_H5], tmp_path / f"s{suffix}", chunk_size=64)
     h5 = _assert_outputs_agree(tmp_path / "s", 200)
@@ -80,16 +81,26 @@ def test_plain_h5py_file_to_h5_csv_and_root(tmp_path, tiny_model):
 def test_several_inputs_by_glob_and_working_points(tmp_path, tiny_model):
     for i in range(2):
         shutil.copy(EXAMPLE_H5, tmp_path / f"night_{i}.h5")
-    run_crnn("predict", "-m", tiny_model, "-i", str(tmp_path / "night_*.h5"), "-o", tmp_path / "a.h5",
-             "--working-point", "0.01")
+    run_crnn(
+        "predict",
+        "-m",
+        tiny_model,
+        "-i",
+        str(tmp_path / "night_*.h5"),
+        "-o",
+        tmp_path / "a.h5",
+        "--working-point",
+        "0.01",
+    )
     clf = load_classifier(tiny_model)
     with h5py.File(tmp_path / "a.h5") as f:
         assert f["scores"].shape == (400,)
         np.testing.assert_array_equal(f["file_index"][:], np.repeat([0, 1], 200))
         np.testing.assert_array_equal(f["scores"][:200], f["scores"][200:])
         assert f.attrs["threshold"] == pytest.approx(clf.threshold_at(0.01))
-    proc = run_crnn("predict", "-m", tiny_model, "-i", EXAMPLE_H5, "-o", tmp_path / "b.h5",
-                    "--working-point", "0.5", check=False)
+    proc = run_crnn(
+        "predict", "-m", tiny_model, "-i", EXAMPLE_H5, "-o", tmp_path / "b.h5", "--working-point", "0.5", check=False
+    )
     assert proc.returncode == 2 and "no working point at FPR 0.5" in proc.stderr
     run_crnn("predict", "-m", tiny_model, "-i", EXAMPLE_H5, "-o", tmp_path / "c.h5", "--threshold", "0.0")
     with h5py.File(tmp_path / "c.h5") as f:
@@ -158,8 +169,12 @@ def test_resampling_from_200_mhz_keeps_the_separation(good_model):
 
 def test_sliding_windows_find_a_pulse_near_the_end_of_a_long_trace(good_model):
     rx = ReceiverSettings(n_samples=2000)
-    sim = Simulator(SimulationSettings(receiver=rx, signal_fraction=0.0, cw_lines=(), transients=(),
-                                       randomise=RandomiseSettings(enabled=False)), seed=5)
+    sim = Simulator(
+        SimulationSettings(
+            receiver=rx, signal_fraction=0.0, cw_lines=(), transients=(), randomise=RandomiseSettings(enabled=False)
+        ),
+        seed=5,
+    )
     noise = sim.block(0, 40)
     pulses = PulseModel(rx, PulseSettings(arrival_fraction_range=(0.88, 0.9))).generate(40, np.random.default_rng(3))
     x = noise.traces.astype(float) + 8 * noise.meta["noise_rms"][:, None, None] * pulses.waveforms
@@ -231,8 +246,13 @@ print("RESULT " + json.dumps({"streams": streams, "max_diff": float(np.abs(side_
 
 
 def test_batches_scored_side_by_side_give_the_same_scores_in_input_order(tiny_model):
-    proc = subprocess.run([sys.executable, "-c", PARALLEL_CHILD, str(tiny_model)], capture_output=True, text=True,
-                          check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(
+        [sys.executable, "-c", PARALLEL_CHILD, str(tiny_model)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
     result = json.loads(line[7:])

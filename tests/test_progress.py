@@ -100,8 +100,9 @@ def test_simulate_dataset_and_ingest_log_progress(tmp_path, caplog, every_update
     from crnn.simulate import SimulationSettings, simulate
 
     with caplog.at_level(logging.INFO, logger="crnn"):
-        simulate(SimulationSettings(n_traces=3000, randomise=RandomiseSettings(enabled=False)), tmp_path / "s.h5",
-                 seed=2)
+        simulate(
+            SimulationSettings(n_traces=3000, randomise=RandomiseSettings(enabled=False)), tmp_path / "s.h5", seed=2
+        )
         lines = _progress_lines(caplog, "simulate s.h5: ")
         assert [LINE.search(ln).group(1) for ln in lines] == ["1,000", "2,000", "3,000"]
         assert LINE.search(lines[-1]).group(5) == "0 s"
@@ -109,16 +110,17 @@ def test_simulate_dataset_and_ingest_log_progress(tmp_path, caplog, every_update
         out = {s: tmp_path / f"{s}.h5" for s in ("train", "val", "test")}
         build_dataset([tmp_path / "s.h5"], out, fractions=(0.6, 0.2, 0.2), seed=3)
     assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "dataset: reading")] == ["3,000"]
-    assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "dataset: writing")] == ["1,800", "2,400",
-                                                                                                "3,000"]
+    assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "dataset: writing")] == [
+        "1,800",
+        "2,400",
+        "3,000",
+    ]
     caplog.clear()
     from crnn.ingest import ingest
 
     with caplog.at_level(logging.INFO, logger="crnn"):
         ingest(tmp_path / "s.h5", tmp_path / "copy.h5", chunk_size=1000)
     assert [LINE.search(ln).group(1) for ln in _progress_lines(caplog, "ingest s.h5: ")] == ["1,000", "2,000", "3,000"]
-
-
 
 
 def test_predict_and_evaluate_log_progress_per_file(tmp_path, caplog, every_update, monkeypatch):
@@ -146,8 +148,10 @@ def test_predict_and_evaluate_log_progress_per_file(tmp_path, caplog, every_upda
     assert [LINE.search(ln).group(1) for ln in lines] == ["500", "1,000"]
 
 
-EPOCH = re.compile(r"^epoch (\d+)/3: loss (\d\.\d{4}), val loss (\d\.\d{4}), val AUC (\d\.\d{4}), ([\d.]+) s/epoch; "
-                   r"(.+) used, (.+) left of the 600 s time limit$")
+EPOCH = re.compile(
+    r"^epoch (\d+)/3: loss (\d\.\d{4}), val loss (\d\.\d{4}), val AUC (\d\.\d{4}), ([\d.]+) s/epoch; "
+    r"(.+) used, (.+) left of the 600 s time limit$"
+)
 
 
 def test_training_epoch_lines_go_through_the_crnn_logger_and_nothing_to_stdout(splits, tmp_path, caplog, capfd):
@@ -155,13 +159,22 @@ def test_training_epoch_lines_go_through_the_crnn_logger_and_nothing_to_stdout(s
     from crnn.train import TrainingSettings, train
 
     with caplog.at_level(logging.INFO, logger="crnn"):
-        train(splits["train"], splits["val"], tmp_path / "m", model_settings=ModelSettings(cell="gru", units=8,
-              conv_filters=4), training=TrainingSettings(epochs=3, batch_size=256, max_time_s=600.0), seed=1,
-              name="epochs")
+        train(
+            splits["train"],
+            splits["val"],
+            tmp_path / "m",
+            model_settings=ModelSettings(cell="gru", units=8, conv_filters=4),
+            training=TrainingSettings(epochs=3, batch_size=256, max_time_s=600.0),
+            seed=1,
+            name="epochs",
+        )
     out, _ = capfd.readouterr()
     assert "Epoch" not in out and "step" not in out, out[-2000:]  # no Keras progress on stdout
-    lines = [(r.name, r.getMessage()) for r in caplog.records if r.getMessage().startswith("epoch ")
-             and "s/epoch" in r.getMessage()]
+    lines = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if r.getMessage().startswith("epoch ") and "s/epoch" in r.getMessage()
+    ]
     assert [name for name, _ in lines] == ["crnn.train"] * 3
     matches = [EPOCH.match(text) for _, text in lines]
     assert all(matches), lines

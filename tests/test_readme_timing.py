@@ -23,8 +23,9 @@ def _flat(text: str) -> str:
 
 def test_readme_demo_time_is_the_figure_recorded_in_docs_benchmarks():
     readme = _flat((REPO / "README.md").read_text())
-    cited = re.search(r'How long it takes, as measured \(docs/benchmarks\.md, section "([^"]+)"\)(.*?)Arguments after',
-                      readme)
+    cited = re.search(
+        r'How long it takes, as measured \(docs/benchmarks\.md, section "([^"]+)"\)(.*?)Arguments after', readme
+    )
     assert cited, "the README's demo time must cite docs/benchmarks.md and its section"
     heading, statement = cited.groups()
     section = _flat(_section((REPO / "docs" / "benchmarks.md").read_text(), heading))
@@ -37,5 +38,6 @@ def test_readme_demo_time_is_the_figure_recorded_in_docs_benchmarks():
     assert "23.5 GiB" in section and "23.5 GiB" in statement
     assert re.search(r"2-core Intel Xeon", section) and "2 Intel Xeon cores" in statement
     assert "no GPU" in section and "no GPU" in statement
-    assert re.search(r"TensorFlow (\d+\.\d+)", section).group(1) == re.search(r"TensorFlow (\d+\.\d+)",
-                                                                              statement).group(1)
+    assert re.search(r"TensorFlow (\d+\.\d+)", section).group(1) == re.search(
+        r"TensorFlow (\d+\.\d+)", statement
+    ).group(1)

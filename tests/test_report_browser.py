@@ -108,8 +108,15 @@ DECODE_ALL = """(async () => {
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--hide-scrollbars", "--mute-audio"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--hide-scrollbars",
+    "--mute-audio",
+]
 TIMEOUT_MS = 30_000
 
 
@@ -130,10 +137,17 @@ class Page:
         self.page.set_default_timeout(TIMEOUT_MS)
         self._errors: list[str] = []
         self.page.on("pageerror", lambda exc: self._errors.append(f"exception: {exc}"))
-        self.page.on("console", lambda msg: self._errors.append(f"console.{msg.type}: {msg.text} {msg.location}")
-                     if msg.type in ("error", "assert") else None)
-        self.page.on("requestfailed", lambda req: self._errors.append(f"request failed: {req.url[:100]} "
-                                                                      f"({req.failure})"))
+        self.page.on(
+            "console",
+            lambda msg: (
+                self._errors.append(f"console.{msg.type}: {msg.text} {msg.location}")
+                if msg.type in ("error", "assert")
+                else None
+            ),
+        )
+        self.page.on(
+            "requestfailed", lambda req: self._errors.append(f"request failed: {req.url[:100]} ({req.failure})")
+        )
 
     def open(self, url: str) -> None:
         self.page.goto(url, wait_until="load")
@@ -166,12 +180,17 @@ class Page:
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[object]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Python not installed "
-                                   "(the test extra: pip install -e '.[test]'): the browser check of the report needs it")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright for Python not installed "
+        "(the test extra: pip install -e '.[test]'): the browser check of the report needs it",
+    )
     path = find_chromium()
     if path is None:
-        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium; .ci/run installs it; "
-                    "or set CRNN_CHROMIUM): the browser check of the report needs it")
+        pytest.skip(
+            "Chromium not installed (Debian: apt-get install -y chromium; .ci/run installs it; "
+            "or set CRNN_CHROMIUM): the browser check of the report needs it"
+        )
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
         try:
@@ -196,7 +215,9 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium, request):
         if category == "2. Comparison":  # the ROC with its caption, as a user sees it
             roc_uri = "results['results/test/report/roc.png'].data_uri"
             browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("eye")))
-            browser.wait_until(f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}")
+            browser.wait_until(
+                f"document.querySelector({PLOT!r}) && document.querySelector({PLOT!r}).src === {roc_uri}"
+            )
             browser.evaluate(ROW_BUTTON % (json.dumps("ROC"), json.dumps("information-circle")))
             browser.wait_until("document.querySelector('#app').innerText.includes('DESCRIPTION')")
             browser.screenshot(ARTIFACTS / "report_roc.png")
@@ -224,8 +245,13 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium, request):
     assert [i["shown"]["kind"] for i in shown["1. Summary"]] == ["iframe"]
     assert len(summary_images) == 7 + 6 and all(i["ok"] for i in summary_images), summary_images
     labels = {i["label"] for i in shown["2. Comparison"]}
-    assert {"ROC", "efficiency vs SNR", "score distributions", "confusion matrices",
-            "efficiency vs arrival time and polarisation"} <= labels
+    assert {
+        "ROC",
+        "efficiency vs SNR",
+        "score distributions",
+        "confusion matrices",
+        "efficiency vs arrival time and polarisation",
+    } <= labels
     assert len(shown["4. Example traces"]) == 6  # gru, lstm and the four baselines
     assert len(decoded) == 7 + 3 * 6 and all(w > 300 for w in decoded.values()), decoded  # 7 comparison + 3 per method
 
@@ -243,8 +269,15 @@ def test_summary_page_loads_and_shows_every_plot(chromium, request):
     errors = browser.errors()
     assert not errors, errors
     alts = [i["alt"] for i in images]
-    for name in ("roc.png", "efficiency.png", "snr.png", "scores.png", "confusion.png", "training.png",
-                 "efficiency_arrival_polarisation.png"):
+    for name in (
+        "roc.png",
+        "efficiency.png",
+        "snr.png",
+        "scores.png",
+        "confusion.png",
+        "training.png",
+        "efficiency_arrival_polarisation.png",
+    ):
         assert name in alts
     assert alts.count("gallery.png") == 6
     assert all(i["ok"] for i in images), images
@@ -277,8 +310,10 @@ def test_summary_page_loads_and_shows_every_plot(chromium, request):
     assert set(by_model) == {"gru", "lstm"}
     for name, row in by_model.items():
         card = json.loads((run["results"] / "models" / name / "model.card.json").read_text())
-        assert row["training traces (with a pulse)"] == f"{card['data']['train']['n_traces']} " \
-                                                       f"({card['data']['train']['n_signal']})"
+        assert (
+            row["training traces (with a pulse)"] == f"{card['data']['train']['n_traces']} "
+            f"({card['data']['train']['n_signal']})"
+        )
         assert row["epochs run / maximum"] == f"{card['training']['epochs_run']} / {card['training']['epochs']}"
         assert row["stopped by"].startswith("the epoch limit")  # test.yaml: two epochs, far from the time limit
         assert row["training time (s) / limit"].startswith(f"{card['training']['train_time_s']:.0f} / 540")

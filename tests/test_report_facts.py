@@ -68,15 +68,24 @@ def test_stop_reason_from_card_and_history():
     assert stop_reason({**base, "epochs_run": 10}, _hist([1.0] * 10, [0.5] * 10)) == "max_epochs"
     assert stop_reason({**base, "epochs_run": 4}, _hist([0.6, 0.5, 0.55, 0.52], [0.7] * 4)) == "early_stopping"
     assert stop_reason({**base, "epochs_run": 4}, _hist([0.6, 0.5, 0.45, 0.52], [0.7] * 4)) == "time_limit"
-    assert stop_reason({**base, "max_time_s": 0, "epochs_run": 4}, _hist([0.6, 0.5, 0.45, 0.52], [0.7] * 4)) == "unknown"
+    assert (
+        stop_reason({**base, "max_time_s": 0, "epochs_run": 4}, _hist([0.6, 0.5, 0.45, 0.52], [0.7] * 4)) == "unknown"
+    )
     assert stop_reason({**base, "epochs_run": 4, "stopped_by": "early_stopping"}, {}) == "early_stopping"
 
 
 def test_training_facts_flag_a_rising_auc_and_time_over_the_limit():
-    card = {"training": {"epochs": 15, "epochs_run": 6, "early_stopping_patience": 4, "max_time_s": 540.0,
-                         "train_time_s": 570.6},
-            "data": {"train": {"n_traces": 1000, "n_signal": 500}, "val": {"n_traces": 200}},
-            "metrics": {"val_auc": 0.91}}
+    card = {
+        "training": {
+            "epochs": 15,
+            "epochs_run": 6,
+            "early_stopping_patience": 4,
+            "max_time_s": 540.0,
+            "train_time_s": 570.6,
+        },
+        "data": {"train": {"n_traces": 1000, "n_signal": 500}, "val": {"n_traces": 200}},
+        "metrics": {"val_auc": 0.91},
+    }
     f = training_facts(card, _hist([0.6, 0.5, 0.45, 0.44, 0.43, 0.42], [0.8, 0.85, 0.87, 0.88, 0.9, 0.92]))
     assert f["stopped_by"] == "time_limit" and f["val_auc_rising_at_end"]
     assert f["best_val_auc"] == 0.92 and f["best_val_auc_epoch"] == 6
@@ -116,46 +125,84 @@ def run(tmp_path_factory):
         sources.append(d / f"source{i}.h5")
         with h5py.File(sources[-1], "w") as f:
             f.attrs["transient_kinds"] = names
-    meta = {"labels": labels.astype(np.int8), "snr": snr, "has_transient": (kind > 0).astype(np.int8),
-            "transient_kind": kind, "source_id": src, "pulse_time_s": t, "polarisation_angle_rad": pol}
+    meta = {
+        "labels": labels.astype(np.int8),
+        "snr": snr,
+        "has_transient": (kind > 0).astype(np.int8),
+        "transient_kind": kind,
+        "source_id": src,
+        "pulse_time_s": t,
+        "polarisation_angle_rad": pol,
+    }
     traces = rng.normal(size=(n, 2, N_SAMPLES)).astype(np.float32)
-    test = write_traces(d / "test.h5", TraceSet(traces, RATE, "V", meta), attrs={
-        "split": "test", "band_hz": [30e6, 80e6], "source_files": json.dumps([str(p) for p in sources])})
+    test = write_traces(
+        d / "test.h5",
+        TraceSet(traces, RATE, "V", meta),
+        attrs={"split": "test", "band_hz": [30e6, 80e6], "source_files": json.dumps([str(p) for p in sources])},
+    )
     named_kind = np.where(src == 1, 3, kind)  # the kind codes of the first source, for the expectations below
     methods = {
         # alpha: the best TPR on all background (ringing below 0.9), poor in noise only (noise up to 0.5)
         "alpha": ("model", _scores(rng, labels, snr, named_kind, noise_hi=0.5, ringing=(0.7, 0.9), other_hi=0.3)),
         # beta: worse on all background (ringing up to 0.98), better in noise only (noise below 0.1)
         "beta": ("model", _scores(rng, labels, snr, named_kind, noise_hi=0.1, ringing=(0.9, 0.98), other_hi=0.3)),
-        "amplitude": ("baseline", _scores(rng, labels, snr, named_kind, noise_hi=0.4, ringing=(0.5, 0.6), other_hi=0.8)),
-        "matched_filter": ("baseline", _scores(rng, labels, snr, named_kind, noise_hi=0.3, ringing=(0.5, 0.95),
-                                               other_hi=0.3)),
+        "amplitude": (
+            "baseline",
+            _scores(rng, labels, snr, named_kind, noise_hi=0.4, ringing=(0.5, 0.6), other_hi=0.8),
+        ),
+        "matched_filter": (
+            "baseline",
+            _scores(rng, labels, snr, named_kind, noise_hi=0.3, ringing=(0.5, 0.95), other_hi=0.3),
+        ),
     }
     paths = []
     for i, (name, (kind_m, s)) in enumerate(methods.items()):
         out = d / name
         out.mkdir()
-        m = summarise(s, labels, snr, fprs=(FPR,), snr_edges=EDGES, has_transient=(kind > 0).astype(int),
-                      n_bootstrap=0)
+        m = summarise(s, labels, snr, fprs=(FPR,), snr_edges=EDGES, has_transient=(kind > 0).astype(int), n_bootstrap=0)
         thr = threshold_at_fpr(s[labels == 0], FPR)
         wp = operating_point(s, labels, snr, thr, EDGES, target_fpr=FPR, has_transient=(kind > 0).astype(int))
-        m = {"format": "crnn-metrics/1", "method": name, "kind": kind_m, "test_file": str(test),
-             "score_meaning": "score", **m, "report_working_point": {**wp, "note": "threshold set on the test background"}}
+        m = {
+            "format": "crnn-metrics/1",
+            "method": name,
+            "kind": kind_m,
+            "test_file": str(test),
+            "score_meaning": "score",
+            **m,
+            "report_working_point": {**wp, "note": "threshold set on the test background"},
+        }
         (out / "metrics.json").write_text(json.dumps(m))
         with h5py.File(out / "scores.h5", "w") as f:
-            for k, v in (("scores", s), ("labels", labels), ("snr", snr), ("has_transient", (kind > 0).astype(np.int8))):
+            for k, v in (
+                ("scores", s),
+                ("labels", labels),
+                ("snr", snr),
+                ("has_transient", (kind > 0).astype(np.int8)),
+            ):
                 f.create_dataset(k, data=v)
         # galleries of known sizes: noise, so that PNG cannot compress them
         Image.fromarray(rng.integers(0, 255, (150, 300 + 10 * i), dtype=np.uint8)).save(out / "gallery.png")
         paths.append(out / "metrics.json")
     cards, histories = [], []
-    for name, (run_, stop_loss) in {"alpha": (6, [0.6, 0.5, 0.45, 0.44, 0.43, 0.42]),
-                                    "beta": (6, [0.6, 0.4, 0.45, 0.46, 0.47, 0.48])}.items():
-        card = {"name": name, "sampling_rate_hz": RATE, "n_samples": N_SAMPLES, "n_channels": 2,
-                "training": {"epochs": 15, "epochs_run": run_, "early_stopping_patience": 4, "max_time_s": 540.0,
-                             "train_time_s": 570.6 if name == "alpha" else 300.2},
-                "data": {"train": {"n_traces": 12345, "n_signal": 6170}, "val": {"n_traces": 2500}},
-                "metrics": {"val_auc": 0.9}}
+    for name, (run_, stop_loss) in {
+        "alpha": (6, [0.6, 0.5, 0.45, 0.44, 0.43, 0.42]),
+        "beta": (6, [0.6, 0.4, 0.45, 0.46, 0.47, 0.48]),
+    }.items():
+        card = {
+            "name": name,
+            "sampling_rate_hz": RATE,
+            "n_samples": N_SAMPLES,
+            "n_channels": 2,
+            "training": {
+                "epochs": 15,
+                "epochs_run": run_,
+                "early_stopping_patience": 4,
+                "max_time_s": 540.0,
+                "train_time_s": 570.6 if name == "alpha" else 300.2,
+            },
+            "data": {"train": {"n_traces": 12345, "n_signal": 6170}, "val": {"n_traces": 2500}},
+            "metrics": {"val_auc": 0.9},
+        }
         (d / name / "model.card.json").write_text(json.dumps(card))
         cards.append(d / name / "model.card.json")
         with open(d / name / "history.csv", "w", newline="") as f:
@@ -164,13 +211,22 @@ def run(tmp_path_factory):
             for e, loss in enumerate(stop_loss, 1):
                 w.writerow([e, loss + 0.05, loss, 0.8 + 0.01 * e])
         histories.append(d / name / "history.csv")
-    return {"dir": d, "metrics": paths, "cards": cards, "histories": histories, "test": test, "methods": methods,
-            "labels": labels, "kind": named_kind}
+    return {
+        "dir": d,
+        "metrics": paths,
+        "cards": cards,
+        "histories": histories,
+        "test": test,
+        "methods": methods,
+        "labels": labels,
+        "kind": named_kind,
+    }
 
 
 def _report(run, out, **kw):
-    page = report_mod.report(run["metrics"], out, histories=run["histories"], cards=run["cards"],
-                             dataset=[run["test"]], **kw)
+    page = report_mod.report(
+        run["metrics"], out, histories=run["histories"], cards=run["cards"], dataset=[run["test"]], **kw
+    )
     return page, json.loads((out / "summary.json").read_text())
 
 
@@ -268,15 +324,30 @@ def test_galleries_are_scaled_down_to_keep_the_page_under_the_data_url_limit(run
 
 def _gallery_widths(page: str) -> dict[str, int]:
     out = {}
-    for name, data in re.findall(r"<summary>([^<]+)</summary><figure><img src=\"data:image/png;base64,([^\"]+)\"", page):
+    for name, data in re.findall(
+        r"<summary>([^<]+)</summary><figure><img src=\"data:image/png;base64,([^\"]+)\"", page
+    ):
         with Image.open(io.BytesIO(base64.b64decode(data))) as im:
             out[name] = im.size[0]
     return out
 
 
 def test_report_logs_readable_lines_and_where_the_page_is(run, tmp_path):
-    proc = run_crnn("report", "--metrics", *run["metrics"], "--card", *run["cards"], "--history", *run["histories"],
-                    "--dataset", run["test"], "--trial-rate-hz", "2000", "-o", tmp_path / "r")
+    proc = run_crnn(
+        "report",
+        "--metrics",
+        *run["metrics"],
+        "--card",
+        *run["cards"],
+        "--history",
+        *run["histories"],
+        "--dataset",
+        run["test"],
+        "--trial-rate-hz",
+        "2000",
+        "-o",
+        tmp_path / "r",
+    )
     assert "{'" not in proc.stderr  # no raw Python dicts
     assert re.search(r"alpha \(model\): AUC 0\.\d{4}; at FPR 0\.01: TPR 0\.\d{3}", proc.stderr), proc.stderr
     assert "trigger rate" in proc.stderr and "at 2 kHz trials" in proc.stderr

@@ -32,8 +32,17 @@ def _awkward_metrics(path):
 
 def test_report_with_intervals_that_exclude_the_estimate(tmp_path):
     ev = tmp_path / "amplitude"
-    run_crnn("evaluate", "--baseline", "amplitude", "--test", REPO / "data" / "example_traces.h5", "-o", ev,
-             "--n-bootstrap", "20")
+    run_crnn(
+        "evaluate",
+        "--baseline",
+        "amplitude",
+        "--test",
+        REPO / "data" / "example_traces.h5",
+        "-o",
+        ev,
+        "--n-bootstrap",
+        "20",
+    )
     _awkward_metrics(ev / "metrics.json")
     proc = run_crnn("report", "--metrics", ev / "metrics.json", "-o", tmp_path / "report", check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -41,7 +50,7 @@ def test_report_with_intervals_that_exclude_the_estimate(tmp_path):
     for name in ("snr.png", "efficiency.png", "roc.png", "summary.html", "summary.json"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     text = re.sub(r'data:[^"]+', "", (tmp_path / "report" / "summary.html").read_text())  # without the images
-    assert "7.25 <span class=\"ci\">[4.69, 6.85]</span>" in text
+    assert '7.25 <span class="ci">[4.69, 6.85]</span>' in text
     assert not re.search(r"(?i)\bnan\b", text)
     row = json.loads((tmp_path / "report" / "summary.json").read_text())["rows"][0]
     assert any(math.isclose(v, 7.25) for k, v in row.items() if k.startswith("snr50_at") and isinstance(v, float))

@@ -23,23 +23,38 @@ RESP_DIR = Path(os.environ.get("CRNN_REALDATA", Path(__file__).parents[1] / ".."
 FAMILY_SPECS = {
     "analog_butterworth": {"band_hz": [30e6, 80e6], "order": 5},
     "analog_chebyshev": {"band_hz": [30e6, 80e6], "order": 4, "ripple_db": 1.0},
-    "analog_bandpass": {"band_hz": [30e6, 80e6], "highpass_order": 3, "lowpass_order": 6,
-                        "highpass_kind": "bessel", "lowpass_kind": "cheby1", "ripple_db": 0.5},
+    "analog_bandpass": {
+        "band_hz": [30e6, 80e6],
+        "highpass_order": 3,
+        "lowpass_order": 6,
+        "highpass_kind": "bessel",
+        "lowpass_kind": "cheby1",
+        "ripple_db": 0.5,
+    },
     "digital_butterworth": {"band_hz": [30e6, 80e6], "order": 5},
     "digital_chebyshev": {"band_hz": [30e6, 80e6], "order": 4, "ripple_db": 1.0},
-    "digital_bandpass": {"band_hz": [30e6, 80e6], "highpass_order": 4, "lowpass_order": 7,
-                         "highpass_kind": "butter", "lowpass_kind": "cheby1", "ripple_db": 0.5},
+    "digital_bandpass": {
+        "band_hz": [30e6, 80e6],
+        "highpass_order": 4,
+        "lowpass_order": 7,
+        "highpass_kind": "butter",
+        "lowpass_kind": "cheby1",
+        "ripple_db": 0.5,
+    },
     "zero_phase": {"band_hz": [30e6, 80e6], "order": 5},
     "log_periodic": {"band_hz": [30e6, 80e6], "tau": 0.8},
     "resonance": {"frequency_hz": 59e6, "q": 11.0},
     "echo": {"delays_s": [25e-9, 40e-9], "amplitudes": [0.4, -0.2]},
     "cable": {"loss_db_per_sqrt_mhz": 1.2},
-    "tilt": {"slope_db_per_mhz": -0.15, "reference_frequency_hz": 30e6, "band_hz": [30e6, 80e6],
-             "phase": "minimum"},
+    "tilt": {"slope_db_per_mhz": -0.15, "reference_frequency_hz": 30e6, "band_hz": [30e6, 80e6], "phase": "minimum"},
     "gain": {"gain_db": 6.0},
     "delay": {"delay_s": 37e-9},
-    "chain": {"parts": [{"family": "resonance", "frequency_hz": 55e6, "q": 5.0}, {"family": "cable",
-                                                                                "loss_db_per_sqrt_mhz": 0.9}]},
+    "chain": {
+        "parts": [
+            {"family": "resonance", "frequency_hz": 55e6, "q": 5.0},
+            {"family": "cable", "loss_db_per_sqrt_mhz": 0.9},
+        ]
+    },
 }
 
 
@@ -90,16 +105,19 @@ def test_transfer_is_fast(family):
 def test_analog_butterworth_equals_physics_bandpass():
     f = np.linspace(0, 250e6, 501)
     for band, order in (((30e6, 80e6), 5), ((30e6, 80e6), 10), ((50e6, 200e6), 3)):
-        r = R.build_response({"family": "analog_butterworth", "band_hz": list(band), "order": order},
-                             sampling_rate_hz=RATE)
+        r = R.build_response(
+            {"family": "analog_butterworth", "band_hz": list(band), "order": order}, sampling_rate_hz=RATE
+        )
         want = bandpass_response(f, band, order)
         np.testing.assert_allclose(r.transfer(f), want, rtol=0, atol=1e-9 * np.abs(want).max())
 
 
 def test_separate_edges_and_kinds():
     f = np.array([30e6, 80e6, 300e6, 5e6])
-    r = R.build_response({"family": "analog_butterworth", "band_hz": [30e6, 80e6], "highpass_order": 4,
-                          "lowpass_order": 0}, sampling_rate_hz=RATE)
+    r = R.build_response(
+        {"family": "analog_butterworth", "band_hz": [30e6, 80e6], "highpass_order": 4, "lowpass_order": 0},
+        sampling_rate_hz=RATE,
+    )
     g = np.abs(r.transfer(f))
     np.testing.assert_allclose(g[:3], [2**-0.5, 1.0, 1.0], rtol=2e-3)  # -3 dB at the high-pass edge, no low-pass
     assert g[3] < (5 / 30) ** 4 * 1.01
@@ -116,14 +134,14 @@ def test_digital_filters_follow_scipy_freqz_not_the_analog_phase():
     from scipy import signal
 
     f = np.linspace(1e6, 240e6, 300)
-    r = R.build_response({"family": "digital_butterworth", "band_hz": [30e6, 80e6], "order": 5},
-                         sampling_rate_hz=RATE)
+    r = R.build_response({"family": "digital_butterworth", "band_hz": [30e6, 80e6], "order": 5}, sampling_rate_hz=RATE)
     sos = signal.butter(5, [30e6, 80e6], btype="bandpass", fs=RATE, output="sos")
     _, want = signal.sosfreqz(sos, worN=f, fs=RATE)
     np.testing.assert_allclose(r.transfer(f), want, atol=1e-9)
     assert np.abs(r.transfer(f) - bandpass_response(f, (30e6, 80e6), 5)).max() > 0.05
-    c = R.build_response({"family": "digital_chebyshev", "band_hz": [30e6, 80e6], "order": 4, "ripple_db": 2.0},
-                         sampling_rate_hz=RATE)
+    c = R.build_response(
+        {"family": "digital_chebyshev", "band_hz": [30e6, 80e6], "order": 4, "ripple_db": 2.0}, sampling_rate_hz=RATE
+    )
     b, a = signal.cheby1(4, 2.0, [30e6, 80e6], btype="bandpass", fs=RATE)
     np.testing.assert_allclose(c.transfer(f), signal.freqz(b, a, worN=f, fs=RATE)[1], atol=1e-8)
 
@@ -135,20 +153,41 @@ def test_digital_bandpass_edges_are_scipy_digital_filters(kind):
     from scipy import signal
 
     f = np.linspace(1e6, RATE / 2, 400)
-    design = {"butter": signal.butter, "cheby1": lambda n, *a, **k: signal.cheby1(n, 0.5, *a, **k),
-              "bessel": lambda n, *a, **k: signal.bessel(n, *a, norm="mag", **k)}[kind]
+    design = {
+        "butter": signal.butter,
+        "cheby1": lambda n, *a, **k: signal.cheby1(n, 0.5, *a, **k),
+        "bessel": lambda n, *a, **k: signal.bessel(n, *a, norm="mag", **k),
+    }[kind]
     want = np.ones(len(f), dtype=complex)
     for order, edge, btype in ((3, 30e6, "highpass"), (6, 80e6, "lowpass")):
         b, a = design(order, edge, btype=btype, fs=RATE)
         want *= signal.freqz(b, a, worN=f, fs=RATE)[1]
-    r = R.build_response({"family": "digital_bandpass", "band_hz": [30e6, 80e6], "highpass_order": 3,
-                          "lowpass_order": 6, "highpass_kind": kind, "lowpass_kind": kind, "ripple_db": 0.5},
-                         sampling_rate_hz=RATE)
+    r = R.build_response(
+        {
+            "family": "digital_bandpass",
+            "band_hz": [30e6, 80e6],
+            "highpass_order": 3,
+            "lowpass_order": 6,
+            "highpass_kind": kind,
+            "lowpass_kind": kind,
+            "ripple_db": 0.5,
+        },
+        sampling_rate_hz=RATE,
+    )
     np.testing.assert_allclose(r.transfer(f), want, atol=1e-8)
     assert abs(r.transfer(np.array([RATE / 2]))[0]) < 1e-6
-    analog = R.build_response({"family": "analog_bandpass", "band_hz": [30e6, 80e6], "highpass_order": 3,
-                               "lowpass_order": 6, "highpass_kind": kind, "lowpass_kind": kind, "ripple_db": 0.5},
-                              sampling_rate_hz=RATE)
+    analog = R.build_response(
+        {
+            "family": "analog_bandpass",
+            "band_hz": [30e6, 80e6],
+            "highpass_order": 3,
+            "lowpass_order": 6,
+            "highpass_kind": kind,
+            "lowpass_kind": kind,
+            "ripple_db": 0.5,
+        },
+        sampling_rate_hz=RATE,
+    )
     assert abs(analog.transfer(np.array([RATE / 2]))[0]) > 1e-5
 
 
@@ -192,8 +231,9 @@ def test_cable_echo_delay_gain_tilt_values():
     t = R.Tilt(-0.2, 30e6)
     np.testing.assert_allclose(20 * np.log10(np.abs(t.transfer(np.array([30e6, 80e6])))), [0.0, -10.0])
     tm = R.Tilt(-0.2, 30e6, (30e6, 80e6), "minimum")
-    np.testing.assert_allclose(np.abs(tm.transfer(np.array([20e6, 55e6, 90e6]))),
-                               10 ** (np.array([0.0, -5.0, -10.0]) / 20))
+    np.testing.assert_allclose(
+        np.abs(tm.transfer(np.array([20e6, 55e6, 90e6]))), 10 ** (np.array([0.0, -5.0, -10.0]) / 20)
+    )
     assert R.group_delay_s(tm, np.array([40e6]))[0] > 0  # a falling gain delays (minimum phase, causal)
 
 
@@ -203,8 +243,9 @@ def test_minimum_phase_of_a_butterworth_magnitude_recovers_its_delay(tmp_path):
     h = bandpass_response(f, (30e6, 80e6), 5)
     path = tmp_path / "bw.csv"
     np.savetxt(path, np.c_[f, np.abs(h)], delimiter=",", header="frequency_hz,gain", comments="")
-    r = R.build_response({"family": "table", "file": "bw.csv", "phase": "minimum"}, sampling_rate_hz=RATE,
-                         base_dir=tmp_path)
+    r = R.build_response(
+        {"family": "table", "file": "bw.csv", "phase": "minimum"}, sampling_rate_hz=RATE, base_dir=tmp_path
+    )
     fb = np.linspace(30e6, 80e6, 26)
     got = R.group_delay_s(r, fb, aperture_hz=0.4e6)
     want = R.group_delay_s(R.AnalogButterworth((30e6, 80e6), 5), fb)
@@ -224,45 +265,78 @@ def _gp_table():
     return f, gain, phase
 
 
-@pytest.mark.parametrize("layout", ["csv_canonical", "semicolon_deg_mhz_db", "whitespace_noheader", "hdf5",
-                                    "group_delay", "implicit_frequency"])
+@pytest.mark.parametrize(
+    "layout",
+    ["csv_canonical", "semicolon_deg_mhz_db", "whitespace_noheader", "hdf5", "group_delay", "implicit_frequency"],
+)
 def test_written_tables_interpolate_their_values(tmp_path, layout):
     f, gain, phase = _gp_table()
     if layout == "csv_canonical":
-        np.savetxt(tmp_path / "t.csv", np.c_[f, gain, phase], delimiter=",", header="frequency_hz,gain,phase_rad",
-                   comments="")
+        np.savetxt(
+            tmp_path / "t.csv", np.c_[f, gain, phase], delimiter=",", header="frequency_hz,gain,phase_rad", comments=""
+        )
         spec = {"file": "t.csv"}
     elif layout == "semicolon_deg_mhz_db":
         wrapped = np.rad2deg(np.angle(np.exp(1j * phase)))
-        np.savetxt(tmp_path / "t.txt", np.c_[f / 1e6, 20 * np.log10(gain), wrapped], delimiter=";",
-                   header="! a comment\nFreq;S21 mag;S21 ang", comments="")
-        spec = {"file": "t.txt", "frequency_column": "Freq", "frequency_unit": "MHz", "gain_column": "S21 mag",
-                "gain_unit": "db", "phase_column": "S21 ang", "phase_unit": "deg"}
+        np.savetxt(
+            tmp_path / "t.txt",
+            np.c_[f / 1e6, 20 * np.log10(gain), wrapped],
+            delimiter=";",
+            header="! a comment\nFreq;S21 mag;S21 ang",
+            comments="",
+        )
+        spec = {
+            "file": "t.txt",
+            "frequency_column": "Freq",
+            "frequency_unit": "MHz",
+            "gain_column": "S21 mag",
+            "gain_unit": "db",
+            "phase_column": "S21 ang",
+            "phase_unit": "deg",
+        }
     elif layout == "whitespace_noheader":
         np.savetxt(tmp_path / "t.dat", np.c_[f / 1e3, -20 * np.log10(gain), phase])
-        spec = {"file": "t.dat", "columns": ["f_khz", "att", "ph"], "frequency_column": "f_khz",
-                "frequency_unit": "kHz", "gain_column": "att", "gain_unit": "db_loss", "phase_column": 2}
+        spec = {
+            "file": "t.dat",
+            "columns": ["f_khz", "att", "ph"],
+            "frequency_column": "f_khz",
+            "frequency_unit": "kHz",
+            "gain_column": "att",
+            "gain_unit": "db_loss",
+            "phase_column": 2,
+        }
     elif layout == "hdf5":
         with h5py.File(tmp_path / "t.h5", "w") as h:
             h["frequency_hz"], h["gain_db"], h["phase_deg"] = f, 20 * np.log10(gain), np.rad2deg(phase)
         spec = {"file": "t.h5"}
     elif layout == "group_delay":
         tau = -np.gradient(phase, f) / (2 * np.pi)
-        np.savetxt(tmp_path / "t.csv", np.c_[f, gain, tau], delimiter=",", header="frequency_hz,gain,group_delay_s",
-                   comments="")
+        np.savetxt(
+            tmp_path / "t.csv",
+            np.c_[f, gain, tau],
+            delimiter=",",
+            header="frequency_hz,gain,group_delay_s",
+            comments="",
+        )
         spec = {"file": "t.csv"}
     else:
         np.savetxt(tmp_path / "t.txt", 20 * np.log10(gain))
-        spec = {"file": "t.txt", "columns": ["gain_db"], "frequency_start_hz": f[0], "frequency_step_hz": f[1] - f[0],
-                "phase": "zero"}
+        spec = {
+            "file": "t.txt",
+            "columns": ["gain_db"],
+            "frequency_start_hz": f[0],
+            "frequency_step_hz": f[1] - f[0],
+            "phase": "zero",
+        }
     r = R.build_response({"family": "table", **spec}, sampling_rate_hz=RATE, base_dir=tmp_path)
     h = r.transfer(f)
     np.testing.assert_allclose(np.abs(h), gain, rtol=1e-6)
     if layout == "implicit_frequency":
         assert np.all(np.angle(h) == 0)
     elif layout == "group_delay":  # integrated phase: the same delay curve, a constant apart
-        np.testing.assert_allclose(R.group_delay_s(r, f[1:-1], aperture_hz=1e6),
-                                   -np.gradient(phase, f)[1:-1] / (2 * np.pi), rtol=0.1)
+        np.testing.assert_allclose(
+            R.group_delay_s(r, f[1:-1], aperture_hz=1e6), -np.gradient(phase, f)[1:-1] / (2 * np.pi), rtol=0.1
+        )
     else:
         np.testing.assert_allclose(np.angle(h * np.exp(-1j * phase)), 0, atol=1e-6)
     # linear interpolation in between, H = 0 outside (never extrapolated)
@@ -274,17 +348,20 @@ def test_written_tables_interpolate_their_values(tmp_path, layout):
 
 def test_table_taper_and_band_warning(tmp_path, caplog):
     f, gain, phase = _gp_table()
-    np.savetxt(tmp_path / "t.csv", np.c_[f, gain, phase], delimiter=",", header="frequency_hz,gain,phase_rad",
-               comments="")
-    r = R.build_response({"family": "table", "file": "t.csv", "taper_hz": 10e6}, sampling_rate_hz=RATE,
-                         base_dir=tmp_path)
+    np.savetxt(
+        tmp_path / "t.csv", np.c_[f, gain, phase], delimiter=",", header="frequency_hz,gain,phase_rad", comments=""
+    )
+    r = R.build_response(
+        {"family": "table", "file": "t.csv", "taper_hz": 10e6}, sampling_rate_hz=RATE, base_dir=tmp_path
+    )
     g = np.abs(r.transfer(np.array([20e6, 25e6, 60e6, 100e6])))
     assert g[0] == 0 and g[3] == 0
     assert g[1] == pytest.approx(0.5 * np.interp(25e6, f, gain), rel=1e-6)
     assert g[2] == pytest.approx(np.interp(60e6, f, gain), rel=1e-6)
     with caplog.at_level(logging.WARNING, logger="crnn.responses"):
-        R.build_response({"family": "table", "file": "t.csv", "band_hz": [10e6, 90e6]}, sampling_rate_hz=RATE,
-                         base_dir=tmp_path)
+        R.build_response(
+            {"family": "table", "file": "t.csv", "band_hz": [10e6, 90e6]}, sampling_rate_hz=RATE, base_dir=tmp_path
+        )
     assert "t.csv: the table covers 2e+07-1e+08 Hz but the band is 1e+07-9e+07 Hz" in caplog.text
 
 
@@ -317,8 +394,10 @@ def test_unknown_column_lists_available_and_missing_file(tmp_path):
     assert str(p) in msg and "'gain_dB'" in msg and msg.index("'gain_db'") < msg.index("'frequency_hz'")
     assert "did you mean 'gain_db'" in msg
     dup = _write_table(tmp_path, "dup.csv", "f, v, v\n1e6,1,0\n2e6,2,0\n3e6,3,0\n4e6,4,0\n")
-    r = R.build_response({"family": "table", "file": str(dup), "frequency_column": "f", "gain_column": 1,
-                          "phase_column": "v.1"}, sampling_rate_hz=RATE)
+    r = R.build_response(
+        {"family": "table", "file": str(dup), "frequency_column": "f", "gain_column": 1, "phase_column": "v.1"},
+        sampling_rate_hz=RATE,
+    )
     assert np.abs(r.transfer(np.array([2e6])))[0] == 2.0
     with pytest.raises(CrnnError, match=r"nope\.csv: response table not found"):
         R.build_response({"family": "table", "file": "nope.csv"}, sampling_rate_hz=RATE, base_dir=tmp_path)
@@ -366,18 +445,38 @@ REAL = {
     "SHP-25+__UNIT_1.s2p": {},
     "SHP-48+_Minus40degC.S2P": {},
     "ULP-216+_Plus25DegC.s2p": {"parameter": "s21"},
-    "NTU01_LNA_LOGMAG.CSV": {"phase_file": "NTU01_LNA_PHASE.CSV", "skiprows": 3,
-                             "columns": ["frequency_hz", "value", "unused"], "gain_column": "value",
-                             "gain_unit": "db", "phase_column": "value", "phase_unit": "deg"},
-    "CableAntennuation_James2016.csv": {"frequency_column": "FREQ (Hz)", "gain_column": "Diff (dB)",
-                                        "gain_unit": "db", "phase_column": "Phase (deg)", "phase_unit": "deg"},
-    "surface_placeholder.csv": {"frequency_column": "Frequency [Hz]", "gain_column": "Gain",
-                                "phase_column": "phase [rad]", "negative_gain": "clip"},
+    "NTU01_LNA_LOGMAG.CSV": {
+        "phase_file": "NTU01_LNA_PHASE.CSV",
+        "skiprows": 3,
+        "columns": ["frequency_hz", "value", "unused"],
+        "gain_column": "value",
+        "gain_unit": "db",
+        "phase_column": "value",
+        "phase_unit": "deg",
+    },
+    "CableAntennuation_James2016.csv": {
+        "frequency_column": "FREQ (Hz)",
+        "gain_column": "Diff (dB)",
+        "gain_unit": "db",
+        "phase_column": "Phase (deg)",
+        "phase_unit": "deg",
+    },
+    "surface_placeholder.csv": {
+        "frequency_column": "Frequency [Hz]",
+        "gain_column": "Gain",
+        "phase_column": "phase [rad]",
+        "negative_gain": "clip",
+    },
 }
 # group-delay spread over 30-80 MHz (docs/responses.md section 3, [CK]; points within 20 dB of the maximum)
-SPREAD_30_80_NS = {"SHP-25+__UNIT_1.s2p": 34.4, "SHP-48+_Minus40degC.S2P": 27.8, "ULP-216+_Plus25DegC.s2p": 0.2,
-                   "NTU01_LNA_LOGMAG.CSV": 3.7, "CableAntennuation_James2016.csv": 1.0,
-                   "surface_placeholder.csv": 4.5}
+SPREAD_30_80_NS = {
+    "SHP-25+__UNIT_1.s2p": 34.4,
+    "SHP-48+_Minus40degC.S2P": 27.8,
+    "ULP-216+_Plus25DegC.s2p": 0.2,
+    "NTU01_LNA_LOGMAG.CSV": 3.7,
+    "CableAntennuation_James2016.csv": 1.0,
+    "surface_placeholder.csv": 4.5,
+}
 DELAY_AT_30_NS = {"SHP-25+__UNIT_1.s2p": 38.3, "SHP-48+_Minus40degC.S2P": 30.2}
 
 
@@ -390,8 +489,7 @@ def responses_dir() -> Path:
 
 @pytest.mark.parametrize("name", sorted(REAL))
 def test_real_tables_read_with_the_documented_numbers(responses_dir, name):
-    r = R.build_response({"family": "table", "file": name, **REAL[name]}, sampling_rate_hz=RATE,
-                         base_dir=responses_dir)
+    r = R.build_response({"family": "table", "file": name, **REAL[name]}, sampling_rate_hz=RATE, base_dir=responses_dir)
     f = np.arange(30e6, 80e6 + 1, 0.25e6)
     h = r.transfer(f)
     gd = R.group_delay_s(r, f, aperture_hz=2e6)
@@ -424,8 +522,13 @@ def _impulse_table_check(r, f_tab, gain_tab, phase_tab):
 def test_real_touchstone_values_equal_the_raw_columns(responses_dir):
     """S21 from scikit-rf equals columns 3 and 4 (dB, deg) of the raw file (README: standard order)."""
     path = responses_dir / "SHP-25+__UNIT_1.s2p"
-    raw = np.array([[float(v) for v in line.split()] for line in path.read_text().splitlines()
-                    if line.strip() and not line.lstrip().startswith(("!", "#"))])
+    raw = np.array(
+        [
+            [float(v) for v in line.split()]
+            for line in path.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith(("!", "#"))
+        ]
+    )
     r = R.build_response({"family": "table", "file": str(path)}, sampling_rate_hz=RATE)
     f = raw[:, 0] * 1e6
     sel = (f > 20e6) & (f < 300e6)
@@ -435,23 +538,48 @@ def test_real_touchstone_values_equal_the_raw_columns(responses_dir):
 
 
 def test_real_magnitude_only_tables(responses_dir, caplog):
-    rcu = R.build_response({"family": "table", "file": "RCU_gain.txt", "columns": ["gain_db"],
-                            "frequency_start_hz": 30e6, "frequency_step_hz": 1e6, "phase": "minimum"},
-                           sampling_rate_hz=RATE, base_dir=responses_dir)
+    rcu = R.build_response(
+        {
+            "family": "table",
+            "file": "RCU_gain.txt",
+            "columns": ["gain_db"],
+            "frequency_start_hz": 30e6,
+            "frequency_step_hz": 1e6,
+            "phase": "minimum",
+        },
+        sampling_rate_hz=RATE,
+        base_dir=responses_dir,
+    )
     g = 20 * np.log10(np.abs(rcu.transfer(np.linspace(30e6, 80e6, 51))))
-    assert (g.max(), g.min()) == pytest.approx((0.83, -8.50), abs=0.01)  # docs: +0.83 to -8.50 dB over 30-80 MHz (a 9.3 dB tilt)
+    assert (g.max(), g.min()) == pytest.approx(
+        (0.83, -8.50), abs=0.01
+    )  # docs: +0.83 to -8.50 dB over 30-80 MHz (a 9.3 dB tilt)
     with caplog.at_level(logging.WARNING, logger="crnn.responses"):
-        cab = R.build_response({"family": "table", "file": "attenuation_RG58_115m.txt",
-                                "columns": ["frequency_mhz", "loss_db"], "frequency_column": "frequency_mhz",
-                                "frequency_unit": "MHz", "phase": "zero"},
-                               sampling_rate_hz=RATE, base_dir=responses_dir, band_hz=(50e6, 200e6))
+        cab = R.build_response(
+            {
+                "family": "table",
+                "file": "attenuation_RG58_115m.txt",
+                "columns": ["frequency_mhz", "loss_db"],
+                "frequency_column": "frequency_mhz",
+                "frequency_unit": "MHz",
+                "phase": "zero",
+            },
+            sampling_rate_hz=RATE,
+            base_dir=responses_dir,
+            band_hz=(50e6, 200e6),
+        )
     assert "attenuation_RG58_115m.txt" in caplog.text
-    np.testing.assert_allclose(-20 * np.log10(np.abs(cab.transfer(np.array([30e6, 80e6])))), [9.38, 15.36],
-                               atol=0.01)
+    np.testing.assert_allclose(-20 * np.log10(np.abs(cab.transfer(np.array([30e6, 80e6])))), [9.38, 15.36], atol=0.01)
     with pytest.raises(CrnnError, match=r"surface_placeholder.csv: column 'Gain' .* >= 0; found -0.0385809 at row 2"):
-        R.build_response({"family": "table", "file": "surface_placeholder.csv", **{
-            k: v for k, v in REAL["surface_placeholder.csv"].items() if k != "negative_gain"}},
-            sampling_rate_hz=RATE, base_dir=responses_dir)
+        R.build_response(
+            {
+                "family": "table",
+                "file": "surface_placeholder.csv",
+                **{k: v for k, v in REAL["surface_placeholder.csv"].items() if k != "negative_gain"},
+            },
+            sampling_rate_hz=RATE,
+            base_dir=responses_dir,
+        )
 
 
 # ------------------------------------------------------------------ ingest folds a response in
@@ -461,9 +589,16 @@ def test_ingest_coreas_folds_a_response_and_becomes_volts(tmp_path):
     from crnn.tracefile import read_traces
 
     src = Path(__file__).resolve().parents[1] / "data" / "example_coreas.hdf5"
-    spec = [{"family": "chain", "parts": [{"family": "gain", "gain_db": 20 * np.log10(2.0)},  # 2 m effective length
-                                          {"family": "resonance", "frequency_hz": 59e6, "q": 5.0}]},
-            {"family": "delay", "delay_s": 20e-9}]
+    spec = [
+        {
+            "family": "chain",
+            "parts": [
+                {"family": "gain", "gain_db": 20 * np.log10(2.0)},  # 2 m effective length
+                {"family": "resonance", "frequency_hz": 59e6, "q": 5.0},
+            ],
+        },
+        {"family": "delay", "delay_s": 20e-9},
+    ]
     conv = Conversion(resample_hz=180e6, band_hz=(30e6, 80e6), response=spec)
     out = ingest(src, tmp_path / "v.h5", conversion=conv)
     data = read_traces(out)
@@ -475,15 +610,18 @@ def test_ingest_coreas_folds_a_response_and_becomes_volts(tmp_path):
     rate = field.sampling_rate_hz
     rs = R.build_channel_responses(spec, 2, rate)
     h = R.transfer_matrix(rs, np.fft.rfftfreq(field.traces.shape[-1], 1 / rate))
-    expected = resample(R.apply_response(field.traces.astype(np.float64), h, rate).astype(np.float64), rate, 180e6,
-                        band_hz=(30e6, 80e6))
+    expected = resample(
+        R.apply_response(field.traces.astype(np.float64), h, rate).astype(np.float64), rate, 180e6, band_hz=(30e6, 80e6)
+    )
     np.testing.assert_allclose(data.traces, expected, rtol=1e-3, atol=1e-6 * np.abs(expected).max())
     assert np.abs(data.traces).max() > 0
     plain = read_traces(ingest(src, tmp_path / "p.h5", conversion=Conversion(resample_hz=180e6, band_hz=(30e6, 80e6))))
     assert plain.unit == "V/m" and not np.allclose(plain.traces, data.traces)
     # --response: inline YAML or a file whose folder resolves table paths
-    assert _response_args('{family: gain, gain_db: 3}') == {"response": {"family": "gain", "gain_db": 3},
-                                                           "response_base_dir": None}
+    assert _response_args("{family: gain, gain_db: 3}") == {
+        "response": {"family": "gain", "gain_db": 3},
+        "response_base_dir": None,
+    }
     (tmp_path / "r.yaml").write_text("family: delay\ndelay_s: 1.0e-8\n")
     assert _response_args(str(tmp_path / "r.yaml"))["response_base_dir"] == str(tmp_path.resolve())
     with pytest.raises(CrnnError, match="unknown family"):
@@ -499,7 +637,10 @@ def test_crnn_simulate_refuses_a_bad_response_table_without_output(tmp_path, cas
 
     text, column, expected = BAD[case]
     table = _write_table(tmp_path, f"{case}.csv", text)
-    settings = {"randomise": {"enabled": False}, "receiver": {"chain_response": {"family": "table", "file": str(table)}}}
+    settings = {
+        "randomise": {"enabled": False},
+        "receiver": {"chain_response": {"family": "table", "file": str(table)}},
+    }
     out = tmp_path / "sim.h5"
     proc = run_crnn("simulate", "-o", out, "--n-traces", "100", "--settings", json.dumps(settings), check=False)
     errors = [line for line in proc.stderr.splitlines() if "error:" in line]

@@ -57,8 +57,19 @@ def test_merged_chunks_equal_a_single_run_bit_for_bit(tmp_path, single, n_chunks
 
 def test_merge_through_the_cli_and_its_errors(tmp_path, single):
     for i in range(2):
-        run_crnn("simulate", "-o", tmp_path / f"c{i}.h5", "--n-traces", "3500", "--seed", "5",
-                 "--chunk", str(i), "--n-chunks", "2")
+        run_crnn(
+            "simulate",
+            "-o",
+            tmp_path / f"c{i}.h5",
+            "--n-traces",
+            "3500",
+            "--seed",
+            "5",
+            "--chunk",
+            str(i),
+            "--n-chunks",
+            "2",
+        )
     run_crnn("merge", "-i", tmp_path / "c1.h5", "-i", tmp_path / "c0.h5", "-o", tmp_path / "m.h5")
     assert sha256(tmp_path / "m.h5") == sha256(single)
 
@@ -67,11 +78,15 @@ def test_merge_through_the_cli_and_its_errors(tmp_path, single):
         (["-i", tmp_path / "c0.h5", "-i", tmp_path / "c0.h5"], "chunk 0 is given twice"),
         (["-i", single], "not a chunk of `crnn simulate --chunk I --n-chunks N`"),
     ]
-    run_crnn("simulate", "-o", tmp_path / "other1.h5", "--n-traces", "3500", "--seed", "6",
-             "--chunk", "1", "--n-chunks", "2")
-    cases.append((["-i", tmp_path / "c0.h5", "-i", tmp_path / "other1.h5"], "are chunks of different runs: attribute 'seed'"))
-    run_crnn("simulate", "-o", tmp_path / "three1.h5", "--n-traces", "3500", "--seed", "5",
-             "--chunk", "1", "--n-chunks", "3")
+    run_crnn(
+        "simulate", "-o", tmp_path / "other1.h5", "--n-traces", "3500", "--seed", "6", "--chunk", "1", "--n-chunks", "2"
+    )
+    cases.append(
+        (["-i", tmp_path / "c0.h5", "-i", tmp_path / "other1.h5"], "are chunks of different runs: attribute 'seed'")
+    )
+    run_crnn(
+        "simulate", "-o", tmp_path / "three1.h5", "--n-traces", "3500", "--seed", "5", "--chunk", "1", "--n-chunks", "3"
+    )
     cases.append((["-i", tmp_path / "c0.h5", "-i", tmp_path / "three1.h5"], "is chunk 1 of 3 chunks"))
     for args, needle in cases:
         proc = run_crnn("merge", *args, "-o", tmp_path / "bad.h5", check=False)
@@ -79,8 +94,9 @@ def test_merge_through_the_cli_and_its_errors(tmp_path, single):
         assert needle in proc.stderr
         assert not (tmp_path / "bad.h5").exists()
 
-    proc = run_crnn("simulate", "-o", tmp_path / "x.h5", "--n-traces", "3500", "--chunk", "2", "--n-chunks", "2",
-                    check=False)
+    proc = run_crnn(
+        "simulate", "-o", tmp_path / "x.h5", "--n-traces", "3500", "--chunk", "2", "--n-chunks", "2", check=False
+    )
     assert proc.returncode == 2 and "chunk must be in 0..1" in proc.stderr
     proc = run_crnn("simulate", "-o", tmp_path / "x.h5", "--n-traces", "3500", "--n-chunks", "2", check=False)
     assert proc.returncode == 2 and "needs a chunk index" in proc.stderr

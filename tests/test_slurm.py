@@ -49,8 +49,10 @@ def _why_not_available() -> str | None:
     if (os.cpu_count() or 1) < 2:
         return "needs 2 CPUs: the SLURM profile's training jobs ask for 2"
     missing = [
-        p for p in PACKAGES
-        if "install ok installed" not in subprocess.run(
+        p
+        for p in PACKAGES
+        if "install ok installed"
+        not in subprocess.run(
             ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True, check=False
         ).stdout
     ]
@@ -88,8 +90,10 @@ def slurm_env():
                 time.sleep(2)
         start = subprocess.run([str(CLUSTER), "start"], check=False, timeout=180)
         if start.returncode == 3:  # a cluster we did not start is in the way: leave it alone
-            _skip_or_fail("a SLURM test cluster is already running, or /etc/slurm/slurm.conf is another SLURM's "
-                          "(see the message above; `tests/slurm/cluster.sh stop` stops a leftover test cluster)")
+            _skip_or_fail(
+                "a SLURM test cluster is already running, or /etc/slurm/slurm.conf is another SLURM's "
+                "(see the message above; `tests/slurm/cluster.sh stop` stops a leftover test cluster)"
+            )
         try:
             if start.returncode != 0:  # start has already stopped what it had started
                 pytest.fail(f"tests/slurm/cluster.sh start failed (exit {start.returncode}); see the messages above")
@@ -106,8 +110,17 @@ def slurm_env():
 
 def run_snakemake(env: dict, workdir: Path, *args: str) -> subprocess.CompletedProcess:
     """Snakemake with the SLURM profile; on timeout SIGINT (it ignores SIGTERM while waiting for jobs)."""
-    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", str(PROFILE), "--directory", str(workdir),
-           *FAST_POLLING, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--workflow-profile",
+        str(PROFILE),
+        "--directory",
+        str(workdir),
+        *FAST_POLLING,
+        *args,
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=TIMEOUT_S)
@@ -137,7 +150,10 @@ def sacct_jobs(env: dict, run: str) -> list[dict[str, str]]:
     for _ in range(20):  # a job's final state reaches the database a moment after it ends
         out = subprocess.run(
             ["sacct", "-X", "-P", "-n", "--name", run, "-S", "now-2days", "-o", ",".join(fields)],
-            check=True, capture_output=True, text=True, env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout
         rows = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
         if rows and all(r["State"] not in ("PENDING", "RUNNING", "COMPLETING") for r in rows):
@@ -150,8 +166,10 @@ def sacct_jobs(env: dict, run: str) -> list[dict[str, str]]:
 
 
 def show(title: str, rows: list[dict[str, str]], capsys) -> str:
-    header = (f"  {'JobID':>6}  {'rule':<20} {'wildcards':<13} {'state':<10} {'exit':<5} {'partition':<9} "
-              f"{'elapsed':<8} AllocTRES")
+    header = (
+        f"  {'JobID':>6}  {'rule':<20} {'wildcards':<13} {'state':<10} {'exit':<5} {'partition':<9} "
+        f"{'elapsed':<8} AllocTRES"
+    )
     lines = [title, header]
     lines += [
         f"  {r['JobID']:>6}  {r['Rule']:<20} {r['Wildcards']:<13} {r['State']:<10} {r['ExitCode']:<5} "
@@ -234,10 +252,18 @@ def test_every_rule_runs_as_a_completed_slurm_job(broken_then_repaired, capsys):
     n_baselines = len(yaml.safe_load(extra.read_text())["evaluate"]["baselines"])
     n_shifts = len(yaml.safe_load(extra.read_text())["robustness"]["only"])
     assert rule_counts(completed) == {
-        "simulate_traces": 2, "merge_traces": 1, "ingest_traces": n_ingest, "build_dataset": 1,
-        "train_classifier": 2, "evaluate_classifier": 2, "evaluate_baseline": n_baselines, "write_report": 1, "report_page": 1,
+        "simulate_traces": 2,
+        "merge_traces": 1,
+        "ingest_traces": n_ingest,
+        "build_dataset": 1,
+        "train_classifier": 2,
+        "evaluate_classifier": 2,
+        "evaluate_baseline": n_baselines,
+        "write_report": 1,
+        "report_page": 1,
         # the robustness suite: one job per shift of test.yaml, one scoring job per model and baseline
-        "simulate_shift": n_shifts, "evaluate_robustness": 2 + n_baselines,
+        "simulate_shift": n_shifts,
+        "evaluate_robustness": 2 + n_baselines,
     }, table
     assert all(r["State"] == "COMPLETED" and r["ExitCode"] == "0:0" for r in completed), table
     for r in rows:
@@ -265,7 +291,9 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_
     assert proc.returncode != 0, proc.stdout[-6000:]
     failed = [r for r in first if r["State"] != "COMPLETED"]
     # the job failed in SLURM, was retried once (profile: retries 1), failed again ...
-    assert [(r["Rule"], r["Wildcards"], r["State"]) for r in failed] == [("ingest_traces", "upload", "FAILED")] * 2, table
+    assert [(r["Rule"], r["Wildcards"], r["State"]) for r in failed] == [("ingest_traces", "upload", "FAILED")] * 2, (
+        table
+    )
     # ... and Snakemake said so: the rule, the SLURM job and crnn's own message from the job's log
     assert "Error in rule ingest_traces" in proc.stdout, proc.stdout[-6000:]
     assert f"SLURM-job '{failed[-1]['JobID']}' failed" in proc.stdout, proc.stdout[-6000:]
@@ -275,11 +303,16 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_
     # the scoring of the shift by the baseline (which needs no model)
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     made_first = jobs(r for r in first if r["State"] == "COMPLETED")
-    assert made_first == sorted([
-        *(("ingest_traces", name) for name in default["ingest"]), ("merge_traces", ""),
-        ("simulate_shift", "band_plus_5mhz"), ("simulate_traces", "0"), ("simulate_traces", "1"),
-        ("evaluate_robustness", "matched_filter"),
-    ]), table
+    assert made_first == sorted(
+        [
+            *(("ingest_traces", name) for name in default["ingest"]),
+            ("merge_traces", ""),
+            ("simulate_shift", "band_plus_5mhz"),
+            ("simulate_traces", "0"),
+            ("simulate_traces", "1"),
+            ("evaluate_robustness", "matched_filter"),
+        ]
+    ), table
     assert run["merged_stamp"] is not None and not run["dataset_after_first"]
 
     proc, second = run["second_proc"], run["second"]
@@ -290,10 +323,19 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_
     made_second = jobs(second)
     assert not set(made_first) & set(made_second), table
     assert [j for j in made_second if j[0] in ("ingest_traces", "build_dataset")] == [
-        ("build_dataset", ""), ("ingest_traces", "upload")], table
+        ("build_dataset", ""),
+        ("ingest_traces", "upload"),
+    ], table
     assert {j[0] for j in made_second} == {
-        "ingest_traces", "build_dataset", "train_classifier", "evaluate_classifier", "evaluate_baseline",
-        "evaluate_robustness", "write_report", "report_page"}, table
+        "ingest_traces",
+        "build_dataset",
+        "train_classifier",
+        "evaluate_classifier",
+        "evaluate_baseline",
+        "evaluate_robustness",
+        "write_report",
+        "report_page",
+    }, table
     assert all(r["State"] == "COMPLETED" for r in second), table
     assert (run["results"] / "simulate" / "traces.h5").stat().st_mtime_ns == run["merged_stamp"]
     assert (run["results"] / "dataset" / "train.h5").exists()

@@ -29,8 +29,13 @@ from crnn.tracefile import read_traces
 
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
 EXERCISE_SIM = SimulationSettings(
-    n_traces=2000, snr_range=(2.0, 2.0), snr_definition="trace_rms", cw_lines=(), transients=(),
-    receiver=ReceiverSettings(n_channels=1), randomise=RandomiseSettings(enabled=False),
+    n_traces=2000,
+    snr_range=(2.0, 2.0),
+    snr_definition="trace_rms",
+    cw_lines=(),
+    transients=(),
+    receiver=ReceiverSettings(n_channels=1),
+    randomise=RandomiseSettings(enabled=False),
 )
 
 
@@ -39,6 +44,7 @@ def _rms(x: np.ndarray) -> np.ndarray:
 
 
 # -- the model -------------------------------------------------------------------------------------
+
 
 def test_the_textbook_bilstm_has_the_exercise_parameter_count_and_layers():
     settings = from_mapping(ModelSettings, TEXTBOOK_MODEL)
@@ -82,6 +88,7 @@ def test_units_take_an_int_or_one_entry_per_layer():
 
 # -- the SNR definition ------------------------------------------------------------------------------
 
+
 def test_amplitude_for_snr_solves_both_definitions_on_real_noise_and_pulses():
     r = ReceiverSettings(n_channels=1)
     rng = np.random.default_rng(5)
@@ -123,7 +130,9 @@ def test_exercise_like_file_has_every_pulse_at_trace_rms_snr_2(tmp_path):
 
 
 def test_noise_rms_stays_the_default_definition():
-    block, signals = Simulator(dataclasses.replace(EXERCISE_SIM, snr_definition="noise_rms"), seed=3).draw_with_signals(0)
+    block, signals = Simulator(dataclasses.replace(EXERCISE_SIM, snr_definition="noise_rms"), seed=3).draw_with_signals(
+        0
+    )
     sig = block.meta["labels"] == 1
     np.testing.assert_allclose(np.max(np.abs(signals[sig]), axis=(1, 2)) / block.meta["noise_rms"][sig], 2.0, rtol=1e-5)
     assert SimulationSettings().snr_definition == "noise_rms"
@@ -134,6 +143,7 @@ def test_noise_rms_stays_the_default_definition():
 
 
 # -- the preset ------------------------------------------------------------------------------------
+
 
 def _merge(base: dict, over: dict) -> dict:  # as Snakemake merges --configfile into the default
     out = dict(base)
@@ -163,22 +173,34 @@ def test_textbook_preset_validates_and_describes_the_exercise():
 
 # -- FLOPs -------------------------------------------------------------------------------------------
 
+
 def test_flops_of_a_tiny_model_match_a_hand_count():
-    m = build_classifier((1, 8), ModelSettings(cell="gru", units=3, conv_filters=2, conv_kernel_size=3, conv_strides=2,
-                                                   whiten=False))
+    m = build_classifier(
+        (1, 8), ModelSettings(cell="gru", units=3, conv_filters=2, conv_kernel_size=3, conv_strides=2, whiten=False)
+    )
     per = {x.name: x.flops for x in layer_flops(m)}
     # conv_1: 8 steps x (2 x 3 taps x 1 channel x 2 filters + 2 biases) = 8 x 14
     # conv_2: stride 2 -> 4 steps x (2 x 3 x 2 x 2 + 2) = 4 x 26
     # gru_1: 4 steps x (2 x 3 gates x 3 units x (2 in + 3 rec) + 2 x 3 x 3 biases (reset_after)) = 4 x 108
     # score: 2 x 3 + 1
-    assert per == {"traces": 0, "normalise": 0, "time_major": 0, "conv_1": 112, "conv_2": 104, "gru_1": 432,
-                   "max_over_time": 0, "dropout": 0, "score": 7}
+    assert per == {
+        "traces": 0,
+        "normalise": 0,
+        "time_major": 0,
+        "conv_1": 112,
+        "conv_2": 104,
+        "gru_1": 432,
+        "max_over_time": 0,
+        "dropout": 0,
+        "score": 7,
+    }
     assert forward_flops(m) == 655
     assert gru_flops(4, 2, 3, reset_after=False) == 4 * (90 + 9)
     assert conv1d_flops(8, 1, 2, 3) == 112
     # bidirectional LSTM, flatten read-out: 2 directions x 5 steps x (2 x 4 x 2 x (1 + 2) + 4 x 2), dense 20 -> 1
-    m = build_classifier((1, 5), ModelSettings(cell="lstm", units=2, bidirectional=True, conv_filters=0,
-                                               readout="flatten", whiten=False))
+    m = build_classifier(
+        (1, 5), ModelSettings(cell="lstm", units=2, bidirectional=True, conv_filters=0, readout="flatten", whiten=False)
+    )
     assert forward_flops(m) == 2 * 5 * (48 + 8) + 2 * 20 + 1 == 2 * lstm_flops(5, 1, 2) + 41
     assert training_flops(655, 1000, 7) == 3 * 655 * 1000 * 7
 
@@ -188,8 +210,23 @@ def test_textbook_flops_and_the_cli(capsys, tiny_model):
     per_step = 2 * (2 * 4 * 32 * 33 + 4 * 32) + 2 * (2 * 4 * 64 * 128 + 4 * 64) + 2 * (2 * 4 * 10 * 138 + 4 * 10)
     assert fwd == 500 * per_step + 2 * 10_000 + 1
     assert total == 3 * fwd * 36_000 * 100
-    assert flops_main(["--settings", json.dumps(TEXTBOOK_MODEL), "--input-shape", "1", "500", "--traces", "36000",
-                       "--epochs", "100", "--json"]) == 0
+    assert (
+        flops_main(
+            [
+                "--settings",
+                json.dumps(TEXTBOOK_MODEL),
+                "--input-shape",
+                "1",
+                "500",
+                "--traces",
+                "36000",
+                "--epochs",
+                "100",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["parameters"] == 95_873 and out["forward_flops_per_trace"] == fwd and out["training_flops"] == total
     assert flops_main(["--model", str(tiny_model)]) == 0  # traces and epochs from the model's card

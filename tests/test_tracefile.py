@@ -25,8 +25,11 @@ def _write_plain(path, traces, *, rate=180e6, unit="V", on_root=False, **dataset
 def test_round_trip_keeps_traces_and_metadata(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 2, 64)).astype(np.float32)
-    meta = {"labels": (rng.random(50) < 0.5).astype(np.int8), "snr": rng.random(50).astype(np.float32),
-            "event_id": np.arange(50)}
+    meta = {
+        "labels": (rng.random(50) < 0.5).astype(np.int8),
+        "snr": rng.random(50).astype(np.float32),
+        "event_id": np.arange(50),
+    }
     write_traces(tmp_path / "a.h5", TraceSet(x, 200e6, "uV", meta))
     back = read_traces(tmp_path / "a.h5")
     np.testing.assert_array_equal(back.traces, x)
@@ -113,7 +116,10 @@ def test_empty_truncated_and_foreign_files(tmp_path):
 
 def test_writer_leaves_nothing_behind_on_error(tmp_path):
     target = tmp_path / "out.h5"
-    with pytest.raises(RuntimeError), TraceWriter(target, n_channels=1, n_samples=8, sampling_rate_hz=1e8, unit="V") as w:
+    with (
+        pytest.raises(RuntimeError),
+        TraceWriter(target, n_channels=1, n_samples=8, sampling_rate_hz=1e8, unit="V") as w,
+    ):
         w.append(TraceSet(np.zeros((4, 1, 8), np.float32), 1e8, "V"))
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []

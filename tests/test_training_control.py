@@ -22,11 +22,33 @@ SMALL_MODEL = {"units": 8, "conv_filters": 8}
 
 
 def _start_train(splits: dict[str, Path], out: Path, training: dict, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "crnn", "train", "--train", str(splits["train"]), "--val", str(splits["val"]),
-           "-o", str(out), "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1",
-           *extra]
-    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "crnn",
+        "train",
+        "--train",
+        str(splits["train"]),
+        "--val",
+        str(splits["val"]),
+        "-o",
+        str(out),
+        "--model",
+        json.dumps(SMALL_MODEL),
+        "--training",
+        json.dumps(training),
+        "--threads",
+        "1",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
 
 
 def _kill_after_first_checkpoint(proc: subprocess.Popen, out: Path, timeout_s: float = 120) -> int:
@@ -64,16 +86,42 @@ def test_killed_training_resumes_and_ends_like_an_uninterrupted_run(tmp_path, sp
     assert not (killed / "history.csv").exists()
     assert _history_epochs(killed / "checkpoint")[:saved_epoch] == list(range(1, saved_epoch + 1))
 
-    proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", killed,
-                    "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
+    proc = run_crnn(
+        "train",
+        "--train",
+        splits["train"],
+        "--val",
+        splits["val"],
+        "-o",
+        killed,
+        "--model",
+        json.dumps(SMALL_MODEL),
+        "--training",
+        json.dumps(training),
+        "--threads",
+        "1",
+    )
     resumed = [line for line in proc.stderr.splitlines() if " from its checkpoint after epoch " in line]
     assert len(resumed) == 1, proc.stderr[-2000:]
     k = int(resumed[0].split("after epoch ")[1].split()[0])
     assert k >= 1
 
     whole = tmp_path / "whole"
-    proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", whole,
-                    "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1")
+    proc = run_crnn(
+        "train",
+        "--train",
+        splits["train"],
+        "--val",
+        splits["val"],
+        "-o",
+        whole,
+        "--model",
+        json.dumps(SMALL_MODEL),
+        "--training",
+        json.dumps(training),
+        "--threads",
+        "1",
+    )
     assert "from its checkpoint" not in proc.stderr
     card_k = json.loads((killed / "model.card.json").read_text())
     card_w = json.loads((whole / "model.card.json").read_text())
@@ -127,8 +175,10 @@ def test_folder_lock_is_exclusive_and_released_on_return_and_on_error(tmp_path):
     with folder_lock(tmp_path, ".x.lock", "crnn train") as path:
         assert path == lock and lock.read_text().strip() == str(os.getpid())
         # flock is per open file: a second holder in this very process is refused like another process
-        with pytest.raises(CrnnError, match=rf"^{tmp_path}: another crnn train \(PID {os.getpid()}\) is writing"), \
-                folder_lock(tmp_path, ".x.lock", "crnn train"):
+        with (
+            pytest.raises(CrnnError, match=rf"^{tmp_path}: another crnn train \(PID {os.getpid()}\) is writing"),
+            folder_lock(tmp_path, ".x.lock", "crnn train"),
+        ):
             pass
     assert not lock.exists()
     with pytest.raises(RuntimeError), folder_lock(tmp_path, ".x.lock", "crnn train"):
@@ -161,8 +211,15 @@ def test_a_resume_killed_before_its_next_checkpoint_stays_in_the_card(tmp_path, 
     assert state["epoch"] == k  # killed before its next checkpoint
     assert [r["epoch"] for r in state["resumes"]] == [k]
     # the third run (in process: same settings, same name as the CLI gives) finishes
-    train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
-          training=TrainingSettings(**training), seed=1, name=default_name(out))
+    train(
+        splits["train"],
+        splits["val"],
+        out,
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(**training),
+        seed=1,
+        name=default_name(out),
+    )
     card = json.loads((out / "model.card.json").read_text())
     assert [r["epoch"] for r in card["training"]["resumed"]] == [k, k]  # both resumes, the killed one too
     assert card["training"]["epochs_run"] == 6
@@ -184,17 +241,39 @@ def test_a_truncated_checkpoint_is_one_line_with_a_restart_hint(tmp_path, splits
         victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
         kept = sorted(p.name for p in (out / "checkpoint").iterdir())
         if suffix == ".keras":  # the CLI: one line, exit 2
-            proc = run_crnn("train", "--train", splits["train"], "--val", splits["val"], "-o", out, "--name", "ck",
-                            "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(training), "--threads", "1",
-                            check=False)
+            proc = run_crnn(
+                "train",
+                "--train",
+                splits["train"],
+                "--val",
+                splits["val"],
+                "-o",
+                out,
+                "--name",
+                "ck",
+                "--model",
+                json.dumps(SMALL_MODEL),
+                "--training",
+                json.dumps(training),
+                "--threads",
+                "1",
+                check=False,
+            )
             assert proc.returncode == 2, proc.stderr[-2000:]
             assert "Traceback" not in proc.stderr
             err = proc.stderr.strip().splitlines()[-1]
             assert err.startswith(f"crnn train: error: {victim}: ") and "--restart" in err, err
         else:
             with pytest.raises(CrnnError, match=rf"^{victim}: .*--restart"):
-                train(splits["train"], splits["val"], out, model_settings=ModelSettings(**SMALL_MODEL),
-                      training=TrainingSettings(**training), seed=1, name="ck")
+                train(
+                    splits["train"],
+                    splits["val"],
+                    out,
+                    model_settings=ModelSettings(**SMALL_MODEL),
+                    training=TrainingSettings(**training),
+                    seed=1,
+                    name="ck",
+                )
         assert sorted(p.name for p in (out / "checkpoint").iterdir()) == kept  # left for the user to decide
         assert not (out / "model.keras").exists()
 
@@ -205,8 +284,21 @@ def test_resuming_with_other_settings_is_refused(tmp_path, splits):
     _kill_after_first_checkpoint(_start_train(splits, out, training), out)
 
     changed = {**training, "epochs": 2, "learning_rate": 1e-3}
-    args = ["train", "--train", splits["train"], "--val", splits["val"], "-o", out,
-            "--model", json.dumps(SMALL_MODEL), "--training", json.dumps(changed), "--threads", "1"]
+    args = [
+        "train",
+        "--train",
+        splits["train"],
+        "--val",
+        splits["val"],
+        "-o",
+        out,
+        "--model",
+        json.dumps(SMALL_MODEL),
+        "--training",
+        json.dumps(changed),
+        "--threads",
+        "1",
+    ]
     proc = run_crnn(*args, check=False)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()[-1]
@@ -253,9 +345,14 @@ def test_streamed_and_in_memory_training_both_learn(tmp_path, splits):
 
     cards = {}
     for streaming in ("never", "always"):
-        path = train(splits["train"], splits["val"], tmp_path / streaming,
-                     model_settings=ModelSettings(units=16, conv_filters=8),
-                     training=TrainingSettings(epochs=3, batch_size=64, streaming=streaming), seed=2)
+        path = train(
+            splits["train"],
+            splits["val"],
+            tmp_path / streaming,
+            model_settings=ModelSettings(units=16, conv_filters=8),
+            training=TrainingSettings(epochs=3, batch_size=64, streaming=streaming),
+            seed=2,
+        )
         cards[streaming] = json.loads(path.with_suffix(".card.json").read_text())
     assert cards["never"]["training"]["streamed"] is False
     assert cards["always"]["training"]["streamed"] is True
@@ -264,8 +361,14 @@ def test_streamed_and_in_memory_training_both_learn(tmp_path, splits):
         assert card["training"]["epochs_run"] == 3
     assert abs(cards["never"]["metrics"]["val_auc"] - cards["always"]["metrics"]["val_auc"]) < 0.1
     # streaming 'auto' picks streaming when the splits exceed the memory budget
-    path = train(splits["train"], splits["val"], tmp_path / "auto", model_settings=ModelSettings(**SMALL_MODEL),
-                 training=TrainingSettings(epochs=1, batch_size=128, memory_budget_mb=1.0), seed=2)
+    path = train(
+        splits["train"],
+        splits["val"],
+        tmp_path / "auto",
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(epochs=1, batch_size=128, memory_budget_mb=1.0),
+        seed=2,
+    )
     assert json.loads(path.with_suffix(".card.json").read_text())["training"]["streamed"] is True
 
 
@@ -274,8 +377,13 @@ def test_unknown_streaming_mode_is_an_error(tmp_path, splits):
     from crnn.train import TrainingSettings, train
 
     with pytest.raises(CrnnError, match="streaming must be one of auto, always, never; found 'yes'"):
-        train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(),
-              training=TrainingSettings(streaming="yes"))
+        train(
+            splits["train"],
+            splits["val"],
+            tmp_path,
+            model_settings=ModelSettings(),
+            training=TrainingSettings(streaming="yes"),
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -305,8 +413,9 @@ def test_stream_visits_every_trace_once_per_epoch_with_a_cross_chunk_shuffle(num
     from crnn.stream import TraceStream
 
     chunk = 1000
-    ds = TraceStream(numbered_file, 64, shuffle=True, seed=4, chunk_size=chunk, buffer_chunks=3,
-                     class_weight={0: 0.75, 1: 1.5})
+    ds = TraceStream(
+        numbered_file, 64, shuffle=True, seed=4, chunk_size=chunk, buffer_chunks=3, class_weight={0: 0.75, 1: 1.5}
+    )
     try:
         ids0, batches = _epoch(ds)
         flat0 = np.concatenate(ids0)
@@ -359,8 +468,14 @@ def test_mixed_precision_keeps_normalisation_and_output_in_float32(tmp_path, spl
     from crnn.models import ModelSettings
     from crnn.train import TrainingSettings, train
 
-    path = train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(**SMALL_MODEL),
-                 training=TrainingSettings(epochs=1, batch_size=128, mixed_precision=True), seed=4)
+    path = train(
+        splits["train"],
+        splits["val"],
+        tmp_path,
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(epochs=1, batch_size=128, mixed_precision=True),
+        seed=4,
+    )
     # the global policy is put back for whatever runs next in this process
     assert keras.config.dtype_policy().name == "float32"
     card = json.loads(path.with_suffix(".card.json").read_text())
@@ -385,16 +500,29 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
     from crnn.models import ModelSettings
     from crnn.train import TrainingSettings, train
 
-    path = train(splits["train"], splits["val"], tmp_path, model_settings=ModelSettings(**SMALL_MODEL),
-                 training=TrainingSettings(epochs=50, batch_size=128, max_time_s=1e-3, checkpoint=False), seed=4)
+    path = train(
+        splits["train"],
+        splits["val"],
+        tmp_path,
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(epochs=50, batch_size=128, max_time_s=1e-3, checkpoint=False),
+        seed=4,
+    )
     card = json.loads(path.with_suffix(".card.json").read_text())
     # one epoch is always run; the next would end past the limit
     assert card["training"]["epochs_run"] == 1
     epoch_s = float(_history(tmp_path)[0]["epoch_time_s"])
     budget = 3 * epoch_s + 1.0
-    path = train(splits["train"], splits["val"], tmp_path / "b", model_settings=ModelSettings(**SMALL_MODEL),
-                 training=TrainingSettings(epochs=50, batch_size=128, max_time_s=budget,
-                                           early_stopping_patience=50, checkpoint=False), seed=4)
+    path = train(
+        splits["train"],
+        splits["val"],
+        tmp_path / "b",
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(
+            epochs=50, batch_size=128, max_time_s=budget, early_stopping_patience=50, checkpoint=False
+        ),
+        seed=4,
+    )
     card = json.loads(path.with_suffix(".card.json").read_text())
     assert 1 < card["training"]["epochs_run"] < 50
     # no epoch is started that would end past the limit (the longest epoch so far is the estimate)

@@ -21,8 +21,17 @@ def test_lint_is_clean():
 def test_dry_run_plans_every_stage(tmp_path):
     proc = snakemake("-n", "--directory", str(tmp_path), "--cores", "1")
     assert proc.returncode == 0, proc.stderr
-    for rule in ("simulate_traces", "ingest_traces", "build_dataset", "train_classifier", "evaluate_classifier",
-                 "evaluate_baseline", "simulate_shift", "evaluate_robustness", "write_report"):
+    for rule in (
+        "simulate_traces",
+        "ingest_traces",
+        "build_dataset",
+        "train_classifier",
+        "evaluate_classifier",
+        "evaluate_baseline",
+        "simulate_shift",
+        "evaluate_robustness",
+        "write_report",
+    ):
         assert rule in proc.stdout
     assert proc.stdout.count("rule train_classifier:") == 2
     from crnn.robustness import DEFAULT_SHIFTS
@@ -60,12 +69,17 @@ def test_config_typos_are_rejected(tmp_path):
 def test_simulation_chunks_run_as_jobs_and_merge_into_the_single_job_file(tmp_path):
     cfg = tmp_path / "chunks.yaml"
     cfg.write_text("seed: 4\nsimulate:\n  n_traces: 2500\nscale_out:\n  simulate_chunks: 3\n")
-    proc = snakemake("results/simulate/traces.h5", "--cores", "2", "--directory", str(tmp_path),
-                     "--configfile", str(cfg))
+    proc = snakemake(
+        "results/simulate/traces.h5", "--cores", "2", "--directory", str(tmp_path), "--configfile", str(cfg)
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = proc.stdout + proc.stderr
     assert log.count("rule simulate_traces:") == 3 and log.count("rule merge_traces:") == 1
-    assert sorted(p.name for p in (tmp_path / "results" / "logs" / "simulate_traces").iterdir()) == ["0.log", "1.log", "2.log"]
+    assert sorted(p.name for p in (tmp_path / "results" / "logs" / "simulate_traces").iterdir()) == [
+        "0.log",
+        "1.log",
+        "2.log",
+    ]
     assert not list((tmp_path / "results" / "simulate" / "chunks").glob("*.h5"))  # temporary: removed after merging
     run_crnn("simulate", "-o", tmp_path / "single.h5", "--n-traces", "2500", "--seed", "4")
     merged = (tmp_path / "results" / "simulate" / "traces.h5").read_bytes()
@@ -133,8 +147,16 @@ def test_whole_pipeline_on_the_test_config(pipeline_run):
         assert (res / "evaluate" / method / "gallery.png").stat().st_size > 10_000
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 100_000
-    for needle in ("summary.html", "roc.png", "efficiency.png", "snr.png", "training.png", "scores.png",
-                   "confusion.png", "gallery.png"):
+    for needle in (
+        "summary.html",
+        "roc.png",
+        "efficiency.png",
+        "snr.png",
+        "training.png",
+        "scores.png",
+        "confusion.png",
+        "gallery.png",
+    ):
         assert needle in html
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
@@ -156,23 +178,35 @@ def test_a_second_config_with_its_own_results_dir_leaves_the_first_run_untouched
     targets = ("simulate/traces.h5", "ingest/example_root.h5")
     work = tmp_path / "work"
     for name, cfg in runs.items():
-        proc = snakemake(*(f"runs/{name}/{t}" for t in targets), "--cores", "2", "--directory", str(work),
-                         "--configfile", str(cfg))
+        proc = snakemake(
+            *(f"runs/{name}/{t}" for t in targets), "--cores", "2", "--directory", str(work), "--configfile", str(cfg)
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         if name == "first":
             first = _snapshot(work / "runs" / "first")
-            assert {str(p) for p in first} >= {*targets, "logs/simulate_traces.log", "logs/ingest_traces/example_root.log"}
+            assert {str(p) for p in first} >= {
+                *targets,
+                "logs/simulate_traces.log",
+                "logs/ingest_traces/example_root.log",
+            }
     assert _snapshot(work / "runs" / "first") == first  # not one byte or time stamp changed
     second = _snapshot(work / "runs" / "second")
     assert {str(p) for p in second} >= {*targets, "logs/simulate_traces.log"}
-    assert second[next(p for p in second if str(p) == targets[0])][1] != first[next(p for p in first if str(p) == targets[0])][1]
+    assert (
+        second[next(p for p in second if str(p) == targets[0])][1]
+        != first[next(p for p in first if str(p) == targets[0])][1]
+    )
     assert sorted(p.name for p in work.iterdir() if not p.name.startswith(".")) == ["runs"]  # no logs/ nor results/
 
     # the second config's whole workflow (every job, forced) names only files in its own folder,
     # its report.html among them
     proc = snakemake("-n", "-F", "--cores", "1", "--directory", str(work), "--configfile", str(runs["second"]))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    paths = [p.strip() for line in proc.stdout.splitlines() if line.strip().startswith(("output:", "log:"))
-             for p in line.split(":", 1)[1].split(",")]
+    paths = [
+        p.strip()
+        for line in proc.stdout.splitlines()
+        if line.strip().startswith(("output:", "log:"))
+        for p in line.split(":", 1)[1].split(",")
+    ]
     assert len(paths) > 40 and all(p.startswith("runs/second/") for p in paths), paths
     assert "runs/second/report.html" in paths and "rule report_page:" in proc.stdout

@@ -32,8 +32,15 @@ def main() -> None:
         simulate(SimulationSettings(n_traces=1000), tmp / "sim.h5", seed=99)
         parts = {s: tmp / f"{s}.h5" for s in ("train", "val", "test")}
         build_dataset([tmp / "sim.h5"], parts, seed=1)
-        train(parts["train"], parts["val"], out, model_settings=ModelSettings(units=8, conv_filters=8),
-              training=TrainingSettings(epochs=1, batch_size=128), seed=1, name="fixture_gru")
+        train(
+            parts["train"],
+            parts["val"],
+            out,
+            model_settings=ModelSettings(units=8, conv_filters=8),
+            training=TrainingSettings(epochs=1, batch_size=128),
+            seed=1,
+            name="fixture_gru",
+        )
     card_file = out / "model.card.json"
     card = json.loads(card_file.read_text())
     for split in card["data"].values():  # temporary paths mean nothing to a reader
@@ -42,8 +49,9 @@ def main() -> None:
     with h5py.File(REPO / "data" / "example_traces.h5") as f:
         x = f["traces"][:50]
     scores = load_classifier(out).predict(x, sampling_rate_hz=180e6)
-    (out / "expected_scores.json").write_text(json.dumps({"input": "data/example_traces.h5[:50]",
-                                                          "scores": [float(s) for s in scores]}, indent=1) + "\n")
+    (out / "expected_scores.json").write_text(
+        json.dumps({"input": "data/example_traces.h5[:50]", "scores": [float(s) for s in scores]}, indent=1) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -28,18 +28,18 @@ rule evaluate_classifier:
             category="4. Example traces",
             labels={"method": "{model}", "figure": "example traces"},
         ),
-    params:
-        settings=as_json(config["evaluate"]),
-        seed=config["seed"],
-        join=join_scores_args,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2500, per_input_mb=0.02),
-        runtime=runtime_min(10, input_mb_per_min=100),
     log:
         res("logs/evaluate_classifier/{model}.log"),
     conda:
         "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2500, per_input_mb=0.02),
+        runtime=runtime_min(10, input_mb_per_min=100),
+    params:
+        settings=as_json(config["evaluate"]),
+        seed=config["seed"],
+        join=join_scores_args,
     shell:
         "crnn evaluate --test {input.test} --model {input.model} --name {wildcards.model} "
         "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "
@@ -75,19 +75,19 @@ rule evaluate_baseline:
             category="4. Example traces",
             labels={"method": "{baseline}", "figure": "example traces"},
         ),
+    log:
+        res("logs/evaluate_baseline/{baseline}.log"),
+    conda:
+        "../envs/crnn.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2500, per_input_mb=0.02),
+        runtime=runtime_min(10, input_mb_per_min=100),
     params:
         settings=as_json(config["evaluate"]),
         signal_model=signal_model_json(),
         seed=config["seed"],
         join=join_scores_args,
-    threads: 1
-    resources:
-        mem_mb=mem_mb(2500, per_input_mb=0.02),
-        runtime=runtime_min(10, input_mb_per_min=100),
-    log:
-        res("logs/evaluate_baseline/{baseline}.log"),
-    conda:
-        "../envs/crnn.yaml"
     shell:
         "crnn evaluate --test {input.test} --baseline {wildcards.baseline} --noise {input.noise} "
         "--output-dir $(dirname {output.metrics}) --settings '{params.settings}' "
@@ -103,18 +103,18 @@ if EVAL_CHUNKS > 1:
             test=res("dataset/test.h5"),
         output:
             scores=temp(res("evaluate/chunks/{model}/{chunk}/scores.h5")),
-        params:
-            settings=as_json(config["evaluate"]),
-            seed=config["seed"],
-            n_chunks=EVAL_CHUNKS,
-        threads: 1
-        resources:
-            mem_mb=mem_mb(2500, per_input_mb=0.02),
-            runtime=runtime_min(10, input_mb_per_min=100 * EVAL_CHUNKS),
         log:
             res("logs/score_classifier_chunk/{model}/{chunk}.log"),
         conda:
             "../envs/crnn.yaml"
+        threads: 1
+        resources:
+            mem_mb=mem_mb(2500, per_input_mb=0.02),
+            runtime=runtime_min(10, input_mb_per_min=100 * EVAL_CHUNKS),
+        params:
+            settings=as_json(config["evaluate"]),
+            seed=config["seed"],
+            n_chunks=EVAL_CHUNKS,
         shell:
             "crnn evaluate --test {input.test} --model {input.model} --name {wildcards.model} "
             "--output-dir $(dirname {output.scores}) --settings '{params.settings}' --seed {params.seed} "
@@ -126,19 +126,19 @@ if EVAL_CHUNKS > 1:
             noise=res("dataset/val.h5"),
         output:
             scores=temp(res("evaluate/chunks/{baseline}/{chunk}/scores.h5")),
+        log:
+            res("logs/score_baseline_chunk/{baseline}/{chunk}.log"),
+        conda:
+            "../envs/crnn.yaml"
+        threads: 1
+        resources:
+            mem_mb=mem_mb(2500, per_input_mb=0.02),
+            runtime=runtime_min(10, input_mb_per_min=100 * EVAL_CHUNKS),
         params:
             settings=as_json(config["evaluate"]),
             signal_model=signal_model_json(),
             seed=config["seed"],
             n_chunks=EVAL_CHUNKS,
-        threads: 1
-        resources:
-            mem_mb=mem_mb(2500, per_input_mb=0.02),
-            runtime=runtime_min(10, input_mb_per_min=100 * EVAL_CHUNKS),
-        log:
-            res("logs/score_baseline_chunk/{baseline}/{chunk}.log"),
-        conda:
-            "../envs/crnn.yaml"
         shell:
             "crnn evaluate --test {input.test} --baseline {wildcards.baseline} --noise {input.noise} "
             "--output-dir $(dirname {output.scores}) --settings '{params.settings}' "
