@@ -252,6 +252,9 @@ def _quantise(onnx_path: Path, windows: np.ndarray, seed: int) -> dict[str, Any]
     pre = onnx_path.with_name("pre.onnx")
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
     batches = [windows[i : i + 64] for i in range(0, len(windows), 64)]
+    # the input's normalisation and whitening stay float: their medians and DFT products span the
+    # whole dynamic range of a trace, which int8 cannot hold (AUC 0.05 lower when they are quantised)
+    keep_float = [n.name for n in onnx.load(str(pre)).graph.node if "normalise" in n.name or "whiten" in n.name]
     quantize_static(
         str(pre),
         str(onnx_path),
@@ -260,6 +263,7 @@ def _quantise(onnx_path: Path, windows: np.ndarray, seed: int) -> dict[str, Any]
         per_channel=True,
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=keep_float,
     )
     pre.unlink()
     graph = onnx.load(str(onnx_path))

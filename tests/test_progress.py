@@ -142,9 +142,10 @@ def test_predict_and_evaluate_log_progress_per_file(tmp_path, caplog, every_upda
         assert [LINE.search(ln).group(1) for ln in lines] == ["250", "500", "750", "1,000"]
         assert all(LINE.search(ln).group(2) == "1,000" for ln in lines)
         caplog.clear()
-        monkeypatch.setattr(evaluate_mod, "SCORE_CHUNK", 500)
-        evaluate_mod.evaluate(path, tmp_path / "ev", model=model)
-    lines = _progress_lines(caplog, "evaluate model.keras on x.h5: ")
+        # pieces are whole multiples of the model's batch: batches of 250 in pieces of 500
+        monkeypatch.setattr(evaluate_mod, "MODEL_BATCH", 250)
+        evaluate_mod.evaluate(path, tmp_path / "ev", model=model, chunk_traces=500)
+    lines = _progress_lines(caplog, "evaluate fixture_gru on x.h5: ")  # the model's name from its card
     assert [LINE.search(ln).group(1) for ln in lines] == ["500", "1,000"]
 
 
