@@ -229,8 +229,11 @@ def test_snakemake_report_loads_and_shows_every_plot(chromium, request):
     # the summary page inside the report: an iframe whose plots must load too
     browser.evaluate("app.setView({navbarMode: 'menu'})")
     browser.evaluate(CLICK_TEXT % json.dumps("1. Summary"))
-    browser.wait_until("document.querySelector('#app table a[iconname=eye]') !== null")
-    browser.evaluate("document.querySelector('#app table a[iconname=eye]').click()")
+    # the summary's own row (the previous category's table may still be on the page for a moment)
+    browser.wait_until(
+        "[...document.querySelectorAll('#app table tr td:first-child')].some(td => td.textContent.trim() === 'summary page')"
+    )
+    browser.evaluate(ROW_BUTTON % (json.dumps("summary page"), json.dumps("eye")))
     browser.wait_until("document.querySelector('#app iframe') !== null")
     summary_images = browser.frame("data:text/html").evaluate(IMAGES_LOADED)
     browser.screenshot(ARTIFACTS / "report_summary.png")
