@@ -560,8 +560,13 @@ def _train(
         "sampling_rate_hz": train_split.sampling_rate_hz,
         "band_hz": train_split.attrs.get("band_hz"),
         "unit_trained": train_split.unit,
-        "normalisation": "each trace divided by its RMS over channels and samples (TraceNormalization layer): "
-        "scores do not depend on gain or unit",
+        "normalisation": (
+            "each trace divided by its RMS over channels and samples"
+            if model_settings.normalise == "rms"
+            else "each trace divided by the square root of the median, over channels and 8 segments per "
+            "channel, of the segments' mean squares"
+        )
+        + " (TraceNormalization layer): scores do not depend on gain or unit",
         "output": "probability that an air-shower pulse is present (sigmoid)",
         "model": to_mapping(model_settings),
         "n_parameters": int(n_params),
