@@ -16,6 +16,26 @@ REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 
 
+def pytest_configure(config) -> None:
+    """Under ``--dist loadgroup`` (tasks.py test), pytest-xdist sends the tests of one xdist_group to
+    one worker by adding ``@group`` to their ids. pytest 9.2 keeps a node's id where xdist 3.8 sets
+    it, so the groups are silently split and each worker builds the shared fixtures again (the
+    pipeline ran twice). Stop such a run at once, naming the versions (the lock pins a pair that
+    groups)."""
+    if getattr(config.option, "dist", None) != "loadgroup" or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    pytest_version, xdist_version = Version(version("pytest")), Version(version("pytest-xdist"))
+    if pytest_version >= Version("9.2") and xdist_version <= Version("3.8.0"):
+        raise pytest.UsageError(
+            f"pytest-xdist {xdist_version} does not group tests (xdist_group) under pytest {pytest_version}: "
+            "install the locked versions (python3 tasks.py test; pyproject.toml asks pytest<9.2)"
+        )
+
+
 def run_crnn(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real ``crnn`` CLI in a subprocess, as a user or a Snakemake rule would."""
     proc = subprocess.run(
