@@ -674,7 +674,8 @@ def _training_html(facts: dict[str, dict[str, Any]]) -> str:
     return (
         '<h2 id="training-title">Training</h2>\n<p><b>How to read:</b> "stopped by": the epoch limit '
         "(training.epochs), early stopping (no lower validation loss for training.early_stopping_patience "
-        "epochs) or the time limit (training.max_time_s: no epoch is started that would end past it). The "
+        "epochs) or the time limit (training.max_time_s: training stops at the batch where it is reached, "
+        "and that shortened last epoch is validated and kept). The "
         "model kept is the one of the lowest validation loss; its validation AUC is in the last column.</p>\n"
         + _table("training-facts", head, body)
     )

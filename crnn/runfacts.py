@@ -72,6 +72,8 @@ def stop_reason(training: dict[str, Any], history: dict[str, list[float]]) -> st
     epochs); else, with a time limit set, the time limit."""
     if training.get("stopped_by") in STOP_TEXT:
         return str(training["stopped_by"])
+    if training.get("time_limit_cut"):  # the limit cut the last epoch short, whatever its number
+        return "time_limit"
     run, epochs = int(training.get("epochs_run") or 0), training.get("epochs")
     if epochs is not None and run >= int(epochs):
         return "max_epochs"

@@ -66,7 +66,8 @@ class TrainingSettings:
     learning_rate: float = 2e-3
     early_stopping_patience: int = 4
     reduce_lr_patience: int = 2
-    #: wall-time limit (s): no epoch is started that would end past it (0 = no limit)
+    #: wall-time limit (s): training stops at the batch where it is reached; that shortened last
+    #: epoch is validated and kept (0 = no limit)
     max_time_s: float = 540.0
     #: false-positive rate on the validation background that sets the working point
     target_fpr: float = 1e-3
@@ -579,6 +580,8 @@ def _train(
             "devices": devices,
             "streamed": stream,
             "resumed": resumes,
+            # the epoch that the time limit cut short, in the run that cut it (else None)
+            "time_limit_cut": limit.cut if limit is not None else None,
             "dtype_policy": "mixed_float16" if training.mixed_precision else "float32",
             "learning_rate_used": training.fine_tune_learning_rate if init else training.learning_rate,
         },
@@ -874,7 +877,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-time-s",
         type=float,
         metavar="S",
-        help="training wall-time limit in s: no epoch is started that would end past it; 0 = no limit "
+        help="training wall-time limit in s: training stops at the batch where it is reached (the shortened "
+        "last epoch is validated and kept); 0 = no limit "
         f"(overrides --training; default {defaults.max_time_s:g})",
     )
     p.add_argument(

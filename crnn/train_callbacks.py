@@ -202,14 +202,21 @@ class _ReduceLR(keras.callbacks.Callback):
 
 
 class _TimeLimit(keras.callbacks.Callback):
-    """Stop before an epoch that would end past ``max_time_s`` of training time.
+    """Stop training when ``max_time_s`` of training time is used, at a batch, not an epoch.
 
-    After each epoch, the next one is predicted to take as long as the longest so far; training
-    stops when that would end past the limit (or the limit has passed already), so a run stays
-    within ``max_time_s`` unless its epochs slow down. The time counts across resumptions:
-    ``already_s`` is the training time of the earlier runs (from the checkpoint); the time
-    between a kill and the restart does not count.
+    An epoch that would end past the limit is cut short: after the batch at which the time left
+    only holds the validation, training stops; that shortened epoch is still validated, logged and
+    checkpointed like any other (``cut`` records how many of its batches ran). The validation's
+    time is the last one measured, before the first validation ``FIRST_VALIDATION_FRACTION`` of the
+    limit. At an epoch's end, no epoch is begun that would be cut to less than ``MIN_EPOCH_FRACTION``
+    of the longest so far. At least one batch always runs. The time counts across resumptions:
+    ``already_s`` is the training time of the earlier runs (from the checkpoint); the time between a
+    kill and the restart does not count. Before, an epoch that would overrun was not begun at all:
+    on 2 threads the default models' second epoch (250-300 s each) never fitted into 540 s.
     """
+
+    FIRST_VALIDATION_FRACTION = 0.03
+    MIN_EPOCH_FRACTION = 0.1
 
     def __init__(self, max_time_s: float, already_s: float = 0.0) -> None:
         super().__init__()
@@ -218,19 +225,59 @@ class _TimeLimit(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
         self._epoch_t0 = self._t0
         self._longest_epoch_s = 0.0
+        self._validation_s: float | None = None
+        self._test_t0 = 0.0
+        self._batches = 0
+        #: the epoch that the limit cut short: {"epoch": 1-based, "batches": run, "of": in a full epoch}
+        self.cut: dict[str, int] | None = None
 
     def elapsed_s(self) -> float:
         return self.already_s + time.perf_counter() - self._t0
 
+    def _reserve_s(self) -> float:
+        """Time kept for the validation of the current epoch."""
+        if self._validation_s is None:
+            return self.FIRST_VALIDATION_FRACTION * self.max_time_s
+        return 1.2 * self._validation_s
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_t0 = time.perf_counter()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._batches += 1
+        if self.model.stop_training or self.elapsed_s() + self._reserve_s() < self.max_time_s:
+            return
+        full = (self.params or {}).get("steps")
+        if full is not None and self._batches >= full:
+            return  # the epoch's last batch: it ends whole, and the epoch's end decides
+        self.model.stop_training = True
+        self.cut = {"batches": self._batches, "of": int(full) if full else -1, "after_s": round(self.elapsed_s(), 1)}
+        log.info(
+            "time limit of %.0f s: %.0f s used, stopping after batch %d%s of this epoch (it is validated and kept)",
+            self.max_time_s,
+            self.elapsed_s(),
+            self._batches,
+            f" of {full}" if full else "",
+        )
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._test_t0 = time.perf_counter()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self._validation_s = time.perf_counter() - self._test_t0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.cut is not None:
+            self.cut["epoch"] = epoch + 1
+            return
         self._longest_epoch_s = max(self._longest_epoch_s, time.perf_counter() - self._epoch_t0)
         elapsed = self.elapsed_s()
-        if elapsed + self._longest_epoch_s > self.max_time_s:
+        left = self.max_time_s - elapsed - self._reserve_s()
+        if left < self.MIN_EPOCH_FRACTION * self._longest_epoch_s:
             log.info(
-                "time limit of %.0f s: %.0f s used after epoch %d, and another epoch takes about %.0f s: stopping",
+                "time limit of %.0f s: %.0f s used after epoch %d, too little left for another (an epoch takes "
+                "about %.0f s): stopping",
                 self.max_time_s,
                 elapsed,
                 epoch + 1,

@@ -496,7 +496,7 @@ def test_mixed_precision_keeps_normalisation_and_output_in_float32(tmp_path, spl
     np.testing.assert_allclose(scaled, scores, atol=1e-3)
 
 
-def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
+def test_time_limit_cuts_the_epoch_it_falls_in_and_keeps_it(tmp_path, splits):
     from crnn.models import ModelSettings
     from crnn.train import TrainingSettings, train
 
@@ -509,10 +509,26 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
         seed=4,
     )
     card = json.loads(path.with_suffix(".card.json").read_text())
-    # one epoch is always run; the next would end past the limit
+    # one batch always runs; then the limit has passed: the first epoch is cut, validated and kept
+    from crnn.tracefile import TraceFile
+
+    with TraceFile(splits["train"]) as tf:
+        n_batches = -(-tf.n_traces // 128)
     assert card["training"]["epochs_run"] == 1
-    epoch_s = float(_history(tmp_path)[0]["epoch_time_s"])
-    budget = 3 * epoch_s + 1.0
+    assert card["training"]["time_limit_cut"]["epoch"] == 1
+    assert card["training"]["time_limit_cut"]["batches"] == 1 and card["training"]["time_limit_cut"]["of"] == n_batches
+    assert np.isfinite(float(_history(tmp_path)[0]["val_loss"]))
+    full = train(
+        splits["train"],
+        splits["val"],
+        tmp_path / "full",
+        model_settings=ModelSettings(**SMALL_MODEL),
+        training=TrainingSettings(epochs=1, batch_size=128, max_time_s=0, checkpoint=False),
+        seed=4,
+    )
+    epoch_s = float(_history(tmp_path / "full")[0]["epoch_time_s"])
+    # a limit of 2.5 epochs: two whole epochs, then the third is cut about half-way
+    budget = 2.5 * epoch_s
     path = train(
         splits["train"],
         splits["val"],
@@ -524,9 +540,13 @@ def test_time_limit_stops_before_an_epoch_that_would_overrun(tmp_path, splits):
         seed=4,
     )
     card = json.loads(path.with_suffix(".card.json").read_text())
-    assert 1 < card["training"]["epochs_run"] < 50
-    # no epoch is started that would end past the limit (the longest epoch so far is the estimate)
-    assert card["training"]["train_time_s"] <= budget + 0.25 * epoch_s
+    assert card["training"]["epochs_run"] >= 2, card["training"]
+    cut = card["training"]["time_limit_cut"]
+    # cut inside an epoch; or, where the limit came within an epoch's last batch, that epoch ended whole
+    assert cut is None or (cut["epoch"] == card["training"]["epochs_run"] and 0 < cut["batches"] < cut["of"]), cut
+    # the whole budget is used, and little more: the cut epoch's validation is the overrun
+    assert 0.8 * budget <= card["training"]["train_time_s"] <= budget + 0.5 * epoch_s, (card["training"], epoch_s)
+    assert json.loads(full.with_suffix(".card.json").read_text())["training"]["time_limit_cut"] is None
 
 
 def test_transient_weight_weights_hard_negatives_in_both_reading_modes(tmp_path):
