@@ -14,6 +14,7 @@ Run only these tests with `python -m pytest -m slurm`.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, run_crnn
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
@@ -36,6 +37,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("true", "1")  # as in .ci/run
 # The profile is used as it is; only how often Snakemake polls is made faster for a short test.
 FAST_POLLING = ("--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2")
 TIMEOUT_S = 900
+EVAL_CHUNKS = 2  # scale_out.evaluate_chunks of the SLURM runs
 SLURM_DIR = Path(os.environ.get("CRNN_SLURM_DIR", "/var/tmp/crnn-slurm"))  # as in cluster.sh
 LOCK = SLURM_DIR.with_name(SLURM_DIR.name + ".lock")
 LOCK_WAIT_S = 1200
@@ -207,10 +209,11 @@ def broken_then_repaired(slurm_env, tmp_path_factory) -> dict:
     good = (REPO / "data" / "example_traces.root").read_bytes()
     source.write_bytes(good[: len(good) // 3])  # a truncated upload: ingesting it must fail
     extra = base / "extra.yaml"
-    # the simulation as two parallel jobs; one baseline and one shift suffice to run each rule as a
-    # job; a second ROOT input beside the example file that config/config.yaml always adds
+    # the simulation and the scoring of the test split as two parallel jobs each; one baseline and
+    # one shift suffice to run each rule as a job; a second ROOT input beside the example file that
+    # config/config.yaml always adds
     extra.write_text(
-        "scale_out:\n  simulate_chunks: 2\nevaluate:\n  baselines: [matched_filter]\n"
+        f"scale_out:\n  simulate_chunks: 2\n  evaluate_chunks: {EVAL_CHUNKS}\nevaluate:\n  baselines: [matched_filter]\n"
         "robustness:\n  only: [band_plus_5mhz]\n"
         "ingest:\n  upload:\n"
         f"    path: {source}\n    format: root\n    tree: events\n    branch: trace\n    unit: V\n"
@@ -259,6 +262,9 @@ def test_every_rule_runs_as_a_completed_slurm_job(broken_then_repaired, capsys):
         "train_classifier": 2,
         "evaluate_classifier": 2,
         "evaluate_baseline": n_baselines,
+        # the test split scored in EVAL_CHUNKS jobs per method, joined by the evaluate jobs
+        "score_classifier_chunk": 2 * EVAL_CHUNKS,
+        "score_baseline_chunk": n_baselines * EVAL_CHUNKS,
         "write_report": 1,
         "report_page": 1,
         # the robustness suite: one job per shift of test.yaml, one scoring job per model and baseline
@@ -332,6 +338,8 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_
         "train_classifier",
         "evaluate_classifier",
         "evaluate_baseline",
+        "score_classifier_chunk",
+        "score_baseline_chunk",
         "evaluate_robustness",
         "write_report",
         "report_page",
@@ -339,3 +347,29 @@ def test_a_failed_job_is_reported_and_a_rerun_makes_only_what_is_missing(broken_
     assert all(r["State"] == "COMPLETED" for r in second), table
     assert (run["results"] / "simulate" / "traces.h5").stat().st_mtime_ns == run["merged_stamp"]
     assert (run["results"] / "dataset" / "train.h5").exists()
+
+
+def test_scores_of_chunk_jobs_joined_equal_one_unsharded_evaluate(broken_then_repaired, tmp_path):
+    """scale_out.evaluate_chunks on SLURM (issue 18): the test split was scored by EVAL_CHUNKS jobs per
+    method and joined; the metrics equal those of one `crnn evaluate` of the whole split, run here
+    with the workflow's settings (the defaults) and seed, exactly (the scoring time aside)."""
+    run = broken_then_repaired
+    assert run["second_proc"].returncode == 0, run["second_proc"].stdout[-4000:]
+    work, res = run["work"], run["results"]
+    seed = yaml.safe_load((REPO / "config" / "test.yaml").read_text())["seed"]
+    # the paths as the workflow's jobs give them (relative to its folder: metrics.json records them)
+    test, val = res.relative_to(work) / "dataset" / "test.h5", res.relative_to(work) / "dataset" / "val.h5"
+    whole = {
+        "gru": ("--model", res.relative_to(work) / "models" / "gru" / "model.keras", "--name", "gru"),
+        "matched_filter": ("--baseline", "matched_filter", "--noise", val),
+    }
+    for method, args in whole.items():
+        out = tmp_path / method
+        run_crnn("evaluate", "--test", test, *args, "--output-dir", out, "--seed", str(seed), cwd=work)
+        joined = json.loads((res / "evaluate" / method / "metrics.json").read_text())
+        alone = json.loads((out / "metrics.json").read_text())
+        for m in (joined, alone):
+            m.pop("scoring_time_s")
+        assert json.dumps(joined, sort_keys=True) == json.dumps(alone, sort_keys=True), method
+    # the chunks' scores were temporary: only the joined scores are kept
+    assert not list((res / "evaluate" / "chunks").rglob("*.h5"))
