@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -39,7 +40,13 @@ LOCKS = {"base": ROOT / "requirements" / "base.txt", "test": ROOT / "requirement
 #: the tools that make the lock and check the code: a venv of their own, never the project's
 #: (.pre-commit-config.yaml pins the same ruff and snakefmt; tests/test_lock.py checks)
 TOOLS_VENV = ROOT / ".venv-tools"
-TOOLS = ("pip-tools==7.7.0", "ruff==0.17.5", "snakefmt==2.1.0")
+TOOLS = ("pip-tools==7.7.0", "ruff==0.17.5", "snakefmt==2.1.0", "uv==0.13.9")
+#: the lock above is for this Python and machine (pip-compile resolves for the one it runs on); the
+#: others get requirements/platforms/{base,test}-py{X.Y}-{machine}.txt, resolved by uv for that
+#: target and constrained to the native lock's pins, so that they differ only where a package has
+#: another build there (tensorflow for tensorflow-cpu on aarch64) or is not needed
+NATIVE_TARGET = ("3.11", "x86_64")
+LOCK_TARGETS = tuple((py, machine) for py in ("3.11", "3.12", "3.13") for machine in ("x86_64", "aarch64"))
 #: what ruff checks and formats, and what snakefmt formats (rules: pyproject.toml [tool.ruff], [tool.snakefmt])
 PYTHON_SOURCES = ("crnn", "tests", "benchmarks")
 SNAKEMAKE_SOURCES = ("Snakefile", "workflow")
@@ -47,6 +54,15 @@ SNAKEMAKE_SOURCES = ("Snakefile", "workflow")
 
 def say(msg: str) -> None:
     print(f"[crnn] {msg}", flush=True)
+
+
+def lock_path(kind: str, python: str | None = None, machine: str | None = None) -> Path:
+    """The lock of ``kind`` (base or test) for a Python (X.Y) and machine; by default this one's."""
+    python = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
+    machine = machine or platform.machine()
+    if (python, machine) == NATIVE_TARGET:
+        return LOCKS[kind]
+    return ROOT / "requirements" / "platforms" / f"{kind}-py{python}-{machine}.txt"
 
 
 def run(cmd: list[str], **kw) -> None:
@@ -61,7 +77,11 @@ def setup(kind: str) -> None:
     if sys.version_info < (3, 11):
         sys.exit(f"crnn needs Python >= 3.11; this is {sys.version.split()[0]}")
     stamp = VENV / f".crnn-installed-{kind}"
-    lock = LOCKS[kind]
+    lock = lock_path(kind)
+    if not lock.exists():
+        say(f"no lock for Python {sys.version_info[0]}.{sys.version_info[1]} on {platform.machine()} "
+            f"({lock.relative_to(ROOT)}): installing with the pins of {LOCKS[kind].relative_to(ROOT)}")
+        lock = LOCKS[kind]
     extras = ",".join(optional_groups()) if kind == "test" else ""
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():
@@ -179,9 +199,32 @@ def lock(args: list[str]) -> None:
         say(f"locking {out.relative_to(ROOT)}" + (f" (groups: {', '.join(groups)})" if extra else ""))
         subprocess.run([*common, *extra, "--output-file", str(out.relative_to(ROOT)), "pyproject.toml"],
                        check=True, cwd=ROOT, env=env)
-        text = out.read_text()
-        out.write_text(re.sub(r"^([A-Za-z0-9._-]+==[^\s+]+)\+[A-Za-z0-9.]+", r"\1", text, flags=re.M))
-    say("lock written: requirements/base.txt, requirements/test.txt (commit both)")
+        _strip_local_versions(out)
+    # the other Pythons and machines: uv resolves for a target it does not run on
+    for python, machine in LOCK_TARGETS:
+        if (python, machine) == NATIVE_TARGET:
+            continue
+        for name in ("base", "test"):
+            out = lock_path(name, python, machine)
+            out.parent.mkdir(exist_ok=True)
+            extra = [f"--extra={g}" for g in groups] if name == "test" else []
+            say(f"locking {out.relative_to(ROOT)}")
+            subprocess.run([str(tbin / "uv"), "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+                            "--python-version", python, "--python-platform", f"{machine}-unknown-linux-gnu",
+                            "-c", str(LOCKS[name].relative_to(ROOT)), *extra,
+                            "--output-file", str(out.relative_to(ROOT)), "pyproject.toml"],
+                           check=True, cwd=ROOT, env=env)
+            body = out.read_text()
+            out.write_text(f"# Python {python}, Linux {machine}: made by `python3 tasks.py lock` (uv pip compile, "
+                           f"constrained to {LOCKS[name].relative_to(ROOT)})\n" + body)
+            _strip_local_versions(out)
+    say("lock written: requirements/base.txt, requirements/test.txt and requirements/platforms/ (commit all)")
+
+
+def _strip_local_versions(path: Path) -> None:
+    """``2.13.0+cpu`` -> ``2.13.0``: pip still matches the public version to a local build."""
+    text = path.read_text()
+    path.write_text(re.sub(r"^([A-Za-z0-9._-]+==[^\s+]+)\+[A-Za-z0-9.]+", r"\1", text, flags=re.M))
 
 
 def lint(args: list[str]) -> None:

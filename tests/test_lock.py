@@ -122,3 +122,45 @@ def test_pre_commit_runs_the_tool_versions_of_ci():
     assert {"ruff-check", "ruff-format", "snakefmt", "snakemake-lint"} <= set(hooks)
     pinned = {d for h in hooks.values() for d in h.get("additional_dependencies", [])}
     assert pinned and pinned <= set(tasks.TOOLS), (pinned, tasks.TOOLS)
+
+
+def _tasks():
+    spec = importlib.util.spec_from_file_location("tasks", REPO / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
+@pytest.mark.parametrize("kind", ["base", "test"])
+def test_every_other_python_and_machine_has_a_lock_within_pyprojects_ranges(kind):
+    """requirements/platforms/ (uv pip compile for Python 3.11-3.13 on Linux x86-64 and aarch64): each
+    pins every requirement of pyproject.toml that applies there within its range, and the versions
+    it shares with the native lock are the native lock's (it was constrained to them)."""
+    tasks = _tasks()
+    native = pins(LOCKS[kind])
+    for python, machine in tasks.LOCK_TARGETS:
+        path = tasks.lock_path(kind, python, machine)
+        if (python, machine) == tasks.NATIVE_TARGET:
+            assert path == LOCKS[kind]
+            continue
+        assert path.exists(), f"{path.relative_to(REPO)} missing: run `python3 tasks.py lock`"
+        locked = pins(path)
+        env = {
+            "python_version": python,
+            "python_full_version": f"{python}.0",
+            "platform_machine": machine,
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+        }
+        groups = [None] + (list(PROJECT.get("optional-dependencies", {})) if kind == "test" else [])
+        for group in groups:
+            lines = PROJECT["dependencies"] if group is None else PROJECT["optional-dependencies"][group]
+            for req in map(Requirement, lines):
+                if req.marker is None or req.marker.evaluate({**env, "extra": group or ""}):
+                    name = canonicalize_name(req.name)
+                    assert name in locked, f"{req} not pinned in {path.relative_to(REPO)}"
+                    assert req.specifier.contains(locked[name], prereleases=True), (path.name, req, locked[name])
+        differ = {k: (native[k], v) for k, v in locked.items() if k in native and native[k] != v}
+        assert not differ, f"{path.relative_to(REPO)} moves pins of {LOCKS[kind].name}: {differ}"
+        if machine == "aarch64":  # the full TensorFlow build where tensorflow-cpu has no wheels
+            assert "tensorflow" in locked and "tensorflow-cpu" not in locked
