@@ -206,6 +206,16 @@ def test_int8_keeps_the_float_models_auc(tmp_path, good_model):
     assert card["export"]["check"]["max_abs_score_difference_int8_vs_float"] > 1e-5
     assert split["float"]["auc"] > 0.9
     assert abs(split["int8"]["auc"] - split["float"]["auc"]) < 0.01
+    # the score is not quantised: the graph's output comes from the float sigmoid, not from a
+    # DequantizeLinear (256 probability levels put the top background and most pulses on one level)
+    import onnx
+
+    graph = onnx.load(str(out / "model.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    last = producer[graph.output[0].name]
+    while last.op_type == "Identity":
+        last = producer[last.input[0]]
+    assert last.op_type == "Sigmoid", [(n.name, n.op_type) for n in graph.node[-6:]]
     # measured here again with predict --engine onnxruntime on the int8 folder
     scores = tmp_path / "scores.h5"
     run_crnn("predict", "--engine", "onnxruntime", "--model", out, "--input", parts["test"], "--output", scores)
