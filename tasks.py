@@ -199,7 +199,7 @@ def lock(args: list[str]) -> None:
         say(f"locking {out.relative_to(ROOT)}" + (f" (groups: {', '.join(groups)})" if extra else ""))
         subprocess.run([*common, *extra, "--output-file", str(out.relative_to(ROOT)), "pyproject.toml"],
                        check=True, cwd=ROOT, env=env)
-        _strip_local_versions(out)
+        out.write_text(_without_local_versions(out))
     # the other Pythons and machines: uv resolves for a target it does not run on
     for python, machine in LOCK_TARGETS:
         if (python, machine) == NATIVE_TARGET:
@@ -214,17 +214,14 @@ def lock(args: list[str]) -> None:
                             "-c", str(LOCKS[name].relative_to(ROOT)), *extra,
                             "--output-file", str(out.relative_to(ROOT)), "pyproject.toml"],
                            check=True, cwd=ROOT, env=env)
-            body = out.read_text()
             out.write_text(f"# Python {python}, Linux {machine}: made by `python3 tasks.py lock` (uv pip compile, "
-                           f"constrained to {LOCKS[name].relative_to(ROOT)})\n" + body)
-            _strip_local_versions(out)
+                           f"constrained to {LOCKS[name].relative_to(ROOT)})\n" + _without_local_versions(out))
     say("lock written: requirements/base.txt, requirements/test.txt and requirements/platforms/ (commit all)")
 
 
-def _strip_local_versions(path: Path) -> None:
-    """``2.13.0+cpu`` -> ``2.13.0``: pip still matches the public version to a local build."""
-    text = path.read_text()
-    path.write_text(re.sub(r"^([A-Za-z0-9._-]+==[^\s+]+)\+[A-Za-z0-9.]+", r"\1", text, flags=re.M))
+def _without_local_versions(path: Path) -> str:
+    """The lock's text with ``2.13.0+cpu`` cut to ``2.13.0``: pip still matches it to a local build."""
+    return re.sub(r"^([A-Za-z0-9._-]+==[^\s+]+)\+[A-Za-z0-9.]+", r"\1", path.read_text(), flags=re.M)
 
 
 def lint(args: list[str]) -> None:

@@ -228,7 +228,8 @@ class _TimeLimit(keras.callbacks.Callback):
         self._validation_s: float | None = None
         self._test_t0 = 0.0
         self._batches = 0
-        #: the epoch that the limit cut short: {"epoch": 1-based, "batches": run, "of": in a full epoch}
+        #: the epoch that the limit cut short: {"epoch": 1-based, "batches": run, "of": in a full epoch
+        #: (-1: unknown), "after_s": training time at the cut}
         self.cut: dict[str, int] | None = None
 
     def elapsed_s(self) -> float:
